@@ -1,0 +1,82 @@
+"""The functional API, imported as ``F``: every op as a plain function of Tensors.
+
+Shapes: B batch, T tokens, H hidden, K classes; ``...`` any leading dims.
+"""
+import numpy as np
+
+from .ops import nn as _nn
+from .ops.elementwise import exp, log, sqrt, tanh
+from .ops.loss import CrossEntropy
+from .ops.matmul import linear, matmul
+from .ops.reduce import max, mean, sum
+from .ops.shape import concatenate, reshape, stack, transpose
+from .ops.nn import erf
+
+__all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "embedding", "dropout", "where",
+           "masked_fill", "cross_entropy", "matmul", "linear", "concatenate", "stack",
+           "reshape", "transpose", "exp", "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
+
+
+def _data(x):
+    return getattr(x, "data", x)
+
+
+def gelu(x):
+    """Exact GELU, x * 0.5 * (1 + erf(x / sqrt(2))), the "gelu" of Hugging Face BERT. Any shape."""
+    return _nn.GELU().apply(x)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, computed after subtracting the max. Any shape."""
+    return _nn.Softmax(axis).apply(x)
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis``, numerically stable. Any shape."""
+    return _nn.LogSoftmax(axis).apply(x)
+
+
+def layer_norm(x, weight, bias, eps=1e-12):
+    """Layer normalisation over the last axis: x (..., H), weight (H,), bias (H,) -> (..., H)."""
+    return _nn.LayerNorm(eps).apply(x, weight, bias)
+
+
+def embedding(ids, weight):
+    """Look up rows: ids (...) integers in [0, V), weight (V, H) -> (..., H)."""
+    return _nn.Embedding().apply(_data(ids), weight)
+
+
+def dropout(x, p=0.1, training=True, rng=None):
+    """Inverted dropout. Identity when not training or p == 0.
+
+    Args:
+        x: tensor of any shape.
+        p: probability of zeroing an element, in [0, 1).
+        training: apply dropout only when True.
+        rng: a ``numpy.random.Generator`` (so masks are reproducible); a fresh unseeded one
+            if None.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    return _nn.Dropout(p, rng if rng is not None else np.random.default_rng()).apply(x)
+
+
+def where(cond, a, b):
+    """Elementwise choice: a where ``cond`` is True, else b (broadcasting). No grad to cond."""
+    return _nn.Where().apply(_data(cond), a, b)
+
+
+def masked_fill(x, mask, value):
+    """Copy of x with ``value`` where the boolean ``mask`` (broadcast to x) is True."""
+    return _nn.MaskedFill(value).apply(x, _data(mask))
+
+
+def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
+    """Cross-entropy between logits (..., K) and integer targets (...).
+
+    Targets equal to ``ignore_index`` are skipped; "mean" divides by the number of counted
+    targets (0 loss and 0 grad when every target is ignored). reduction: "mean", "sum", "none".
+    """
+    return CrossEntropy(ignore_index, reduction).apply(logits, _data(target))
