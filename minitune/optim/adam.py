@@ -1,0 +1,113 @@
+"""Adam and AdamW, with the exact arithmetic of torch.optim.Adam / AdamW (single-tensor path).
+
+For one parameter w with gradient g, at step t = 1, 2, ... (moments m = v = 0 before step 1):
+
+    m = b1 * m + (1 - b1) * g            first moment  (running mean of g)
+    v = b2 * v + (1 - b2) * g * g        second moment (running mean of g^2)
+    bias_c1 = 1 - b1**t                  m and v start at 0, so early on they are biased towards 0
+    bias_c2 = 1 - b2**t                  by exactly these factors; dividing them out un-biases them
+    step_size = lr / bias_c1
+    denom = sqrt(v) / sqrt(bias_c2) + eps
+    w = w - step_size * m / denom
+
+Weight decay differs between the two:
+    Adam  (L2):        g = g + wd * w                 before the moments (decay is rescaled by
+                                                      1/sqrt(v) like any gradient)
+    AdamW (decoupled): w = w * (1 - lr * wd)          before the update, independent of v
+See docs/optim.md for the derivation.
+
+Moments have the parameter's dtype and device (float32 weights -> float32 moments, like torch).
+Everything is computed in place with ``out=`` / augmented ufuncs into one reused scratch buffer,
+because a BERT step touches every one of ~22M weights and temporaries would double the traffic.
+"""
+import math
+
+from minitune.optim.optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """Adam with L2 weight decay (the decay term is added to the gradient), as torch.optim.Adam.
+
+    Args:
+        params: parameters or group dicts (see Optimizer).
+        lr: learning rate.
+        betas: (b1, b2), decay rates of the first and second moment.
+        eps: added to the denominator for numerical stability.
+        weight_decay: L2 coefficient wd.
+    """
+
+    decoupled_weight_decay = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        _check_hyper(type(self).__name__, lr, betas, eps, weight_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay))
+
+    def step(self):
+        """One update of every parameter with a gradient; ``p.data`` is changed in place."""
+        for group in self.param_groups:
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            b1, b2 = group["betas"]
+            for p, g, xp in self._params_with_grad(group):
+                w = p.data
+                state = self.state.get(id(p))
+                if state is None:
+                    state = {"step": 0, "exp_avg": xp.zeros_like(w), "exp_avg_sq": xp.zeros_like(w)}
+                    self.state[id(p)] = state
+                state["step"] += 1
+                t = state["step"]
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+
+                if wd != 0:
+                    if self.decoupled_weight_decay:
+                        w *= 1 - lr * wd                  # w = w * (1 - lr * wd)
+                    else:
+                        g = g + wd * w                    # g = g + wd * w (new array: p.grad kept)
+
+                tmp = self._work_buffer(w)
+                # m = b1*m + (1-b1)*g, written as m += (1-b1) * (g - m) (torch's lerp)
+                xp.subtract(g, m, out=tmp)
+                tmp *= 1 - b1
+                m += tmp
+                # v = b2*v + (1-b2) * g*g
+                v *= b2
+                xp.multiply(g, g, out=tmp)
+                tmp *= 1 - b2
+                v += tmp
+
+                bias_c1 = 1 - b1 ** t
+                bias_c2 = 1 - b2 ** t
+                step_size = lr / bias_c1
+                # denom = sqrt(v) / sqrt(bias_c2) + eps
+                xp.sqrt(v, out=tmp)
+                tmp /= math.sqrt(bias_c2)
+                tmp += eps
+                # w = w - step_size * m / denom
+                xp.divide(m, tmp, out=tmp)
+                tmp *= step_size
+                w -= tmp
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW.
+
+    Same arguments as Adam; ``weight_decay`` defaults to 0.01 like torch. Each step first
+    shrinks the weights, ``w = w * (1 - lr * wd)``, then applies the plain Adam update.
+    """
+
+    decoupled_weight_decay = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def _check_hyper(name, lr, betas, eps, weight_decay):
+    """Raise ValueError for hyperparameters outside their valid range."""
+    if not lr >= 0:
+        raise ValueError(f"{name}: invalid learning rate {lr} (must be >= 0)")
+    if not eps >= 0:
+        raise ValueError(f"{name}: invalid eps {eps} (must be >= 0)")
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"{name}: invalid betas {betas} (need two values in [0, 1))")
+    if not weight_decay >= 0:
+        raise ValueError(f"{name}: invalid weight_decay {weight_decay} (must be >= 0)")
