@@ -48,13 +48,15 @@ class Optimizer:
     def add_param_group(self, group):
         """Add a group dict; missing hyperparameters are filled from ``defaults``."""
         if not isinstance(group, dict) or "params" not in group:
-            raise TypeError(f"a parameter group must be a dict with a 'params' entry, got {group!r}")
+            raise TypeError("a parameter group must be a dict with a 'params' entry, "
+                            f"got {group!r}")
         group = dict(group)
         params = group["params"]
         group["params"] = [params] if hasattr(params, "data") else list(params)
         for p in group["params"]:
             if not (hasattr(p, "data") and hasattr(p, "grad")):
-                raise TypeError(f"optimizer parameters need .data and .grad, got {type(p).__name__}")
+                raise TypeError("optimizer parameters need .data and .grad, "
+                                f"got {type(p).__name__}")
         for key, value in self.defaults.items():
             group.setdefault(key, value)
 

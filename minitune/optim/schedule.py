@@ -92,7 +92,7 @@ class LinearWarmupSchedule(LambdaSchedule):
 
 
 def linear_schedule_with_warmup(optimizer, num_warmup_steps, num_training_steps):
-    """Return a LinearWarmupSchedule (same factor as transformers.get_linear_schedule_with_warmup)."""
+    """A LinearWarmupSchedule: the factor of transformers.get_linear_schedule_with_warmup."""
     return LinearWarmupSchedule(optimizer, num_warmup_steps, num_training_steps)
 
 
