@@ -1,0 +1,270 @@
+"""The name table between Hugging Face BERT checkpoints and minitune BERT models.
+
+minitune's parameter names *are* Hugging Face's (``encoder.layer.3.attention.self.query.
+weight``; Linear weights are (out, in) as in torch, so nothing is transposed). What
+differs between checkpoints is:
+
+* the ``bert.`` prefix: task models (``BertForSequenceClassification``...) keep the
+  encoder under ``bert.``, a bare ``BertModel`` does not. Either kind of checkpoint
+  may be loaded into either kind of model, so the prefix is stripped and re-added;
+* legacy names from TensorFlow-era checkpoints (``LayerNorm.gamma``/``beta``);
+* entries the model does not use: buffers (``embeddings.position_ids``), the
+  pre-training heads (``cls.*``) and other tasks' heads.
+
+Everything is in the tables below; ``map_bert_state_dict`` applies them and checks that
+no key is missing or unexpected and that every shape matches, listing all offenders.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import CheckpointError
+
+# Prefix of the encoder's parameters in task models.
+BERT_PREFIX = "bert."
+
+# Top-level modules of the BERT encoder; keys starting with these get the model's prefix.
+BODY_MODULES = ("embeddings.", "encoder.", "pooler.")
+
+# Renames of checkpoint names (regex on the name without "bert.", replacement, why).
+# Transposes: none -- Hugging Face BERT stores Linear weights as (out, in) like minitune.
+RENAMES = (
+    (r"\.LayerNorm\.gamma$", ".LayerNorm.weight", "TF-era name of the LayerNorm scale"),
+    (r"\.LayerNorm\.beta$", ".LayerNorm.bias", "TF-era name of the LayerNorm shift"),
+)
+
+# Checkpoint entries skipped on purpose (regex on the name without "bert.", why).
+IGNORED = (
+    (r"^embeddings\.position_ids$", "buffer 0..P-1, rebuilt by the model"),
+    (r"^embeddings\.token_type_ids$", "buffer of zeros, rebuilt by the model"),
+    (r"^cls\.", "pre-training heads (masked LM, next sentence), unused for fine-tuning"),
+)
+
+# Task heads of fine-tuned checkpoints: ignored when the model has no such parameter
+# (e.g. loading a sentiment model's encoder into a token classifier).
+OTHER_TASK_HEADS = (r"^classifier\.", r"^qa_outputs\.")
+
+
+@dataclass
+class LoadReport:
+    """What ``map_bert_state_dict`` did with each name.
+
+    Attributes:
+        loaded: model names filled from the checkpoint.
+        missing: model names absent from the checkpoint (only ``allow_missing`` ones,
+            else an error is raised); the model initializes them itself.
+        unexpected: checkpoint names that fit nothing (non-empty only on the report
+            attached to a raised CheckpointError as ``error.report``).
+        ignored: checkpoint names skipped on purpose, with the reason.
+        mismatched: (name, checkpoint shape, model shape) for every shape difference.
+        renamed: checkpoint name -> model name where they differ.
+    """
+
+    loaded: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    unexpected: list = field(default_factory=list)
+    ignored: dict = field(default_factory=dict)
+    mismatched: list = field(default_factory=list)
+    renamed: dict = field(default_factory=dict)
+
+    def summary(self):
+        """One line per non-empty category (for logs)."""
+        lines = [f"loaded {len(self.loaded)} tensors"]
+        if self.renamed:
+            lines.append(f"renamed {len(self.renamed)} (e.g. {next(iter(self.renamed.items()))})")
+        if self.ignored:
+            lines.append(f"ignored {len(self.ignored)}: {', '.join(self.ignored)}")
+        if self.missing:
+            lines.append(f"newly initialized (not in checkpoint): {', '.join(self.missing)}")
+        if self.mismatched:
+            lines.append("shape mismatches (dropped): " + ", ".join(
+                f"{k} {list(c)} vs {list(m)}" for k, c, m in self.mismatched))
+        if self.unexpected:
+            lines.append(f"unexpected: {', '.join(self.unexpected)}")
+        return "\n".join(lines)
+
+
+def strip_prefix(name):
+    """``bert.encoder.x`` -> ``encoder.x``; other names unchanged."""
+    return name.removeprefix(BERT_PREFIX)
+
+
+def rename_legacy(name):
+    """Apply ``RENAMES`` to a name (without prefix)."""
+    for pattern, replacement, _ in RENAMES:
+        name = re.sub(pattern, replacement, name)
+    return name
+
+
+def ignore_reason(name):
+    """The reason ``name`` (without prefix) is in ``IGNORED``, else None."""
+    for pattern, reason in IGNORED:
+        if re.search(pattern, name):
+            return reason
+    return None
+
+
+def checkpoint_to_model_name(name, prefix):
+    """Map a checkpoint name to the model's name for it.
+
+    Args:
+        name: checkpoint key, with or without ``bert.``.
+        prefix: the model's encoder prefix: ``"bert."`` for task models, ``""`` for
+            BertModel.
+    """
+    base = rename_legacy(strip_prefix(name))
+    return prefix + base if base.startswith(BODY_MODULES) else base
+
+
+def map_bert_state_dict(ckpt, model_keys, prefix, allow_missing=(), dtype=None):
+    """Rename checkpoint tensors to the model's names and check them against the model.
+
+    Args:
+        ckpt: dict checkpoint name -> np.ndarray (from ``load_checkpoint``).
+        model_keys: dict model parameter name -> shape (tuple).
+        prefix: ``"bert."`` for task models, ``""`` for ``BertModel``.
+        allow_missing: model names that may be absent from the checkpoint because the
+            model initializes them (a new task head: ``classifier.weight``,
+            ``classifier.bias``). A checkpoint tensor for such a name with the wrong
+            shape (a head for another number of labels) is dropped and reported in
+            ``mismatched`` instead of raising.
+        dtype: if given, floating-point arrays are cast to it (e.g. np.float32).
+
+    Returns:
+        (state, report): ``state`` maps model names to arrays ready to load (exactly
+        the model's names minus ``report.missing``); ``report`` is a ``LoadReport``.
+
+    Raises:
+        CheckpointError: listing *all* missing names, all shape mismatches (name,
+            checkpoint shape, model shape), and all unexpected names, with a hint when
+            the checkpoint looks like another architecture. ``error.report`` holds the
+            ``LoadReport``.
+    """
+    _check_prefix(model_keys, prefix)
+    allow_missing = set(allow_missing)
+    report = LoadReport()
+    renamed = _rename_all(ckpt, prefix, report)
+    state = {}
+    for target, (source, array) in renamed.items():
+        if target not in model_keys:
+            reason = _unused_reason(strip_prefix(target))
+            if reason is None:
+                report.unexpected.append(source)
+            else:
+                report.ignored[source] = reason
+            continue
+        expected = tuple(model_keys[target])
+        if tuple(array.shape) != expected:
+            report.mismatched.append((target, tuple(array.shape), expected))
+            continue
+        state[target] = _cast(array, dtype)
+        report.loaded.append(target)
+        if source != target:
+            report.renamed[source] = target
+    absent = [name for name in model_keys if name not in state]
+    report.missing = [name for name in absent if name in allow_missing]
+    _raise_if_problems(report, [n for n in absent if n not in allow_missing], allow_missing)
+    return state, report
+
+
+def _check_prefix(model_keys, prefix):
+    """The model's encoder names must all carry ``prefix`` (a caller's contract)."""
+    if prefix not in ("", BERT_PREFIX):
+        raise ValueError(f"prefix must be '' or {BERT_PREFIX!r}, got {prefix!r}")
+    wrong = [k for k in model_keys if k.startswith(BODY_MODULES) != (prefix == "")
+             and strip_prefix(k).startswith(BODY_MODULES)]
+    if wrong:
+        raise ValueError(f"model names {wrong[:3]} do not match prefix {prefix!r}")
+
+
+def _rename_all(ckpt, prefix, report):
+    """checkpoint names -> {model name: (checkpoint name, array)}; ignores buffers etc."""
+    renamed, sources = {}, {}
+    for name, array in ckpt.items():
+        reason = ignore_reason(strip_prefix(name))
+        if reason is not None:
+            report.ignored[name] = reason
+            continue
+        target = checkpoint_to_model_name(name, prefix)
+        sources.setdefault(target, []).append(name)
+        renamed[target] = (name, array)
+    clashes = {t: names for t, names in sources.items() if len(names) > 1}
+    if clashes:
+        raise CheckpointError(
+            "checkpoint has several tensors for the same parameter: " + "; ".join(
+                f"{t} <- {', '.join(names)}" for t, names in clashes.items())
+        )
+    return renamed
+
+
+def _unused_reason(name):
+    """Why a checkpoint tensor the model has no parameter for may be skipped, or None."""
+    if any(re.search(pattern, name) for pattern in OTHER_TASK_HEADS):
+        return "task head of another fine-tuned model; this model does not have it"
+    return None
+
+
+def _cast(array, dtype):
+    array = np.asarray(array)
+    if dtype is not None and array.dtype.kind == "f":
+        array = array.astype(dtype, copy=False)
+    return array
+
+
+def _raise_if_problems(report, missing, allow_missing):
+    """One CheckpointError listing every missing, mismatched and unexpected name."""
+    mismatched = [m for m in report.mismatched if m[0] not in allow_missing]
+    if not (missing or mismatched or report.unexpected):
+        return
+    parts = []
+    if report.unexpected:
+        firsts = sorted({name.split(".")[0] + "." for name in report.unexpected})
+        parts.append(
+            f"{len(report.unexpected)} checkpoint tensor(s) that BERT does not have: "
+            f"{', '.join(report.unexpected)}. The checkpoint looks like another "
+            f"architecture (names start with {', '.join(firsts)}; BERT's start with "
+            f"{', '.join(BODY_MODULES)} or {BERT_PREFIX})"
+        )
+    if missing:
+        parts.append(f"{len(missing)} parameter(s) missing from the checkpoint: "
+                     f"{', '.join(missing)}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} shape mismatch(es): " + "; ".join(
+            f"{k}: checkpoint {list(c)} vs model {list(m)}{_transpose_hint(c, m)}"
+            for k, c, m in mismatched))
+    error = CheckpointError("cannot load checkpoint into the model:\n  " + "\n  ".join(parts))
+    error.report = report
+    raise error
+
+
+def _transpose_hint(ckpt_shape, model_shape):
+    if len(ckpt_shape) == 2 and tuple(ckpt_shape[::-1]) == tuple(model_shape):
+        return " (transposed: a TensorFlow/Conv1D (in, out) layout?)"
+    return ""
+
+
+def to_hf_state_dict(model_state, prefix=""):
+    """Model parameters -> a Hugging Face state dict of NumPy arrays for saving.
+
+    Our names are Hugging Face's, so this is the identity on names; it checks that
+    the encoder names carry ``prefix`` and brings values to host NumPy arrays.
+
+    Args:
+        model_state: dict name -> np.ndarray, a cupy array, or a Tensor/Parameter
+            (anything with a ``.data`` array).
+        prefix: ``"bert."`` for task models, ``""`` for BertModel.
+
+    Returns:
+        dict name -> np.ndarray (C-contiguous), ready for ``write_safetensors``.
+    """
+    _check_prefix(model_state, prefix)
+    out = {}
+    for name, value in model_state.items():
+        if not isinstance(value, np.ndarray) and hasattr(value, "data"):
+            value = value.data  # a Tensor: take its array
+        if hasattr(value, "get") and not isinstance(value, np.ndarray):
+            value = value.get()  # a cupy array: explicit device -> host copy
+        out[name] = np.array(value, order="C")
+    return out
