@@ -32,7 +32,8 @@ def get_array_module(*arrays):
     Arguments may be arrays, Tensors (their ``.data`` is used), scalars or None.
     """
     for a in arrays:
-        a = getattr(a, "data", a)
+        if not hasattr(a, "__array_interface__"):      # a Tensor: look at its array
+            a = getattr(a, "data", a)
         if is_cupy_array(a):
             return _import_cupy()
     return np

@@ -1,0 +1,451 @@
+"""BERT (Devlin et al. 2019) in minitune, laid out exactly like Hugging Face's ``BertModel`` so
+that parameter names and shapes match a checkpoint one to one.
+
+Shapes: B batch, T tokens, H hidden, NH heads, HS = H / NH head size, I intermediate size,
+V vocabulary, P max positions, K classes.
+
+    input_ids (B, T) ──embeddings──> (B, T, H) ──N x BertLayer──> last_hidden_state (B, T, H)
+                                                     └─ pooler: tanh(dense(h[:, 0])) (B, H)
+    BertLayer: h = LN(h + dropout(attn_out(self_attention(h))))
+               h = LN(h + dropout(out(gelu(intermediate(h)))))
+"""
+import json
+import logging
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from .. import functional as F
+from ..backend import get_array_module
+from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
+from ..tensor import Tensor
+
+log = logging.getLogger("minitune")
+
+
+# --------------------------------------------------------------------------- config
+
+@dataclass
+class BertConfig:
+    """Hyper-parameters of a BERT model; names and defaults as Hugging Face's config.json."""
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    position_embedding_type: str = "absolute"
+    classifier_dropout: float = None
+    id2label: dict = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
+    extra: dict = field(default_factory=dict)      # other config.json keys, kept for saving
+
+    def __post_init__(self):
+        self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
+                             f"num_attention_heads {self.num_attention_heads}")
+        if self.hidden_act != "gelu":
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not supported; minitune's BERT "
+                             f"implements the exact 'gelu' of the original model")
+        if self.position_embedding_type != "absolute":
+            raise ValueError(f"position_embedding_type {self.position_embedding_type!r} is not "
+                             f"supported (only 'absolute')")
+
+    @property
+    def num_labels(self):
+        return len(self.id2label)
+
+    @property
+    def label2id(self):
+        return {v: k for k, v in self.id2label.items()}
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: d.pop(k) for k in list(d) if k in known}
+        if "id2label" not in kwargs and "num_labels" in d:
+            kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(int(d["num_labels"]))}
+        d.pop("num_labels", None)
+        d.pop("label2id", None)
+        return cls(**kwargs, extra=d)
+
+    @classmethod
+    def from_json_file(cls, path):
+        path = Path(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config not found: {path}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: invalid JSON in config: {e.msg}") from None
+        if d.get("model_type", "bert") != "bert":
+            raise ValueError(f"{path}: model_type is {d.get('model_type')!r}; minitune loads "
+                             f"BERT checkpoints (model_type 'bert') only")
+        return cls.from_dict(d)
+
+    def to_dict(self):
+        d = dict(self.extra)
+        for f in fields(self):
+            if f.name != "extra":
+                d[f.name] = getattr(self, f.name)
+        d["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        d["label2id"] = self.label2id
+        d["model_type"] = "bert"
+        return d
+
+
+@dataclass
+class ModelOutput:
+    """What a model returns; fields not produced are None."""
+    logits: Tensor = None
+    loss: Tensor = None
+    last_hidden_state: Tensor = None
+    pooler_output: Tensor = None
+
+
+# --------------------------------------------------------------------------- layers
+
+class BertEmbeddings(Module):
+    """word + position + token-type embeddings, then LayerNorm and dropout: (B, T) -> (B, T, H)."""
+
+    def __init__(self, c, rng):
+        std, H = c.initializer_range, c.hidden_size
+        self.word_embeddings = Embedding(c.vocab_size, H, std, rng)
+        self.position_embeddings = Embedding(c.max_position_embeddings, H, std, rng)
+        self.token_type_embeddings = Embedding(c.type_vocab_size, H, std, rng)
+        self.LayerNorm = LayerNorm(H, c.layer_norm_eps)
+        self.dropout = Dropout(c.hidden_dropout_prob, rng)
+
+    def forward(self, input_ids, token_type_ids):
+        T = input_ids.shape[1]
+        positions = np.arange(T)
+        x = (self.word_embeddings(input_ids)                       # (B, T, H)
+             + self.position_embeddings(positions)                 # (T, H), broadcast over B
+             + self.token_type_embeddings(token_type_ids))         # (B, T, H)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(Module):
+    """Multi-head scaled dot-product attention.
+
+    scores = Q K^T / sqrt(HS) + mask_bias;  probs = softmax(scores);  context = probs V
+    x (B, T, H), mask_bias (B, 1, 1, T) -> (B, T, H)
+    """
+
+    def __init__(self, c, rng):
+        H, std = c.hidden_size, c.initializer_range
+        self.num_heads = c.num_attention_heads
+        self.head_size = H // c.num_attention_heads
+        self.query = Linear(H, H, std=std, rng=rng)
+        self.key = Linear(H, H, std=std, rng=rng)
+        self.value = Linear(H, H, std=std, rng=rng)
+        self.dropout = Dropout(c.attention_probs_dropout_prob, rng)
+
+    def split_heads(self, x):
+        B, T, H = x.shape
+        return x.reshape(B, T, self.num_heads, self.head_size).transpose(0, 2, 1, 3)  # (B,NH,T,HS)
+
+    def forward(self, x, mask_bias):
+        q = self.split_heads(self.query(x))
+        k = self.split_heads(self.key(x))
+        v = self.split_heads(self.value(x))
+        scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(self.head_size))  # (B,NH,T,T)
+        probs = self.dropout(F.softmax(scores + mask_bias, axis=-1))
+        context = probs @ v                                                     # (B,NH,T,HS)
+        B, NH, T, HS = context.shape
+        return context.transpose(0, 2, 1, 3).reshape(B, T, NH * HS)             # (B,T,H)
+
+
+class BertSelfOutput(Module):
+    """Output projection of attention, dropout, residual, LayerNorm: (B, T, H) -> (B, T, H)."""
+
+    def __init__(self, c, rng):
+        self.dense = Linear(c.hidden_size, c.hidden_size, std=c.initializer_range, rng=rng)
+        self.LayerNorm = LayerNorm(c.hidden_size, c.layer_norm_eps)
+        self.dropout = Dropout(c.hidden_dropout_prob, rng)
+
+    def forward(self, h, residual):
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertAttention(Module):
+    def __init__(self, c, rng):
+        self.self = BertSelfAttention(c, rng)
+        self.output = BertSelfOutput(c, rng)
+
+    def forward(self, x, mask_bias):
+        return self.output(self.self(x, mask_bias), x)
+
+
+class BertIntermediate(Module):
+    """dense H -> I, then exact GELU: (B, T, H) -> (B, T, I)."""
+
+    def __init__(self, c, rng):
+        self.dense = Linear(c.hidden_size, c.intermediate_size, std=c.initializer_range, rng=rng)
+
+    def forward(self, x):
+        return F.gelu(self.dense(x))
+
+
+class BertOutput(Module):
+    """dense I -> H, dropout, residual, LayerNorm: (B, T, I) -> (B, T, H)."""
+
+    def __init__(self, c, rng):
+        self.dense = Linear(c.intermediate_size, c.hidden_size, std=c.initializer_range, rng=rng)
+        self.LayerNorm = LayerNorm(c.hidden_size, c.layer_norm_eps)
+        self.dropout = Dropout(c.hidden_dropout_prob, rng)
+
+    def forward(self, h, residual):
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertLayer(Module):
+    def __init__(self, c, rng):
+        self.attention = BertAttention(c, rng)
+        self.intermediate = BertIntermediate(c, rng)
+        self.output = BertOutput(c, rng)
+
+    def forward(self, x, mask_bias):
+        a = self.attention(x, mask_bias)
+        return self.output(self.intermediate(a), a)
+
+
+class BertEncoder(Module):
+    def __init__(self, c, rng):
+        self.layer = ModuleList([BertLayer(c, rng) for _ in range(c.num_hidden_layers)])
+
+    def forward(self, x, mask_bias):
+        for layer in self.layer:
+            x = layer(x, mask_bias)
+        return x
+
+
+class BertPooler(Module):
+    """tanh(dense(h[:, 0])): the [CLS] token's state -> (B, H)."""
+
+    def __init__(self, c, rng):
+        self.dense = Linear(c.hidden_size, c.hidden_size, std=c.initializer_range, rng=rng)
+
+    def forward(self, h):
+        return self.dense(h[:, 0]).tanh()
+
+
+# --------------------------------------------------------------------------- models
+
+def _as_ids(x, name):
+    """Inputs may be Tensors, numpy arrays or nested lists: return an int64 (B, T) array."""
+    x = getattr(x, "data", x)
+    xp = get_array_module(x)
+    x = xp.asarray(x)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (B, T), got {x.shape}")
+    if x.dtype.kind not in "iub":
+        raise ValueError(f"{name} must hold integers, got {x.dtype}")
+    return x.astype(np.int64, copy=False)
+
+
+class BertPreTrainedModel(Module):
+    """Shared loading/saving for the BERT models. ``base_prefix`` is where BertModel's weights
+    live inside this model ("bert." for task models, "" for BertModel itself)."""
+
+    base_prefix = ""
+    head_keys = ()                     # parameters a base checkpoint does not have (new heads)
+    architecture = "BertModel"
+
+    def _rng(self, seed):
+        """The generator for initial weights and dropout masks (saved in checkpoints)."""
+        self.rng = np.random.default_rng(seed)
+        return self.rng
+
+    @classmethod
+    def from_pretrained(cls, path_or_name, num_labels=None, id2label=None, dtype=np.float32,
+                        seed=0, **config_overrides):
+        """Build the model from a Hugging Face checkpoint directory (or a known name).
+
+        Args:
+            path_or_name: a local directory with config.json and model.safetensors /
+                pytorch_model.bin (or shards), or "all-MiniLM-L6-v2" (the installed package).
+            num_labels / id2label: size and names of a task head (id2label wins).
+            dtype: float32 (default) or float64.
+            seed: seeds the new head's initialisation and the dropout masks.
+            config_overrides: config fields to change (e.g. hidden_dropout_prob=0.0).
+        """
+        from ..io import load_checkpoint, map_bert_state_dict, resolve_model_dir
+        model_dir = resolve_model_dir(path_or_name)
+        config = BertConfig.from_json_file(Path(model_dir) / "config.json")
+        if id2label is not None:
+            config.id2label = {int(k): str(v) for k, v in
+                               (id2label.items() if isinstance(id2label, dict)
+                                else enumerate(id2label))}
+        elif num_labels is not None and num_labels != config.num_labels:
+            config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+        for k, v in config_overrides.items():
+            if not hasattr(config, k):
+                raise ValueError(f"unknown config field {k!r}")
+            setattr(config, k, v)
+        model = cls(config, seed=seed)
+        ckpt = load_checkpoint(model_dir)
+        shapes = {n: p.shape for n, p in model.named_parameters()}
+        state, report = map_bert_state_dict(ckpt, shapes, prefix=cls.base_prefix,
+                                            allow_missing=set(cls.head_keys))
+        model.load_state_dict(state, strict=False)
+        new = [k for k in shapes if k not in state]
+        if new:
+            log.warning("%s: newly initialised (not in the checkpoint): %s",
+                        cls.__name__, ", ".join(new))
+        model.loading_report = report
+        model.name_or_path = str(path_or_name)
+        return model.astype(dtype) if dtype != np.float32 else model
+
+    def save_pretrained(self, directory, tokenizer=None):
+        """Write config.json + model.safetensors in Hugging Face's format (atomically per file)
+        so that ``transformers`` and minitune both load it; plus the tokenizer's files if given."""
+        from ..backend import asnumpy
+        from ..io import atomic_write_text, write_safetensors
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        cfg = self.config.to_dict()
+        cfg["architectures"] = [self.architecture]
+        cfg["torch_dtype"] = "float32"
+        tensors = {k: np.ascontiguousarray(asnumpy(v), dtype=np.float32)
+                   for k, v in self.state_dict().items()}
+        write_safetensors(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+        atomic_write_text(directory / "config.json", json.dumps(cfg, indent=2, sort_keys=True))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory)
+
+    @staticmethod
+    def _mask_bias(attention_mask, input_ids, dtype):
+        """Padding mask (B, T) of 1/0 -> additive bias (B, 1, 1, T): 0 to keep, dtype's most
+        negative value to drop, as Hugging Face does. A fully padded row then gets equal
+        scores everywhere (a uniform softmax), never NaN."""
+        xp = get_array_module(input_ids)
+        if attention_mask is None:
+            attention_mask = xp.ones(input_ids.shape, dtype=np.int64)
+        mask = _as_ids(attention_mask, "attention_mask")
+        if mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask shape {mask.shape} != input_ids shape "
+                             f"{input_ids.shape}")
+        bias = (1.0 - mask.astype(dtype)) * np.finfo(dtype).min
+        return bias[:, None, None, :]
+
+
+class BertModel(BertPreTrainedModel):
+    """The encoder: returns ``last_hidden_state`` (B, T, H) and ``pooler_output`` (B, H)."""
+
+    def __init__(self, config, seed=0, add_pooling_layer=True):
+        self.config = config
+        rng = self._rng(seed)
+        self.embeddings = BertEmbeddings(config, rng)
+        self.encoder = BertEncoder(config, rng)
+        self.pooler = BertPooler(config, rng) if add_pooling_layer else None
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        """input_ids, attention_mask, token_type_ids: (B, T) integers (arrays or Tensors)."""
+        ids = _as_ids(input_ids, "input_ids")
+        B, T = ids.shape
+        if T > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings "
+                             f"{self.config.max_position_embeddings}; truncate the inputs "
+                             f"(tokenizer truncation=True, max_length<="
+                             f"{self.config.max_position_embeddings})")
+        if token_type_ids is None:
+            types = get_array_module(ids).zeros_like(ids)
+        else:
+            types = _as_ids(token_type_ids, "token_type_ids")
+            if types.shape != ids.shape:
+                raise ValueError(f"token_type_ids shape {types.shape} != input_ids shape "
+                                 f"{ids.shape}")
+        dtype = self.embeddings.word_embeddings.weight.dtype
+        h = self.embeddings(ids, types)
+        h = self.encoder(h, self._mask_bias(attention_mask, ids, dtype))
+        pooled = self.pooler(h) if self.pooler is not None else None
+        return ModelOutput(last_hidden_state=h, pooler_output=pooled)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """BERT + dropout + linear on the pooled [CLS] state: logits (B, K)."""
+
+    base_prefix = "bert."
+    head_keys = ("classifier.weight", "classifier.bias")
+    architecture = "BertForSequenceClassification"
+
+    def __init__(self, config, seed=0):
+        self.config = config
+        rng = self._rng(seed)
+        # the head is drawn first, from its own stream, so its initial weights depend only on
+        # the seed (not on how many weights the encoder has)
+        head_rng = np.random.default_rng([seed, 1])
+        self.bert = BertModel(config, seed=seed)
+        self.bert.rng = rng
+        _share_rng(self.bert, rng)
+        p = config.classifier_dropout
+        self.dropout = Dropout(config.hidden_dropout_prob if p is None else p, rng)
+        self.classifier = Linear(config.hidden_size, config.num_labels,
+                                 std=config.initializer_range, rng=head_rng)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        """labels: (B,) class ids (optional) -> ModelOutput(logits (B, K), loss)."""
+        out = self.bert(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.dropout(out.pooler_output))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits, _labels(labels, logits.shape[:-1]))
+        return ModelOutput(logits=logits, loss=loss)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """BERT + dropout + linear on every token: logits (B, T, K)."""
+
+    base_prefix = "bert."
+    head_keys = ("classifier.weight", "classifier.bias")
+    architecture = "BertForTokenClassification"
+
+    def __init__(self, config, seed=0):
+        self.config = config
+        rng = self._rng(seed)
+        head_rng = np.random.default_rng([seed, 1])
+        self.bert = BertModel(config, seed=seed, add_pooling_layer=False)
+        _share_rng(self.bert, rng)
+        p = config.classifier_dropout
+        self.dropout = Dropout(config.hidden_dropout_prob if p is None else p, rng)
+        self.classifier = Linear(config.hidden_size, config.num_labels,
+                                 std=config.initializer_range, rng=head_rng)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        """labels: (B, T) tag ids, -100 where no loss is taken -> logits (B, T, K), loss."""
+        out = self.bert(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits, _labels(labels, logits.shape[:-1]), ignore_index=-100)
+        return ModelOutput(logits=logits, loss=loss)
+
+
+def _share_rng(model, rng):
+    """Make every Dropout in ``model`` draw from ``rng`` (one stream per model)."""
+    model.rng = rng
+    for _, m in model.named_modules():
+        if isinstance(m, Dropout):
+            m.rng = rng
+
+
+def _labels(labels, shape):
+    labels = getattr(labels, "data", labels)
+    labels = get_array_module(labels).asarray(labels)
+    if labels.shape != shape:
+        raise ValueError(f"labels shape {labels.shape} does not match logits' leading shape {shape}")
+    return labels.astype(np.int64, copy=False)
