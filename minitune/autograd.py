@@ -136,7 +136,15 @@ def run_backward(root, grad, retain_graph=False):
             if gx.dtype != x.dtype:
                 gx = gx.astype(x.dtype)
             if x.creator is None:            # a leaf: accumulate across uses and calls
-                x.grad = gx if x.grad is None else x.grad + gx
+                if x.grad is None:
+                    # .grad must own its memory (optimizers and clip_grad_norm scale it in
+                    # place), but add/transpose/reshape hand back gy itself or a view of it:
+                    # without the copy, a + b would give a and b one shared .grad array
+                    xp = get_array_module(gx)
+                    shared = any(xp.may_share_memory(gx, g) for g in gys)
+                    x.grad = gx.copy() if shared else gx
+                else:
+                    x.grad = x.grad + gx
             else:
                 pending = grads.get(id(x))
                 grads[id(x)] = (x, gx if pending is None else pending[1] + gx)

@@ -105,7 +105,8 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): grad shape {grad.shape} != tensor shape {self.shape}")
         if self.creator is None:
-            self.grad = grad if self.grad is None else self.grad + grad
+            # copy: the caller's array must not become (and later change) this leaf's .grad
+            self.grad = grad.copy() if self.grad is None else self.grad + grad
             return
         autograd.run_backward(self, grad, retain_graph=retain_graph)
 
