@@ -4,6 +4,8 @@ For y = a @ b with a (..., M, K) and b (..., K, N):
     ga = gy @ b^T   (..., M, K)        gb = a^T @ gy   (..., K, N)
 summed over any batch dims that were broadcast.
 """
+import numpy as np
+
 from ..autograd import Function, sum_to
 
 
@@ -45,7 +47,10 @@ class Linear(Function):
         self.x, self.w = x, w
         y = x.reshape(-1, x.shape[-1]) @ w.T                 # (N, IN) @ (IN, OUT)
         if b is not None:
-            y += b
+            if np.result_type(y.dtype, b.dtype) == y.dtype:
+                y += b                                   # in place: no second (N, OUT) array
+            else:
+                y = y + b                                # e.g. a float64 bias promotes, as numpy
         return y.reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, gy):
