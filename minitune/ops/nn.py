@@ -157,6 +157,8 @@ class Embedding(Function):
         gw = xp.zeros(self.weight_shape, dtype=gy.dtype)
         ids = self.ids.reshape(-1)
         g2 = gy.reshape(-1, self.weight_shape[1])
+        if ids.size == 0:
+            return None, gw
         if xp is np:
             # sort the rows by id, sum each run of equal ids, write each sum once
             order = np.argsort(ids, kind="stable")
