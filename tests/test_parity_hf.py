@@ -135,7 +135,7 @@ def test_tiny_forward_matches_hf_float64(dirname, cls_name, npz):
     ref = load_npz(npz)
     model = load_tiny(dirname, cls_name)
     out = run_tiny(model, ref)
-    assert to_numpy(out.logits).dtype == np.float64, "dtype=np.float64 model must compute in float64"
+    assert to_numpy(out.logits).dtype == np.float64, "a dtype=np.float64 model must give float64"
     assert_close_rel(out.logits, ref["logits"], TINY_RTOL, f"{dirname} logits")
     assert out.loss is not None, "labels were given but .loss is None"
     assert_close_rel(to_numpy(out.loss).reshape(()), ref["loss"], TINY_RTOL, f"{dirname} loss")
@@ -248,10 +248,10 @@ def test_checkpoint_formats_hold_identical_weights():
 
 
 def minilm_batch(ref):
-    return dict(
-        attention_mask=ref["attention_mask"],
-        token_type_ids=ref["token_type_ids"],
-    )
+    return {
+        "attention_mask": ref["attention_mask"],
+        "token_type_ids": ref["token_type_ids"],
+    }
 
 
 def test_minilm_encoder_matches_hf_float32():

@@ -16,7 +16,7 @@ It writes into tests/fixtures/ (every file is kept under 1 MB):
 
     tiny_bert/                 config.json + model.safetensors   BertForSequenceClassification, K=3
     tiny_bert_bin/             config.json + pytorch_model.bin   same weights, torch zip format
-    tiny_bert_legacy/          config.json + pytorch_model.bin   same weights, legacy (pre-1.6) pickle
+    tiny_bert_legacy/          config.json + pytorch_model.bin   same weights, legacy pickle
     tiny_bert_tok/             config.json + model.safetensors   BertForTokenClassification, K=5
     tiny_bert_outputs.npz      float64 inputs/outputs/loss and "grad/<name>" of every parameter
     tiny_bert_tok_outputs.npz  the same for the token-classification model
@@ -36,10 +36,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import (  # noqa: E402
+import numpy as np
+import torch
+import transformers
+from transformers import (
     BertConfig,
     BertForSequenceClassification,
     BertForTokenClassification,
@@ -51,17 +51,17 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 MAX_FILE_BYTES = 1_000_000
 
-TINY_CONFIG = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    type_vocab_size=2,
-    hidden_act="gelu",
-    pad_token_id=0,
-)
+TINY_CONFIG = {
+    "vocab_size": 99,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "max_position_embeddings": 64,
+    "type_vocab_size": 2,
+    "hidden_act": "gelu",
+    "pad_token_id": 0,
+}
 
 
 def minilm_dir():
@@ -252,10 +252,10 @@ MINILM_SENTENCES = [
     ("Hello world!", None),
     ("A cat sat on the mat.", None),
     (
-        "The quick brown fox jumps over the lazy dog, while the patient old sheepdog watches "
+        ("The quick brown fox jumps over the lazy dog, while the patient old sheepdog watches "
         "from the porch; meanwhile, three children (aged 4, 7 and 11) argue loudly about "
         "whose turn it is to feed the goldfish, and nobody notices the kettle whistling "
-        "until the smoke alarm goes off.",
+        "until the smoke alarm goes off."),
         None,
     ),
     ("Wait... what?! Is that -- really -- true?", None),
@@ -280,9 +280,11 @@ def make_minilm():
     input_ids = enc["input_ids"].astype(np.int64)
     attention_mask = enc["attention_mask"].astype(np.int64)
     token_type_ids = enc["token_type_ids"].astype(np.int64)
-    t = {k: torch.from_numpy(v) for k, v in
-         dict(input_ids=input_ids, attention_mask=attention_mask,
-              token_type_ids=token_type_ids).items()}
+    t = {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(attention_mask),
+        "token_type_ids": torch.from_numpy(token_type_ids),
+    }
 
     base = BertModel.from_pretrained(model_dir, attn_implementation="eager").float().eval()
     with torch.no_grad():
@@ -312,7 +314,7 @@ def make_minilm():
 def tokenizer_cases():
     """(name, texts, text_pairs, kwargs) for tokenizer_cases.json."""
     long_word = "pneumonoultramicroscopicsilicovolcanoconiosis" * 3
-    plain = dict(padding=True, truncation=True, max_length=128)
+    plain = {"padding": True, "truncation": True, "max_length": 128}
     return [
         ("plain", ["Hello world!", "A slightly longer sentence, with a comma."], None, plain),
         ("accents", ["Café naïve résumé", "ÉCOLE Ünïcödé façade"], None, plain),
@@ -329,29 +331,29 @@ def tokenizer_cases():
         ("pairs", ["How old are you?", "Where is it?"],
          ["I am 42 years old.", "It is in the kitchen, next to the fridge."], plain),
         ("truncate_single", ["one two three four five six seven eight nine ten eleven"],
-         None, dict(padding=True, truncation=True, max_length=8)),
+         None, {"padding": True, "truncation": True, "max_length": 8}),
         ("truncate_pair", ["one two three four five six seven", "a b"],
          ["alpha beta gamma delta", "c d e f g h i j k l m n"],
-         dict(padding=True, truncation=True, max_length=10)),
+         {"padding": True, "truncation": True, "max_length": 10}),
         ("no_padding", ["short", "a bit longer text here"], None,
-         dict(padding=False, truncation=True, max_length=128)),
+         {"padding": False, "truncation": True, "max_length": 128}),
         ("no_truncation", ["short", "a bit longer text here"], ["x", "y z"],
-         dict(padding=True, truncation=False, max_length=128)),
+         {"padding": True, "truncation": False, "max_length": 128}),
         ("split_words_conll",
          [["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
           ["Peter", "Blackburn"],
           ["BRUSSELS", "1996-08-22"],
           ["Café", "naïve", "résumé", "我爱", "3.14159"]],
-         None, dict(padding=True, truncation=True, max_length=128, is_split_into_words=True)),
+         None, {**plain, "is_split_into_words": True}),
         ("split_words_truncated",
          [["Germany", "'s", "representative", "to", "the", "European", "Union", "'s",
            "veterinary", "committee", "Werner", "Zwingmann"]],
-         None, dict(padding=True, truncation=True, max_length=12, is_split_into_words=True)),
+         None, {**plain, "max_length": 12, "is_split_into_words": True}),
     ]
 
 
 def make_tokenizer_cases():
-    """Ids of BertTokenizerFast (MiniLM vocab) on tricky inputs, with explicit padding/truncation."""
+    """BertTokenizerFast ids (MiniLM vocab) on tricky inputs; padding/truncation set explicitly."""
     tok = BertTokenizerFast.from_pretrained(minilm_dir())
     cases = []
     for name, texts, pairs, kwargs in tokenizer_cases():
