@@ -6,8 +6,9 @@
 from .autograd import Function, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import Tensor, tensor
 from . import functional
+from .testing import GradcheckError, gradcheck
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "set_grad_enabled", "is_grad_enabled",
-           "functional"]
+           "functional", "gradcheck", "GradcheckError"]

@@ -1,0 +1,65 @@
+"""``assert_close``: compare arrays with tolerances chosen by dtype.
+
+An element passes when |actual - expected| <= atol + rtol * |expected|. Unless given, rtol and
+atol come from the less precise dtype of the two arguments (float16 < float32 < float64); integer
+and boolean arrays must match exactly.
+"""
+import numpy as np
+
+from ..backend import asnumpy
+
+#: (rtol, atol) per dtype: a few units in the last place relative, plus a small absolute floor for
+#: values that cancel to near zero (float32/float16 as torch.testing.assert_close).
+DEFAULT_TOLERANCES = {
+    np.dtype(np.float16): (1e-3, 1e-5),
+    np.dtype(np.float32): (1.3e-6, 1e-5),
+    np.dtype(np.float64): (1e-7, 1e-7),
+}
+
+
+def _as_array(x):
+    return asnumpy(getattr(x, "data", x)) if hasattr(x, "shape") else np.asarray(x)
+
+
+def _default_tolerances(*dtypes):
+    floats = [d for d in dtypes if d.kind == "f"]
+    if not floats:
+        return 0.0, 0.0
+    least = min(floats, key=lambda d: d.itemsize)
+    return DEFAULT_TOLERANCES.get(least, DEFAULT_TOLERANCES[np.dtype(np.float64)])
+
+
+def assert_close(actual, expected, rtol=None, atol=None, equal_nan=False, msg=""):
+    """Raise AssertionError unless ``actual`` and ``expected`` agree elementwise.
+
+    Args:
+        actual, expected: Tensors, numpy/cupy arrays or Python numbers; shapes must be equal
+            (no broadcasting).
+        rtol, atol: tolerances; each one left None is taken from ``DEFAULT_TOLERANCES`` for the
+            less precise dtype of the two (0 for integers and booleans).
+        equal_nan: treat NaN in the same position on both sides as equal.
+        msg: prefix of the error message.
+    """
+    a, e = _as_array(actual), _as_array(expected)
+    prefix = f"{msg}: " if msg else ""
+    if a.shape != e.shape:
+        raise AssertionError(f"{prefix}shapes differ: actual {a.shape}, expected {e.shape}")
+    d_rtol, d_atol = _default_tolerances(a.dtype, e.dtype)
+    rtol = d_rtol if rtol is None else rtol
+    atol = d_atol if atol is None else atol
+    a64, e64 = a.astype(np.float64), e.astype(np.float64)
+    diff = np.abs(a64 - e64)
+    ok = diff <= atol + rtol * np.abs(e64)
+    ok |= (a64 == e64)                              # equal infinities
+    if equal_nan:
+        ok |= np.isnan(a64) & np.isnan(e64)
+    if ok.all():
+        return
+    bad = ~ok
+    score = np.where(bad, np.nan_to_num(diff - rtol * np.abs(e64), nan=np.inf), -np.inf)
+    worst = np.unravel_index(int(np.argmax(score)), a.shape) if a.shape else ()
+    rel = diff[worst] / abs(e64[worst]) if e64[worst] != 0 else np.inf
+    raise AssertionError(
+        f"{prefix}{int(bad.sum())} of {a.size} elements differ (rtol {rtol:g}, atol {atol:g}); "
+        f"worst at {tuple(int(k) for k in worst)}: actual {a64[worst]:.10g}, expected "
+        f"{e64[worst]:.10g}, |diff| {diff[worst]:.3g}, relative {rel:.3g}")
