@@ -165,7 +165,9 @@ def map_bert_state_dict(ckpt, model_keys, prefix, allow_missing=(), dtype=None):
             report.renamed[source] = target
     absent = [name for name in model_keys if name not in state]
     report.missing = [name for name in absent if name in allow_missing]
-    _raise_if_problems(report, [n for n in absent if n not in allow_missing], allow_missing)
+    mismatched = {m[0] for m in report.mismatched}
+    missing = [n for n in absent if n not in allow_missing and n not in mismatched]
+    _raise_if_problems(report, missing, allow_missing)
     return state, report
 
 
