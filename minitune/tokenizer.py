@@ -311,12 +311,15 @@ class Tokenizer:
         return directory
 
     def _vocab_list(self):
-        """WordPiece tokens ordered by id; the ids must be 0..V-1 without gaps."""
-        vocab = self._backend.get_vocab(with_added_tokens=False)
-        tokens = sorted(vocab, key=vocab.get)
-        if [vocab[t] for t in tokens] != list(range(len(tokens))):
-            raise ValueError("cannot write vocab.txt: the vocabulary ids are not 0..V-1")
-        return tokens
+        """WordPiece tokens ordered by id, one per id 0..max id.
+
+        A vocab.txt with a duplicated token leaves an id without a token (the last
+        line wins); that id gets a placeholder so the line numbers, i.e. the ids of
+        all other tokens, stay the same on reload.
+        """
+        id_to_token = {i: t for t, i in self._backend.get_vocab(with_added_tokens=False).items()}
+        size = max(id_to_token) + 1 if id_to_token else 0
+        return [id_to_token.get(i, f"[minitune-unused-id-{i}]") for i in range(size)]
 
     def _config_to_save(self):
         normalizer = json.loads(self._backend.to_str()).get("normalizer") or {}
@@ -422,9 +425,10 @@ def _as_batch(texts, is_split_into_words, what):
 def _check_lengths(encodings, max_length):
     """With truncation off, an example longer than max_length is an error."""
     for i, encoding in enumerate(encodings):
-        if len(encoding.ids) > max_length:
+        length = sum(encoding.attention_mask)  # real tokens, padding excluded
+        if length > max_length:
             raise ValueError(
-                f"example {i} has {len(encoding.ids)} tokens, more than max_length="
+                f"example {i} has {length} tokens, more than max_length="
                 f"{max_length}, and truncation is off"
             )
 
