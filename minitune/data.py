@@ -594,12 +594,15 @@ class DataLoader:
         group_by_length: sort within runs of 50 batches by length.
         pad_id: input_ids padding value (token_type_ids pad with 0, labels with -100).
         drop_last: skip the final short batch.
+        first_epoch_in_order: with shuffle, epoch 0 keeps the given order and only later
+            epochs are shuffled (for examples that are already a random permutation, such as
+            the SST2-A subset from ``subset``).
     """
 
     GROUP_BATCHES = 50
 
     def __init__(self, examples, batch_size, shuffle=False, seed=0, group_by_length=False,
-                 pad_id=0, drop_last=False):
+                 pad_id=0, drop_last=False, first_epoch_in_order=False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if len(examples) == 0:
@@ -610,6 +613,7 @@ class DataLoader:
         self.group_by_length = bool(group_by_length)
         self.pad_id = int(pad_id)
         self.drop_last = bool(drop_last)
+        self.first_epoch_in_order = bool(first_epoch_in_order)
         self.num_examples = len(examples)
         self.epoch = 0
         self.position = 0
@@ -659,8 +663,9 @@ class DataLoader:
 
     def _make_plan(self, epoch):
         n, bs = self.num_examples, self.batch_size
-        rng = np.random.default_rng(self.seed + epoch) if self.shuffle else None
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        shuffle = self.shuffle and not (self.first_epoch_in_order and epoch == 0)
+        rng = np.random.default_rng(self.seed + epoch) if shuffle else None
+        order = rng.permutation(n) if shuffle else np.arange(n)
         if self.drop_last:
             order = order[: len(self) * bs]
         if not self.group_by_length:
@@ -671,7 +676,7 @@ class DataLoader:
             chunk = order[s:s + run]
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
             batches = [chunk[k:k + bs] for k in range(0, len(chunk), bs)]
-            if self.shuffle:
+            if shuffle:
                 batches = [batches[k] for k in rng.permutation(len(batches))]
             plan.extend(batches)
         return plan
@@ -715,6 +720,7 @@ class DataLoader:
     def _config(self):
         return {"seed": self.seed, "batch_size": self.batch_size, "shuffle": self.shuffle,
                 "group_by_length": self.group_by_length, "drop_last": self.drop_last,
+                "first_epoch_in_order": self.first_epoch_in_order,
                 "num_examples": self.num_examples}
 
     def state_dict(self):

@@ -1,0 +1,59 @@
+"""Predictions for raw text: a label with its probability (classify), or entities with
+character spans (ner)."""
+from . import functional as F
+from .autograd import no_grad
+from .backend import asnumpy
+from .metrics import get_entities
+
+
+def split_words(text):
+    """Split text into words the way BERT's pre-tokenizer does (whitespace, and each
+    punctuation mark on its own), with character offsets: [(word, (start, end)), ...]."""
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+    return BertPreTokenizer().pre_tokenize_str(text)
+
+
+def predict_texts(model, tokenizer, task, texts, max_len=None, batch_size=64):
+    """Label each text. Returns one dict per text:
+
+    classify: {"label", "probability", "probabilities": {label: p}}
+    ner: {"entities": [{"type", "text", "start", "end"}], "tags": [word tags]}
+    """
+    max_len = max_len or model.config.max_position_embeddings
+    id2label = model.config.id2label
+    model.eval()
+    results = []
+    for s in range(0, len(texts), batch_size):
+        chunk = texts[s:s + batch_size]
+        if task == "classify":
+            enc = tokenizer(chunk, max_length=max_len, padding=True, truncation=True)
+            with no_grad():
+                logits = model(enc["input_ids"], enc["attention_mask"],
+                               enc["token_type_ids"]).logits
+            probs = asnumpy(F.softmax(logits, axis=-1).data)
+            for row in probs:
+                k = int(row.argmax())
+                results.append({"label": id2label[k], "probability": float(row[k]),
+                                "probabilities": {id2label[i]: float(p)
+                                                  for i, p in enumerate(row)}})
+            continue
+        words = [split_words(t) for t in chunk]
+        enc = tokenizer([[w for w, _ in ws] or [""] for ws in words], is_split_into_words=True,
+                        max_length=max_len, padding=True, truncation=True)
+        with no_grad():
+            logits = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits
+        pred = asnumpy(logits.data).argmax(-1)
+        for i, (text, ws) in enumerate(zip(chunk, words)):
+            tags = ["O"] * len(ws)
+            seen = set()
+            for pos, w in enumerate(enc.word_ids(i)):
+                if w is not None and w not in seen and w < len(ws):
+                    tags[w] = id2label[int(pred[i, pos])]
+                    seen.add(w)
+            entities = []
+            for etype, first, last in get_entities(tags):
+                start, end = ws[first][1][0], ws[last][1][1]
+                entities.append({"type": etype, "text": text[start:end], "start": start,
+                                 "end": end})
+            results.append({"entities": entities, "tags": tags})
+    return results
