@@ -149,7 +149,7 @@ def map_bert_state_dict(ckpt, model_keys, prefix, allow_missing=(), dtype=None):
     state = {}
     for target, (source, array) in renamed.items():
         if target not in model_keys:
-            reason = _unused_reason(strip_prefix(target))
+            reason = _unused_reason(strip_prefix(target), model_keys)
             if reason is None:
                 report.unexpected.append(source)
             else:
@@ -201,10 +201,13 @@ def _rename_all(ckpt, prefix, report):
     return renamed
 
 
-def _unused_reason(name):
+def _unused_reason(name, model_keys):
     """Why a checkpoint tensor the model has no parameter for may be skipped, or None."""
     if any(re.search(pattern, name) for pattern in OTHER_TASK_HEADS):
         return "task head of another fine-tuned model; this model does not have it"
+    if name.startswith("pooler.") and not any("pooler." in k for k in model_keys):
+        # BertForTokenClassification is built without the pooler, as in transformers
+        return "pooler weights; this model is built without a pooler"
     return None
 
 
