@@ -25,12 +25,12 @@ checked ``as_strided`` view of its storage, then copied).
 """
 
 import collections
+import dataclasses
 import pickle
 import struct
 import tarfile
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,7 @@ _TAR_TENSOR_TYPES = [name.replace("Storage", "Tensor") for name in STORAGE_DTYPE
 # --- stand-ins for the torch globals a state dict pickle refers to --------------------
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class StorageType:
     """Stands in for a class such as ``torch.FloatStorage``: just a name and a dtype."""
 
@@ -74,14 +74,14 @@ class StorageType:
     dtype: np.dtype
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Marker:
     """Stands in for a torch class only used as a type tag (``torch.Tensor``...)."""
 
     name: str
 
 
-@dataclass
+@dataclasses.dataclass
 class _StorageRef:
     """A storage named by a persistent id; its bytes are read later.
 
@@ -96,7 +96,7 @@ class _StorageRef:
     view_numel: int
 
 
-@dataclass
+@dataclasses.dataclass
 class _TensorRef:
     """A tensor as described by ``_rebuild_tensor_v2``; turned into an array later."""
 
@@ -187,10 +187,13 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         key = (module, name)
-        if key in ALLOWED_GLOBALS:
-            return ALLOWED_GLOBALS[key]
-        if key in self._extra_globals:
-            return self._extra_globals[key]
+        found = ALLOWED_GLOBALS.get(key, self._extra_globals.get(key))
+        if isinstance(found, (StorageType, _Marker)):
+            # A fresh copy: a BUILD opcode can rewrite an object's __dict__ (even a frozen
+            # dataclass's), and must not be able to alter the shared table entries.
+            return dataclasses.replace(found)
+        if found is not None:
+            return found
         if module == "torch" and name.endswith("Storage"):
             raise CheckpointError(f"{self._source}: unsupported storage type torch.{name}")
         raise UnsafeCheckpointError(
@@ -380,7 +383,7 @@ def _read_counted_storage(f, source, storage_type):
     if len(head) < 8:
         raise CheckpointError(f"{source}: file ends before the storage (truncated)")
     (count,) = struct.unpack("<q", head)
-    itemsize = storage_type.dtype.itemsize
+    itemsize = _storage_dtype(source, storage_type).itemsize
     if count < 0:
         raise CheckpointError(f"{source}: negative element count {count}")
     raw = f.read(count * itemsize)
@@ -493,9 +496,16 @@ def _read_exact(f, n, source):
 # --- storages and tensors -------------------------------------------------------------
 
 
+def _storage_dtype(source, storage_type):
+    """The element dtype of a storage type, looked up by name in STORAGE_DTYPES."""
+    if not isinstance(storage_type, StorageType) or storage_type.name not in STORAGE_DTYPES:
+        raise CheckpointError(f"{source}: invalid storage type {storage_type!r}")
+    return STORAGE_DTYPES[storage_type.name]
+
+
 def _storage_array(source, raw, storage_type, numel, byteorder):
     """Bytes of one storage -> 1-D array of ``numel`` elements of its stored dtype."""
-    dtype = storage_type.dtype
+    dtype = _storage_dtype(source, storage_type)
     if byteorder == "big":
         dtype = dtype.newbyteorder(">")
     expected = numel * dtype.itemsize
@@ -513,6 +523,7 @@ def _materialize(path, name, ref, storages):
     Every index the strided view can touch is checked against the storage bounds
     first: ``as_strided`` itself does no checking and would read foreign memory.
     """
+    _check_ref(path, name, ref, storages)
     start, count = ref.storage.view_offset, ref.storage.view_numel
     storage = storages[ref.storage.key][start:start + count]
     size, stride, offset = ref.size, ref.stride, ref.offset
@@ -543,6 +554,24 @@ def _materialize(path, name, ref, storages):
         )
         array = np.array(view, order="C")
     return _to_compute_dtype(array, ref.storage.storage_type)
+
+
+def _check_ref(path, name, ref, storages):
+    """Re-check a tensor record's field types just before use.
+
+    ``_rebuild_tensor_v2`` checked them, but a later BUILD opcode in the pickle can
+    rewrite any object's attributes, so nothing the pickle touched is trusted.
+    """
+    storage = ref.storage
+    fields_ok = (
+        isinstance(storage, _StorageRef) and isinstance(storage.key, str)
+        and storage.key in storages and _is_int(storage.view_offset)
+        and _is_int(storage.view_numel) and storage.view_offset >= 0
+        and _is_int(ref.offset) and _is_int_tuple(ref.size) and _is_int_tuple(ref.stride)
+        and len(ref.size) == len(ref.stride)
+    )
+    if not fields_ok:
+        raise CheckpointError(f"{path}: tensor {name!r} has a malformed description {ref!r}")
 
 
 def _to_compute_dtype(array, storage_type):
