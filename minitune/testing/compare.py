@@ -48,17 +48,19 @@ def assert_close(actual, expected, rtol=None, atol=None, equal_nan=False, msg=""
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
-    diff = np.abs(a64 - e64)
-    ok = diff <= atol + rtol * np.abs(e64)
+    with np.errstate(invalid="ignore"):            # inf - inf: NaN, judged below
+        diff = np.abs(a64 - e64)
+    ok = (diff <= atol + rtol * np.abs(e64)) & np.isfinite(diff)
     ok |= (a64 == e64)                              # equal infinities
     if equal_nan:
         ok |= np.isnan(a64) & np.isnan(e64)
     if ok.all():
         return
     bad = ~ok
-    score = np.where(bad, np.nan_to_num(diff - rtol * np.abs(e64), nan=np.inf), -np.inf)
-    worst = np.unravel_index(int(np.argmax(score)), a.shape) if a.shape else ()
-    rel = diff[worst] / abs(e64[worst]) if e64[worst] != 0 else np.inf
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(bad, np.nan_to_num(diff - rtol * np.abs(e64), nan=np.inf), -np.inf)
+        worst = np.unravel_index(int(np.argmax(score)), a.shape) if a.shape else ()
+        rel = diff[worst] / abs(e64[worst]) if e64[worst] != 0 else np.inf
     raise AssertionError(
         f"{prefix}{int(bad.sum())} of {a.size} elements differ (rtol {rtol:g}, atol {atol:g}); "
         f"worst at {tuple(int(k) for k in worst)}: actual {a64[worst]:.10g}, expected "

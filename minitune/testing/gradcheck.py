@@ -121,10 +121,13 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
 # ---- evaluation helpers -------------------------------------------------------------------------
 
 def _evaluate(fn, inputs):
-    """fn(*inputs).data without building a graph, checked to be a float64 array."""
+    """A copy of fn(*inputs).data, computed without a graph and checked to be float64.
+
+    Copied because views (x[0], x.reshape, x.T) share memory with the input being perturbed.
+    """
     with no_grad():
         y = fn(*inputs)
-    return _output_array(y)
+    return _output_array(y).copy()
 
 
 def _output_array(y):

@@ -1,0 +1,150 @@
+"""Property tests of the elementwise and reduction ops: + - * / ** unary -, exp, log, sqrt, tanh,
+sum, mean, max.
+
+Each test draws shapes with hypothesis (broadcasting, size-1 dims, odd sizes), checks the forward
+value against the NumPy expression and the gradient against central differences in float64.
+"""
+import operator
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minitune as mt
+from op_helpers import (away_from_zero, broadcastable, check_forward, check_grad, leaf, seeds,
+                        shapes, values)
+
+BINARY = {
+    "add": (operator.add, values),
+    "sub": (operator.sub, values),
+    "mul": (operator.mul, values),
+    "div": (operator.truediv, away_from_zero),
+}
+
+
+@pytest.mark.parametrize("name", list(BINARY))
+@given(shape_pair=broadcastable(), seed=seeds)
+def test_binary_broadcasting(name, shape_pair, seed):
+    op, second = BINARY[name]
+    sa, sb = shape_pair
+    a, b = values(seed, sa), second(seed + 1, sb)
+    ta, tb = leaf(a), leaf(b)
+    check_forward(op(ta, tb), op(a, b))
+    check_grad(op, ta, tb)
+
+
+@given(shape_pair=broadcastable(), seed=seeds)
+def test_pow_both_inputs(shape_pair, seed):
+    # base > 0 so that d/db a**b = a**b log(a) exists
+    sa, sb = shape_pair
+    a, b = values(seed, sa, 0.5, 2.0), values(seed + 1, sb, -2.0, 2.0)
+    ta, tb = leaf(a), leaf(b)
+    check_forward(ta ** tb, a ** b)
+    check_grad(lambda x, y: x ** y, ta, tb)
+
+
+@pytest.mark.parametrize("exponent", [2, 3, -1, 0.5, 2.5])
+@given(shape=shapes(), seed=seeds)
+def test_pow_scalar_exponent(exponent, shape, seed):
+    # integer exponents on any sign; fractional ones on positive bases
+    low = -2.0 if isinstance(exponent, int) else 0.3
+    a = values(seed, shape, low, 2.0)
+    if exponent == -1:
+        a = away_from_zero(seed, shape)
+    t = leaf(a)
+    check_forward(t ** exponent, a ** exponent)
+    check_grad(lambda x: x ** exponent, t)
+
+
+@pytest.mark.parametrize("name,fn,ref", [
+    ("radd", lambda x: 2.5 + x, lambda a: 2.5 + a),
+    ("rsub", lambda x: 2.5 - x, lambda a: 2.5 - a),
+    ("rmul", lambda x: 2.5 * x, lambda a: 2.5 * a),
+    ("rdiv", lambda x: 2.5 / x, lambda a: 2.5 / a),
+    ("rpow", lambda x: 2.5 ** x, lambda a: 2.5 ** a),
+    ("sub_scalar", lambda x: x - 1.5, lambda a: a - 1.5),
+    ("div_scalar", lambda x: x / 4.0, lambda a: a / 4.0),
+    ("array_left", lambda x: np.full(x.shape[-1:], 3.0) * x, lambda a: 3.0 * a),
+])
+@given(shape=shapes(min_dims=1), seed=seeds)
+def test_scalar_and_reflected_operands(name, fn, ref, shape, seed):
+    a = away_from_zero(seed, shape)
+    t = leaf(a)
+    check_forward(fn(t), ref(a))
+    check_grad(fn, t)
+
+
+UNARY = {
+    # name: (tensor fn, numpy reference, domain)
+    "neg": (lambda x: -x, np.negative, (-3.0, 3.0)),
+    "exp": (lambda x: x.exp(), np.exp, (-3.0, 3.0)),
+    "log": (lambda x: x.log(), np.log, (0.2, 4.0)),
+    "sqrt": (lambda x: x.sqrt(), np.sqrt, (0.2, 4.0)),
+    "tanh": (lambda x: x.tanh(), np.tanh, (-3.0, 3.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(UNARY))
+@given(shape=shapes(), seed=seeds)
+def test_unary(name, shape, seed):
+    fn, ref, (low, high) = UNARY[name]
+    a = values(seed, shape, low, high)
+    t = leaf(a)
+    check_forward(fn(t), ref(a))
+    check_grad(fn, t)
+
+
+def test_functional_unary_aliases():
+    import minitune.functional as F
+    a = np.linspace(0.5, 2.0, 6).reshape(2, 3)
+    for f, ref in [(F.exp, np.exp), (F.log, np.log), (F.sqrt, np.sqrt), (F.tanh, np.tanh)]:
+        check_forward(f(leaf(a)), ref(a))
+
+
+@st.composite
+def shape_and_axis(draw, min_dims=1):
+    """A shape and an axis argument for it: None, an int (maybe negative) or a tuple."""
+    shape = draw(shapes(min_dims=min_dims))
+    nd = len(shape)
+    axis = draw(st.one_of(
+        st.none(),
+        st.integers(-nd, nd - 1),
+        st.lists(st.integers(0, nd - 1), min_size=1, max_size=nd, unique=True).map(tuple)))
+    return shape, axis
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max"])
+@given(sa=shape_and_axis(), keepdims=st.booleans(), seed=seeds)
+def test_reductions(name, sa, keepdims, seed):
+    shape, axis = sa
+    a = values(seed, shape)
+    t = leaf(a)
+
+    def fn(x):
+        return getattr(x, name)(axis=axis, keepdims=keepdims)
+
+    check_forward(fn(t), getattr(np, name)(a, axis=axis, keepdims=keepdims))
+    check_grad(fn, t)
+
+
+def test_reductions_of_a_scalar_tensor():
+    t = leaf(np.array(1.5))
+    for name in ("sum", "mean", "max"):
+        y = getattr(t, name)()
+        assert y.shape == ()
+        t.grad = None
+        y.backward()
+        assert t.grad == 1.0
+
+
+def test_max_splits_the_gradient_between_ties():
+    t = leaf([[1.0, 3.0, 3.0], [2.0, 0.0, -1.0]])
+    t.max(axis=1).sum().backward()
+    np.testing.assert_array_equal(t.grad, [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+
+
+def test_mean_gradient_is_one_over_count():
+    t = leaf(np.ones((2, 3, 5)))
+    t.mean(axis=(0, 2)).sum().backward()
+    np.testing.assert_allclose(t.grad, np.full((2, 3, 5), 1.0 / 10))
