@@ -515,3 +515,13 @@ def test_drop_last_and_len():
     assert len(loader) == 2 and [len(b["labels"]) for b in loader] == [4, 4]
     with pytest.raises(ValueError, match="at least one example"):
         DataLoader([], 4)
+
+
+def test_demo_sentiment_data():
+    demo = REPO / "examples" / "data"
+    train = data.read_classification(demo / "sentiment_train.tsv")
+    dev = data.read_classification(demo / "sentiment_dev.tsv")
+    assert (len(train), len(dev)) == (400, 100)
+    assert data.build_label_map(train.labels) == ["0", "1"]
+    assert train.labels.count("1") == 200 and dev.labels.count("1") == 50
+    assert len(set(train.texts)) == 400 and not set(train.texts) & set(dev.texts)
