@@ -22,6 +22,9 @@ Reproducing the reference protocols (shared/reference/README.md):
       train = subset(read_classification(train_tsv), 16000, seed)   # or subset(examples, ...)
       loader = DataLoader(encode_classification(tok, train, label2id, 64), 32, shuffle=False)
 
+  (``shuffle=True, seed=seed, first_epoch_in_order=True`` gives the same epoch 0 and
+  reshuffles later epochs with ``default_rng(seed + e)``.)
+
 * CONLL-A: epoch e visits the sentences in ``default_rng(seed + e).permutation(n)``, in
   consecutive chunks of 32, which is what ``DataLoader(..., shuffle=True, seed=seed)``
   does after ``set_epoch(e)``. The reference trains on the tags exactly as written in the

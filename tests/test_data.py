@@ -406,6 +406,11 @@ def test_sst2a_order_subset_without_shuffle():
     assert [len(b["labels"]) for b in batches] == [32, 32, 32, 4]
     np.testing.assert_array_equal(np.concatenate([b.indices for b in batches]), np.arange(100))
     np.testing.assert_array_equal(batches[0]["labels"], [examples[i]["label"] for i in perm[:32]])
+    # The same epoch 0 from a shuffling loader that keeps the first epoch in order.
+    keep = DataLoader(chosen, batch_size=32, shuffle=True, seed=3, first_epoch_in_order=True)
+    same_batches(all_batches(keep), all_batches(DataLoader(chosen, 32)))
+    np.testing.assert_array_equal(np.concatenate([b.indices for b in keep]),
+                                  np.random.default_rng(3 + 1).permutation(100))
     cd = data.ClassificationData([str(i) for i in range(10)], ["0"] * 10, lines=list(range(10)))
     assert data.subset(cd, 4, seed=1).texts == [str(i) for i in
                                                 np.random.default_rng(1).permutation(10)[:4]]
