@@ -367,3 +367,27 @@ def test_ops_agree_across_backends(xp):
     assert_close(l1, l0, rtol=1e-10, atol=1e-12)
     for k in host:
         assert_close(g1[k], g0[k], rtol=1e-9, atol=1e-12, msg=k)
+
+
+def _other_ops(xp, x, y):
+    cond = x.data > 0
+    h = F.where(cond, x, y.tanh()) + F.masked_fill(y, xp.asarray([True, False, False, True]), 0.0)
+    h = F.concatenate([h, (h * h + 1.0).sqrt().log()], axis=0)             # (6, 4)
+    h = F.stack([h, h.exp() / (1.0 + h * h)], axis=1)                      # (6, 2, 4)
+    h = h[xp.asarray([0, 5, 5, 2])] - h.max(axis=1, keepdims=True)[:4]     # repeated rows
+    return (F.log_softmax(h, axis=-1) * (2.0 ** h.mean(axis=0))).sum()
+
+
+def test_more_ops_agree_across_backends(xp):
+    rng = np.random.default_rng(1)
+    host = {"x": rng.standard_normal((3, 4)), "y": rng.standard_normal((3, 4))}
+    results = []
+    for mod in (np, xp):
+        ts = {k: mt.Tensor(mod.asarray(v), requires_grad=True) for k, v in host.items()}
+        out = _other_ops(mod, ts["x"], ts["y"])
+        out.backward()
+        results.append((out.numpy(), {k: mt.Tensor(t.grad).numpy() for k, t in ts.items()}))
+    (l0, g0), (l1, g1) = results
+    assert_close(l1, l0, rtol=1e-10, atol=1e-12)
+    for k in host:
+        assert_close(g1[k], g0[k], rtol=1e-9, atol=1e-12, msg=k)

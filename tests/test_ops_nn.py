@@ -145,7 +145,9 @@ def test_layer_norm_normalises_each_row_before_the_affine(shape, seed):
     y = F.layer_norm(mt.tensor(a, dtype=np.float64), mt.tensor(np.ones(h), dtype=np.float64),
                      mt.tensor(np.zeros(h), dtype=np.float64)).data
     assert_close(y.mean(-1), np.zeros(shape[:-1]), atol=1e-12)
-    assert_close(y.var(-1), np.ones(shape[:-1]), rtol=1e-9)
+    # unit variance up to eps: var(y) = var(x) / (var(x) + eps), visible when a row is nearly flat
+    var = a.var(-1)
+    assert_close(y.var(-1), var / (var + 1e-12), rtol=1e-9)
 
 
 def test_layer_norm_without_grad_on_weight_and_bias():
