@@ -7,6 +7,7 @@ and boolean arrays must match exactly.
 import numpy as np
 
 from ..backend import asnumpy
+from ..tensor import Tensor
 
 #: (rtol, atol) per dtype: a few units in the last place relative, plus a small absolute floor for
 #: values that cancel to near zero (float32/float16 as torch.testing.assert_close).
@@ -18,7 +19,9 @@ DEFAULT_TOLERANCES = {
 
 
 def _as_array(x):
-    return asnumpy(getattr(x, "data", x)) if hasattr(x, "shape") else np.asarray(x)
+    if isinstance(x, Tensor):     # not getattr(x, "data"): a cupy array's .data is a MemoryPointer
+        x = x.data
+    return asnumpy(x) if hasattr(x, "shape") else np.asarray(x)
 
 
 def _default_tolerances(*dtypes):
