@@ -32,6 +32,8 @@ def get_array_module(*arrays):
     Arguments may be arrays, Tensors (their ``.data`` is used), scalars or None.
     """
     for a in arrays:
+        if type(a) is np.ndarray:                      # the common case, checked cheaply
+            continue
         if not hasattr(a, "__array_interface__"):      # a Tensor: look at its array
             a = getattr(a, "data", a)
         if is_cupy_array(a):
@@ -56,7 +58,8 @@ def to_device(array, device):
         return array.get() if is_cupy_array(array) else np.asarray(array)
     if device in ("gpu", "cuda"):
         if not gpu_available():
-            raise RuntimeError("device 'gpu' requested but no CUDA device (or no cupy) is available")
+            raise RuntimeError("device 'gpu' requested but no CUDA device "
+                               "(or no cupy) is available")
         return _import_cupy().asarray(array)
     raise ValueError(f"unknown device {device!r}; use 'cpu' or 'gpu'")
 
