@@ -11,6 +11,7 @@ from .ops.matmul import linear, matmul
 from .ops.reduce import max, mean, sum
 from .ops.shape import concatenate, reshape, stack, transpose
 from .ops.nn import erf
+from .tensor import Tensor
 
 __all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "embedding", "dropout", "where",
            "masked_fill", "cross_entropy", "matmul", "linear", "concatenate", "stack",
@@ -18,7 +19,8 @@ __all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "embedding", "dropout
 
 
 def _data(x):
-    return getattr(x, "data", x)
+    # Tensors only: a cupy array also has a .data (its device MemoryPointer)
+    return x.data if isinstance(x, Tensor) else x
 
 
 def gelu(x):

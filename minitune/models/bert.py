@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import functional as F
-from ..backend import get_array_module
+from ..backend import device_of, get_array_module, to_device
 from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
 from ..tensor import Tensor
 
@@ -129,7 +129,7 @@ class BertEmbeddings(Module):
 
     def forward(self, input_ids, token_type_ids):
         T = input_ids.shape[1]
-        positions = np.arange(T)
+        positions = get_array_module(input_ids).arange(T)      # on the ids' device
         x = (self.word_embeddings(input_ids)                       # (B, T, H)
              + self.position_embeddings(positions)                 # (T, H), broadcast over B
              + self.token_type_embeddings(token_type_ids))         # (B, T, H)
@@ -245,7 +245,7 @@ class BertPooler(Module):
 
 def _as_ids(x, name):
     """Inputs may be Tensors, numpy arrays or nested lists: return an int64 (B, T) array."""
-    x = getattr(x, "data", x)
+    x = x.data if isinstance(x, Tensor) else x      # not getattr: a cupy array has .data too
     xp = get_array_module(x)
     x = xp.asarray(x)
     if x.ndim == 1:
@@ -355,7 +355,12 @@ class BertModel(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         """input_ids, attention_mask, token_type_ids: (B, T) integers (arrays or Tensors)."""
-        ids = _as_ids(input_ids, "input_ids")
+        # inputs usually arrive as numpy (tokenizer, DataLoader): copy them to the parameters'
+        # device once, here, explicitly (a no-op on the CPU)
+        device = device_of(self.embeddings.word_embeddings.weight.data)
+        ids = to_device(_as_ids(input_ids, "input_ids"), device)
+        if attention_mask is not None:
+            attention_mask = to_device(_as_ids(attention_mask, "attention_mask"), device)
         B, T = ids.shape
         if T > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {T} exceeds max_position_embeddings "
@@ -365,7 +370,7 @@ class BertModel(BertPreTrainedModel):
         if token_type_ids is None:
             types = get_array_module(ids).zeros_like(ids)
         else:
-            types = _as_ids(token_type_ids, "token_type_ids")
+            types = to_device(_as_ids(token_type_ids, "token_type_ids"), device)
             if types.shape != ids.shape:
                 raise ValueError(f"token_type_ids shape {types.shape} != input_ids shape "
                                  f"{ids.shape}")
@@ -444,7 +449,7 @@ def _share_rng(model, rng):
 
 
 def _labels(labels, shape):
-    labels = getattr(labels, "data", labels)
+    labels = labels.data if isinstance(labels, Tensor) else labels
     labels = get_array_module(labels).asarray(labels)
     if labels.shape != shape:
         raise ValueError(f"labels shape {labels.shape} does not match logits' leading shape {shape}")

@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, to_device
 from ..tensor import Tensor
 
 
@@ -75,6 +75,15 @@ class Module:
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None
+
+    def to(self, device):
+        """Move every parameter (and gradient) to ``device``, "cpu" or "gpu", in place; returns
+        self. The Parameter objects stay the same, so build optimizers after moving: their
+        state (Adam's moments) is created on the device of the parameters they first see."""
+        for p in self.parameters():
+            p.data = to_device(p.data, device)
+            p.grad = None if p.grad is None else to_device(p.grad, device)
+        return self
 
     def astype(self, dtype):
         """Convert every parameter to ``dtype`` in place (e.g. float64 for gradient checks)."""

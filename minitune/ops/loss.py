@@ -7,7 +7,7 @@ for the mean. Rows whose target equals ``ignore_index`` contribute nothing.
 import numpy as np
 
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import device_of, get_array_module, to_device
 from .nn import _logsumexp
 
 
@@ -25,6 +25,7 @@ class CrossEntropy(Function):
         if target.dtype.kind not in "iu":
             raise ValueError(f"cross_entropy: targets must be integers, got {target.dtype}")
         xp = get_array_module(logits)
+        target = to_device(target, device_of(logits))   # numpy labels: an explicit, small copy
         k = logits.shape[-1]
         z = logits.reshape(-1, k)                                    # (N, K)
         t = target.reshape(-1)                                       # (N,)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, sum_to
-from ..backend import get_array_module
+from ..backend import device_of, get_array_module, to_device
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -181,6 +181,8 @@ class Embedding(Function):
     def forward(self, ids, weight):
         if ids.dtype.kind not in "iu":
             raise ValueError(f"embedding: ids must be integers, got {ids.dtype}")
+        # ids usually come from the tokenizer as numpy: copy them (small) to the weight's device
+        ids = to_device(ids, device_of(weight))
         if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
             raise ValueError(f"embedding: ids must lie in [0, {weight.shape[0]}), "
                              f"got min {ids.min()} max {ids.max()}")
@@ -214,8 +216,12 @@ class Dropout(Function):
         self.p, self.rng = p, rng
 
     def forward(self, x):
+        xp = get_array_module(x)
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        self.scale_mask = keep * np.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
+        # the mask is drawn on the host by the numpy Generator, so one seed gives the same masks
+        # on CPU and GPU; for a cupy x it is copied to the device here, explicitly
+        keep = xp.asarray(keep)
+        self.scale_mask = keep * xp.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
         return x * self.scale_mask
 
     def backward(self, gy):
@@ -225,7 +231,7 @@ class Dropout(Function):
 
 class Where(Function):
     def forward(self, cond, a, b):
-        xp = get_array_module(a, b)
+        xp = get_array_module(cond, a, b)
         self.cond = cond
         self.shapes = (np.shape(a), np.shape(b))
         return xp.where(cond, a, b)

@@ -3,7 +3,7 @@ them, so each backward moves the gradient back the same way."""
 import numpy as np
 
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import device_of, get_array_module, to_device
 
 
 class Reshape(Function):
@@ -34,7 +34,7 @@ class Transpose(Function):
         # undo the permutation: gx = transpose(gy, argsort(axes))
         if self.axes is None:
             return gy.transpose()
-        return gy.transpose(np.argsort([a % gy.ndim for a in self.axes]))
+        return gy.transpose(tuple(np.argsort([a % gy.ndim for a in self.axes]).tolist()))
 
 
 def _is_advanced(index):
@@ -44,12 +44,21 @@ def _is_advanced(index):
                for p in parts)
 
 
+def _index_to_device(index, device):
+    """Copy the index arrays in ``index`` (numpy or cupy) to ``device``, explicitly: cupy would
+    otherwise copy numpy index arrays silently, and numpy cannot read cupy ones."""
+    def move(p):
+        return to_device(p, device) if hasattr(p, "dtype") and np.ndim(p) > 0 else p
+    return tuple(move(p) for p in index) if isinstance(index, tuple) else move(index)
+
+
 class GetItem(Function):
     def __init__(self, index):
         self.index = index
 
     def forward(self, x):
         self.in_shape, self.dtype = x.shape, x.dtype
+        self.index = _index_to_device(self.index, device_of(x))
         return x[self.index]
 
     def backward(self, gy):
@@ -80,7 +89,7 @@ class Concatenate(Function):
     def backward(self, gy):
         # split gy at the input boundaries along the axis
         xp = get_array_module(gy)
-        return tuple(xp.split(gy, np.cumsum(self.sizes)[:-1], axis=self.axis))
+        return tuple(xp.split(gy, np.cumsum(self.sizes)[:-1].tolist(), axis=self.axis))
 
 
 class Stack(Function):
