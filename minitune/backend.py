@@ -34,9 +34,7 @@ def get_array_module(*arrays):
     for a in arrays:
         if type(a) is np.ndarray:                      # the common case, checked cheaply
             continue
-        if not hasattr(a, "__array_interface__"):      # a Tensor: look at its array
-            a = getattr(a, "data", a)
-        if is_cupy_array(a):
+        if is_cupy_array(a) or is_cupy_array(getattr(a, "data", None)):   # array or Tensor
             return _import_cupy()
     return np
 
