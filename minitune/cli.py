@@ -1,6 +1,7 @@
 """The ``minitune`` command: ``train``, ``eval`` and ``predict``.
 
-    minitune train --task classify --model all-MiniLM-L6-v2 --train train.tsv --dev dev.tsv --out runs/sst2
+    minitune train --task classify --model all-MiniLM-L6-v2 \\
+        --train train.tsv --dev dev.tsv --out runs/sst2
     minitune eval --model runs/sst2/best --data dev.tsv
     minitune predict --model runs/sst2/best "a gorgeous, witty film"
 
@@ -51,7 +52,8 @@ def _add_eval(sub):
     p = sub.add_parser("eval", help="score a fine-tuned model on a labelled file")
     p.add_argument("--model", required=True, help="directory written by minitune train")
     p.add_argument("--data", required=True, help="labelled file in the training format")
-    p.add_argument("--max-len", type=int, default=None)
+    p.add_argument("--max-len", type=int, default=None,
+                   help="truncation (default: the --max-len used in training)")
     p.add_argument("--batch-size", type=int, default=128)
 
 
@@ -112,7 +114,8 @@ def cmd_eval(a):
     from .train import TrainArgs, evaluate, load_task_data
     task, model, tok, path = _load_finetuned(a.model)
     id2label = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    max_len = a.max_len or model.config.max_position_embeddings
+    from .predict import trained_max_length
+    max_len = a.max_len or trained_max_length(model)
     args = TrainArgs(task=task, train=None, dev=a.data, max_len=max_len)
     data = load_task_data(args, tok, id2label=id2label)
     raw, examples = data["dev"]

@@ -13,13 +13,20 @@ def split_words(text):
     return BertPreTokenizer().pre_tokenize_str(text)
 
 
+def trained_max_length(model):
+    """The --max-len the model was fine-tuned with (kept in config.json), else its position
+    limit."""
+    return int(model.config.extra.get("minitune_max_length",
+                                      model.config.max_position_embeddings))
+
+
 def predict_texts(model, tokenizer, task, texts, max_len=None, batch_size=64):
     """Label each text. Returns one dict per text:
 
     classify: {"label", "probability", "probabilities": {label: p}}
     ner: {"entities": [{"type", "text", "start", "end"}], "tags": [word tags]}
     """
-    max_len = max_len or model.config.max_position_embeddings
+    max_len = max_len or trained_max_length(model)
     id2label = model.config.id2label
     model.eval()
     results = []

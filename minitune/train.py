@@ -345,6 +345,8 @@ def train(args):
     if args.max_len > max_pos:
         raise ValueError(f"--max-len {args.max_len} exceeds the model's position limit "
                          f"max_position_embeddings={max_pos}")
+    # saved in config.json so that `minitune eval/predict` truncate as training did
+    model.config.extra["minitune_max_length"] = args.max_len
 
     # The training order. Epoch e visits default_rng(seed + e).permutation(N) (the CONLL-A
     # order). With --max-train-examples n, the examples are default_rng(seed).permutation(N)[:n]
