@@ -1,0 +1,664 @@
+"""BERT speed benchmarks: minitune against PyTorch + Hugging Face Transformers on the CPU.
+
+Not a test: it prints figures and ratios and asserts nothing. See docs/performance.md.
+
+What it measures (MiniLM-L6, all-MiniLM-L6-v2: 6 layers, H 384, NH 12, I 1536, fp32):
+
+  load      ``from_pretrained`` wall time, each in a fresh subprocess (imports excluded,
+            files in the OS page cache: "cold-ish"), median of 3, for both libraries.
+  fwd       forward throughput, eval mode, no grad, batch 64 x 128 tokens.
+  train     one training step = forward + loss + backward + AdamW.step + zero_grad, on
+            synthetic full-length batches (no padding) as shared/reference/hf_step.py does:
+            sequence classification 32 x 64 and 32 x 128, token classification 32 x 128.
+
+Both libraries run in ONE process on the same batch, interleaved pair by pair (the order
+alternates: minitune first, then torch first, ...), so machine noise hits both sides alike;
+the figure to trust is the median of the per-pair ratios minitune / torch (> 1: minitune is
+slower). Absolute times are only as good as the machine is quiet.
+
+Threads matter more than anything else here: on a shared 2-core machine numpy's OpenBLAS with
+2 threads can be several times slower than with 1 (some batched products by 100x or more;
+docs/performance.md), so compare --threads 1 and --threads 2 before drawing conclusions.
+
+PyTorch side: ``torch.set_num_threads(N)``, transformers' default attention
+implementation ("sdpa" for BERT; ``--torch-attn eager`` to change it), AdamW with weight
+decay 0.01 except biases and LayerNorm weights -- the reference protocol (STEP-A).
+Without torch, minitune's figures are printed alone, next to the reference figures quoted
+from shared/reference/README.md (measured there in separate processes, not in this run).
+
+Usage:
+  python benchmarks/bench_bert.py                 # everything (5 timed rounds per configuration)
+  python benchmarks/bench_bert.py --quick         # 3 rounds: ~5 min at --threads 1 on 2 cores
+  python benchmarks/bench_bert.py --only train_seq_b32_l64 --pairs 8
+  python benchmarks/bench_bert.py --json out.json --threads 2
+  python benchmarks/bench_bert.py --rss           # only peak RSS, one subprocess per side/config
+  python benchmarks/bench_bert.py --profile       # only the per-op profile of one minitune step
+"""
+import os
+import sys
+import time
+
+T_START = time.perf_counter()     # imports are timed from here (load benchmark)
+
+
+def _threads_from_argv(argv, default=2):
+    """--threads N, read before numpy is imported: BLAS sizes its thread pool when it loads."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return default
+
+
+THREADS = _threads_from_argv(sys.argv[1:])
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(THREADS)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import datetime  # noqa: E402
+import gc  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import pstats  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import minitune as mt  # noqa: E402
+from minitune.autograd import Function  # noqa: E402
+from minitune.models.bert import (BertForSequenceClassification,  # noqa: E402
+                                  BertForTokenClassification)
+from minitune.optim import AdamW, param_groups_with_weight_decay  # noqa: E402
+
+logging.getLogger("minitune").setLevel(logging.ERROR)   # "classifier newly initialised"
+
+MODEL = "all-MiniLM-L6-v2"
+LR, WEIGHT_DECAY = 5e-5, 0.01
+
+# name: (mode, head, batch B, tokens T)
+CONFIGS = {
+    "fwd_seq_b64_l128": ("fwd", "seq", 64, 128),
+    "train_seq_b32_l64": ("train", "seq", 32, 64),
+    "train_seq_b32_l128": ("train", "seq", 32, 128),
+    "train_tok_b32_l128": ("train", "tok", 32, 128),
+}
+NUM_LABELS = {"seq": 2, "tok": 9}
+
+# Quoted from shared/reference/README.md ("Speed", hf_step.py): PyTorch 2.13.0 + transformers
+# 5.24.0, 2 threads, 2-core Xeon @ 2.5 GHz, each configuration in its own process, machine shared.
+REFERENCE_README = {
+    "train_seq_b32_l128": {"median_s": 3.70, "min_s": 2.64, "peak_rss_gib": 2.27},
+    "train_seq_b32_l64": {"median_s": 1.96, "min_s": 1.81, "peak_rss_gib": 1.48},
+    "train_tok_b32_l128": {"median_s": 4.06, "min_s": 3.00, "peak_rss_gib": 2.27},
+    "fwd_seq_b64_l128": {"median_s": 1.92, "min_s": 1.60, "peak_rss_gib": 0.72},
+}
+
+
+# --------------------------------------------------------------------------- environment
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def env_info():
+    info = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": _cpu_model(), "n_cpus": os.cpu_count(), "python": platform.python_version(),
+        "numpy": np.__version__, "threads": THREADS, "argv": sys.argv[1:],
+        "loadavg_start": os.getloadavg(),
+    }
+    if torch_available():
+        import torch
+        import transformers
+        info["torch"], info["transformers"] = torch.__version__, transformers.__version__
+    return info
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------- the two sides
+
+def synthetic_batch(head, B, T, vocab, seed=0):
+    """Random ids in [1000, V), no padding, token types 0, random labels: as hf_step.py."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, vocab, size=(B, T), dtype=np.int64)
+    labels = rng.integers(0, NUM_LABELS[head], size=(B,) if head == "seq" else (B, T))
+    return {"input_ids": ids, "attention_mask": np.ones((B, T), dtype=np.int64),
+            "token_type_ids": np.zeros((B, T), dtype=np.int64), "labels": labels}
+
+
+def minitune_runner(mode, head, batch):
+    """Load minitune's model and return (step function, model). A step returns the loss
+    (train) or the sum of the logits (fwd), as a float, so the work cannot be skipped."""
+    cls = BertForSequenceClassification if head == "seq" else BertForTokenClassification
+    model = cls.from_pretrained(MODEL, num_labels=NUM_LABELS[head], seed=0)
+    ids, mask, tt = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+    if mode == "fwd":
+        model.eval()
+
+        def step():
+            with mt.no_grad():
+                return float(model(ids, mask, tt).logits.data.sum())
+        return step, model
+
+    model.train()
+    opt = AdamW(param_groups_with_weight_decay(model.named_parameters(), WEIGHT_DECAY), lr=LR)
+    labels = batch["labels"]
+
+    def step():
+        out = model(ids, mask, tt, labels=labels)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return out.loss.item()
+    step.optimizer = opt
+    return step, model
+
+
+def torch_runner(mode, head, batch, attn):
+    """The same with transformers' BertFor*Classification and torch.optim.AdamW."""
+    import torch
+    import transformers
+    _quiet_transformers()
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    cls = (transformers.BertForSequenceClassification if head == "seq"
+           else transformers.BertForTokenClassification)
+    kwargs = {} if attn == "default" else {"attn_implementation": attn}
+    model = cls.from_pretrained(str(mt_model_dir()), num_labels=NUM_LABELS[head], **kwargs)
+    t = {k: torch.from_numpy(v) for k, v in batch.items()}
+    if mode == "fwd":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                out = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
+                            token_type_ids=t["token_type_ids"])
+                return float(out.logits.sum())
+        return step, model
+
+    model.train()
+    decay = [p for n, p in model.named_parameters() if not _no_decay(n)]
+    skip = [p for n, p in model.named_parameters() if _no_decay(n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                             {"params": skip, "weight_decay": 0.0}],
+                            lr=LR, betas=(0.9, 0.999), eps=1e-8)
+
+    def step():
+        out = model(**t)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return out.loss.item()
+    return step, model
+
+
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _no_decay(name):
+    return name.endswith("bias") or "LayerNorm" in name
+
+
+def mt_model_dir():
+    from minitune.io import resolve_model_dir
+    return resolve_model_dir(MODEL)
+
+
+# --------------------------------------------------------------------------- timing
+
+def timed(step):
+    t = time.perf_counter()
+    value = step()
+    return time.perf_counter() - t, value
+
+
+def interleaved(sides, warmup, pairs):
+    """Run the sides' steps alternately: pair i runs them in order, pair i+1 reversed.
+    Returns {side: [seconds per timed step]} and {side: [values of all steps]}."""
+    names = list(sides)
+    times, values = {n: [] for n in names}, {n: [] for n in names}
+    for i in range(warmup + pairs):
+        order = names if i % 2 == 0 else names[::-1]
+        for n in order:
+            dt, v = timed(sides[n])
+            values[n].append(v)
+            if i >= warmup:
+                times[n].append(dt)
+    return times, values
+
+
+def summarise(ts, tokens):
+    med = statistics.median(ts)
+    return {"median_s": med, "min_s": min(ts), "max_s": max(ts), "all_s": ts,
+            "tokens_per_s_median": tokens / med, "tokens_per_s_best": tokens / min(ts)}
+
+
+def run_config(name, args, with_torch):
+    mode, head, B, T = CONFIGS[name]
+    sides = {}
+    mt_step, mt_model = minitune_runner(mode, head, synthetic_batch(head, B, T, 30522))
+    sides["minitune"] = mt_step
+    extra = {}
+    if with_torch:
+        tstep, tmodel = torch_runner(mode, head, synthetic_batch(head, B, T, 30522),
+                                     args.torch_attn)
+        sides["torch"] = tstep
+        extra["torch_attn_implementation"] = getattr(tmodel.config, "_attn_implementation",
+                                                     None)
+        extra["encoder_max_abs_diff"] = encoder_parity(mt_model, tmodel)
+    times, values = interleaved(sides, args.warmup, args.pairs)
+    res = {"mode": mode, "head": head, "batch": B, "seqlen": T, "warmup": args.warmup,
+           "pairs": args.pairs, **extra}
+    for n in sides:
+        res[n] = summarise(times[n], B * T)
+        res[n]["first_last_value"] = [values[n][0], values[n][-1]]
+    if with_torch:
+        ratios = [a / b for a, b in zip(times["minitune"], times["torch"])]
+        res["ratio_pairs"] = ratios
+        res["ratio_median"] = statistics.median(ratios)
+        res["ratio_of_mins"] = res["minitune"]["min_s"] / res["torch"]["min_s"]
+    del sides, mt_model
+    gc.collect()
+    return res
+
+
+def encoder_parity(mt_model, torch_model):
+    """Largest |difference| of the encoders' last hidden states, eval mode, 2 x 16 tokens:
+    checks that both sides compute the same function before their speeds are compared."""
+    import torch
+    batch = synthetic_batch("seq", 2, 16, 30522, seed=1)
+    was_training = mt_model.training
+    mt_model.eval()
+    torch_model.eval()
+    with mt.no_grad():
+        a = mt_model.bert(batch["input_ids"]).last_hidden_state.data
+    with torch.no_grad():
+        b = torch_model.bert(input_ids=torch.from_numpy(batch["input_ids"])
+                             ).last_hidden_state.numpy()
+    mt_model.train(was_training)
+    torch_model.train(was_training)
+    return float(np.abs(a - b).max())
+
+
+def print_config(name, r):
+    unit = "s/batch" if r["mode"] == "fwd" else "s/step"
+    print(f"{name}  (B {r['batch']} x T {r['seqlen']}, {r['pairs']} timed rounds after "
+          f"{r['warmup']} warm-up; a round = one step per side)", flush=True)
+    for side in ("minitune", "torch"):
+        if side in r:
+            s = r[side]
+            what = "loss" if r["mode"] == "train" else "sum(logits)"
+            print(f"  {side:9s} median {s['median_s']:7.3f} {unit}  min {s['min_s']:7.3f}  "
+                  f"{s['tokens_per_s_median']:7.0f} tokens/s (best {s['tokens_per_s_best']:.0f})"
+                  f"  {what} first {s['first_last_value'][0]:.4g} last "
+                  f"{s['first_last_value'][1]:.4g}", flush=True)
+    if "ratio_median" in r:
+        rs = r["ratio_pairs"]
+        print(f"  ratio minitune/torch: median of pairs {r['ratio_median']:.2f} "
+              f"(pairs {min(rs):.2f}..{max(rs):.2f}; ratio of mins {r['ratio_of_mins']:.2f})"
+              f"  torch attention: {r['torch_attn_implementation']}; encoder parity max|diff| "
+              f"{r['encoder_max_abs_diff']:.1e}", flush=True)
+    else:
+        ref = REFERENCE_README[name]
+        print(f"  reference (NOT this run; shared/reference/README.md, PyTorch 2.13 + "
+              f"transformers 5.24, 2 threads, separate process): median "
+              f"{ref['median_s']:.2f} {unit}, min {ref['min_s']:.2f}, peak RSS "
+              f"{ref['peak_rss_gib']:.2f} GiB", flush=True)
+
+
+# --------------------------------------------------------------------------- load time
+
+def load_child(side):
+    """In a fresh process: time from_pretrained (imports done first and timed apart: torch +
+    transformers for torch; numpy + minitune, imported at the top of this file, for minitune)."""
+    t0 = time.perf_counter()
+    if side == "torch":
+        import torch
+        import transformers
+        _quiet_transformers()
+        torch.set_num_threads(THREADS)
+        path = str(mt_model_dir())
+        import_s = time.perf_counter() - t0
+        t = time.perf_counter()
+        transformers.BertForSequenceClassification.from_pretrained(path, num_labels=2)
+        return {"import_s": import_s, "load_s": time.perf_counter() - t}
+    from minitune.io import load_checkpoint
+    from minitune.models.bert import BertConfig
+    path = mt_model_dir()
+    import_s = time.perf_counter() - T_START          # numpy + minitune, at the top of this file
+    t = time.perf_counter()
+    BertForSequenceClassification.from_pretrained(MODEL, num_labels=2)
+    load_s = time.perf_counter() - t
+    # where the time goes, measured again piece by piece (now warm in this process)
+    t = time.perf_counter()
+    cfg = BertConfig.from_json_file(path / "config.json")
+    BertForSequenceClassification(cfg)
+    construct_s = time.perf_counter() - t
+    t = time.perf_counter()
+    load_checkpoint(path)
+    read_s = time.perf_counter() - t
+    return {"import_s": import_s, "load_s": load_s, "construct_random_init_s": construct_s,
+            "read_checkpoint_s": read_s}
+
+
+def spawn(extra_args):
+    cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(THREADS)] + extra_args
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    if p.returncode != 0 or not lines:
+        raise RuntimeError(f"child {' '.join(extra_args)} failed (rc {p.returncode}):\n"
+                           f"{p.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def bench_load(sides, repeats=3):
+    res = {}
+    for side in sides:
+        runs = [spawn(["--_child-load", side]) for _ in range(repeats)]
+        res[side] = {"runs": runs, "median_load_s": statistics.median(r["load_s"] for r in runs),
+                     "median_import_s": statistics.median(r["import_s"] for r in runs)}
+        line = (f"  {side:9s} from_pretrained median {res[side]['median_load_s']:.2f} s "
+                f"(runs {', '.join('%.2f' % r['load_s'] for r in runs)}; imports "
+                f"{res[side]['median_import_s']:.2f} s, not included)")
+        if side == "minitune":
+            line += (f"; of which random init of the fresh model "
+                     f"~{statistics.median(r['construct_random_init_s'] for r in runs):.2f} s, "
+                     f"reading the checkpoint "
+                     f"~{statistics.median(r['read_checkpoint_s'] for r in runs):.2f} s")
+        print(line, flush=True)
+    print(f"  target < 2 s: {'met' if res['minitune']['median_load_s'] < 2 else 'NOT met'}",
+          flush=True)
+    return res
+
+
+# --------------------------------------------------------------------------- peak RSS
+
+def rss_child(name, side, attn):
+    """In a fresh process: load, 1 warm-up + 2 steps, report peak RSS."""
+    mode, head, B, T = CONFIGS[name]
+    batch = synthetic_batch(head, B, T, 30522)
+    step, _ = (minitune_runner(mode, head, batch) if side == "minitune"
+               else torch_runner(mode, head, batch, attn))
+    after_load = peak_rss_mib()
+    for _ in range(3):
+        step()
+    return {"peak_rss_mib": peak_rss_mib(), "after_load_mib": after_load}
+
+
+def bench_rss(names, sides, attn):
+    res = {}
+    for name in names:
+        res[name] = {}
+        for side in sides:
+            r = spawn(["--_child-rss", name, side, "--torch-attn", attn])
+            res[name][side] = r
+            print(f"  {name:20s} {side:9s} peak RSS {r['peak_rss_mib']:6.0f} MiB "
+                  f"(after loading {r['after_load_mib']:.0f} MiB)", flush=True)
+    return res
+
+
+# --------------------------------------------------------------------------- profile
+
+class OpTimer:
+    """Time every Function subclass's forward and backward, by class, by wrapping the
+    methods on the classes (this benchmark's process only; minitune itself is unchanged).
+    Linear and MatMul also count their floating-point operations."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+        self.flops = defaultdict(float)
+        self.saved = []
+
+    def __enter__(self):
+        for cls in _all_subclasses(Function):
+            for phase in ("forward", "backward"):
+                if phase in vars(cls):
+                    original = vars(cls)[phase]
+                    setattr(cls, phase, self._wrap(cls.__name__, phase, original))
+                    self.saved.append((cls, phase, original))
+        return self
+
+    def __exit__(self, *exc):
+        for cls, phase, original in self.saved:
+            setattr(cls, phase, original)
+
+    def _wrap(self, name, phase, fn):
+        key = (name, phase)
+
+        def timed_method(op, *arrays):
+            t = time.perf_counter()
+            out = fn(op, *arrays)
+            self.seconds[key] += time.perf_counter() - t
+            self.calls[key] += 1
+            self.flops[key] += _flops(name, phase, op, arrays)
+            return out
+        return timed_method
+
+
+def _flops(name, phase, op, arrays):
+    """2*M*N*K per matrix product: forward one product, backward one per input needing grad."""
+    if name == "Linear":
+        x, w = (arrays[0], arrays[1]) if phase == "forward" else (op.x, op.w)
+        one = 2.0 * x.size * w.shape[0]
+        return one if phase == "forward" else one * sum(
+            t.requires_grad for t in op.inputs[:2])
+    if name == "MatMul":
+        a, b = (arrays[0], arrays[1]) if phase == "forward" else (op.a, op.b)
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        one = 2.0 * np.prod(batch, dtype=float) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        return one if phase == "forward" else one * sum(t.requires_grad for t in op.inputs)
+    return 0.0
+
+
+def _all_subclasses(cls):
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def gemm_ceiling(B, T, H, I, NH, reps=5):  # noqa: E741 (I: intermediate size, as STYLE.md)
+    """numpy fp32 GEMM rate (GFLOP/s, median) for the shapes of one step, forward form, with
+    this process's BLAS threads; plus the attention's batched (B*NH small) products."""
+    rng = np.random.default_rng(0)
+    N, HS = B * T, H // NH
+    shapes = {f"{N}x{H} @ {H}x{H} (q/k/v/o)": ((N, H), (H, H)),
+              f"{N}x{H} @ {H}x{I} (FFN up)": ((N, H), (H, I)),
+              f"{N}x{I} @ {I}x{H} (FFN down)": ((N, I), (I, H)),
+              f"({B}x{NH}) {T}x{HS} @ {HS}x{T} (QK^T)": ((B, NH, T, HS), (B, NH, HS, T)),
+              f"({B}x{NH}) {T}x{T} @ {T}x{HS} (PV)": ((B, NH, T, T), (B, NH, T, HS))}
+    out = {}
+    for label, (sa, sb) in shapes.items():
+        a = rng.standard_normal(sa, dtype=np.float32)
+        b = rng.standard_normal(sb, dtype=np.float32)
+        flop = 2.0 * np.prod(sa[:-1], dtype=float) * sa[-1] * sb[-1]
+        a @ b
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            a @ b
+            ts.append(time.perf_counter() - t)
+        out[label] = flop / statistics.median(ts) / 1e9
+    return out
+
+
+def bench_profile(name, steps=3):
+    """Per-op-class times of ``steps`` minitune steps (training or forward-only), their FLOPs
+    against the measured GEMM rate, and a cProfile of one more step."""
+    mode, head, B, T = CONFIGS[name]
+    batch = synthetic_batch(head, B, T, 30522)
+    step, model = minitune_runner(mode, head, batch)
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    c = model.config
+    step()                                                        # warm-up
+    phase_s = defaultdict(float)
+    fwd_key = "forward (incl. loss)" if mode == "train" else "forward (no grad)"
+    with OpTimer() as timer:
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            if mode == "fwd":
+                with mt.no_grad():
+                    model(*inputs)
+                phase_s[fwd_key] += time.perf_counter() - t0
+                continue
+            out = model(*inputs, labels=batch["labels"])
+            t1 = time.perf_counter()
+            out.loss.backward()
+            t2 = time.perf_counter()
+            step.optimizer.step()
+            t3 = time.perf_counter()
+            step.optimizer.zero_grad()
+            t4 = time.perf_counter()
+            phase_s[fwd_key] += t1 - t0
+            phase_s["backward"] += t2 - t1
+            phase_s["AdamW.step"] += t3 - t2
+            phase_s["zero_grad"] += t4 - t3
+    per_step = {k: v / steps for k, v in phase_s.items()}
+    total = sum(per_step.values())
+    ops = sorted(((k, v / steps) for k, v in timer.seconds.items()), key=lambda kv: -kv[1])
+    op_total = {p: sum(v for (n, ph), v in ops if ph == p) for p in ("forward", "backward")}
+    gemm_flops = sum(timer.flops.values()) / steps
+    gemm_s = sum(v for (n, ph), v in ops if n in ("Linear", "MatMul"))
+    rates = gemm_ceiling(B, T, c.hidden_size, c.intermediate_size, c.num_attention_heads)
+
+    print(f"profile: minitune {name} (B {B} x T {T}), mean of {steps} steps, threads {THREADS}")
+    print(f"  step {total:.3f} s = " + ", ".join(f"{k} {v:.3f}" for k, v in per_step.items()))
+    print(f"  outside ops (graph building, autograd loop, Python): forward "
+          f"{per_step[fwd_key] - op_total['forward']:.3f} s, backward "
+          f"{per_step.get('backward', 0.0) - op_total['backward']:.3f} s")
+    print("  per op class (s/step, share of step, calls/step, GFLOP/s for products):")
+    for (n, ph), v in ops:
+        rate = timer.flops[(n, ph)] / steps / v / 1e9 if timer.flops[(n, ph)] else None
+        print(f"    {n:13s} {ph:8s} {v:7.3f} s {100 * v / total:5.1f}%  "
+              f"{timer.calls[(n, ph)] // steps:4d} calls"
+              + (f"  {rate:6.1f} GFLOP/s" if rate else ""))
+    print(f"  matrix products: {gemm_flops:.3g} FLOP/step in {gemm_s:.3f} s "
+          f"({gemm_flops / gemm_s / 1e9:.1f} GFLOP/s), {100 * gemm_s / total:.0f}% of the step")
+    print("  numpy GEMM rate now, same shapes (forward form), GFLOP/s: "
+          + "; ".join(f"{k} {v:.1f}" for k, v in rates.items()))
+    best = max(rates.values())
+    print(f"  FLOP floor: {gemm_flops:.3g} FLOP at the best rate above ({best:.0f} GFLOP/s) = "
+          f"{gemm_flops / best / 1e9:.3f} s; the step is {total / (gemm_flops / best / 1e9):.1f}x "
+          f"that")
+
+    prof = cProfile.Profile()
+    prof.enable()
+    step()
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(22)
+    print("  cProfile of one step, by own time:")
+    print("\n".join("    " + ln for ln in buf.getvalue().splitlines() if ln.strip())[:6000])
+    return {"config": name, "steps": steps, "per_step_s": per_step, "step_s": total,
+            "op_s": {f"{n}.{ph}": v for (n, ph), v in ops},
+            "op_calls": {f"{n}.{ph}": timer.calls[(n, ph)] // steps for (n, ph), _ in ops},
+            "gemm_flop_per_step": gemm_flops, "gemm_s_per_step": gemm_s,
+            "gemm_rates_gflops": rates, "cprofile_top": buf.getvalue()}
+
+
+# --------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="BLAS/OpenMP threads for numpy and torch (default 2)")
+    ap.add_argument("--quick", action="store_true", help="fewer timed rounds (3 instead of 5)")
+    ap.add_argument("--pairs", type=int, help="timed rounds per configuration (one step per side)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    ap.add_argument("--only", action="append", choices=sorted(CONFIGS),
+                    help="run only this configuration (repeatable)")
+    ap.add_argument("--no-load", action="store_true", help="skip the from_pretrained timing")
+    ap.add_argument("--no-torch", action="store_true", help="minitune only, even with torch")
+    ap.add_argument("--torch-attn", default="default", choices=["default", "eager", "sdpa"],
+                    help="transformers attention implementation (default: its own default)")
+    ap.add_argument("--rss", action="store_true",
+                    help="only peak RSS, per side and configuration (one subprocess each)")
+    ap.add_argument("--profile", action="store_true",
+                    help="only profile one minitune step of train_seq_b32_l64 (or of the first "
+                         "--only configuration)")
+    ap.add_argument("--profile-steps", type=int, default=3, help="steps averaged by --profile")
+    ap.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
+    ap.add_argument("--_child-load", dest="child_load", help=argparse.SUPPRESS)
+    ap.add_argument("--_child-rss", dest="child_rss", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_load:
+        print("RESULT " + json.dumps(load_child(args.child_load)), flush=True)
+        return
+    if args.child_rss:
+        print("RESULT " + json.dumps(rss_child(*args.child_rss, args.torch_attn)), flush=True)
+        return
+    if args.pairs is None:
+        args.pairs = 3 if args.quick else 5
+
+    info = env_info()
+    with_torch = torch_available() and not args.no_torch
+    out = {"env": info}
+    print(f"env: {info['date']} | {info['cpu']} x{info['n_cpus']} | numpy {info['numpy']}"
+          + (f" | torch {info['torch']} transformers {info['transformers']}" if with_torch
+             else " | torch: not used") + f" | threads {THREADS} | load average "
+          f"{info['loadavg_start'][0]:.1f}", flush=True)
+    if not with_torch:
+        print("note: PyTorch/transformers not importable (or --no-torch): minitune's figures "
+              "alone; the reference figures printed with them come from "
+              "shared/reference/README.md, not from this run", flush=True)
+
+    sides = ["minitune"] + (["torch"] if with_torch else [])
+    if args.profile:
+        out["profile"] = bench_profile((args.only or ["train_seq_b32_l64"])[0], args.profile_steps)
+    elif args.rss:
+        print("peak RSS (fresh process per side and configuration, 3 steps):", flush=True)
+        out["rss"] = bench_rss(args.only or list(CONFIGS), sides, args.torch_attn)
+    else:
+        if not args.no_load:
+            print("load (fresh process each, median of 3):", flush=True)
+            out["load"] = bench_load(sides)
+        out["configs"] = {}
+        for name in args.only or list(CONFIGS):
+            out["configs"][name] = run_config(name, args, with_torch)
+            print_config(name, out["configs"][name])
+    info["loadavg_end"] = os.getloadavg()
+    print(f"load average at the end: {info['loadavg_end'][0]:.1f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=float))
+        print(f"wrote {args.json}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
