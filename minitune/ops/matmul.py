@@ -7,6 +7,22 @@ summed over any batch dims that were broadcast.
 import numpy as np
 
 from ..autograd import Function, sum_to
+from ..backend import get_array_module
+
+
+def _batched(a, b):
+    """``a @ b`` for stacks of matrices, with both operands made contiguous first.
+
+    numpy hands each matrix of a stack to BLAS separately. With transposed views (k^T in
+    attention, b^T in backward) multi-threaded OpenBLAS was measured to stall on these small
+    products (6 s instead of 70 ms for one layer's attention on a busy 2-core machine); a
+    contiguous copy of a (B, NH, T, HS) operand costs about a millisecond.
+    """
+    if a.ndim > 2:
+        a = get_array_module(a).ascontiguousarray(a)
+    if b.ndim > 2:
+        b = get_array_module(b).ascontiguousarray(b)
+    return a @ b
 
 
 class MatMul(Function):
@@ -16,7 +32,7 @@ class MatMul(Function):
                              f"(need (..., M, K) @ (..., K, N), both at least 2-D)")
         self.a, self.b = a, b
         try:
-            return a @ b
+            return _batched(a, b)
         except ValueError:
             raise ValueError(f"matmul: batch dims of {a.shape} and {b.shape} "
                              f"do not broadcast") from None
@@ -26,9 +42,9 @@ class MatMul(Function):
         a, b = self.a, self.b
         ga = gb = None
         if self.inputs[0].requires_grad:
-            ga = sum_to(gy @ b.swapaxes(-1, -2), a.shape)
+            ga = sum_to(_batched(gy, b.swapaxes(-1, -2)), a.shape)
         if self.inputs[1].requires_grad:
-            gb = sum_to(a.swapaxes(-1, -2) @ gy, b.shape)
+            gb = sum_to(_batched(a.swapaxes(-1, -2), gy), b.shape)
         return ga, gb
 
 
