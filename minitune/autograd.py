@@ -126,7 +126,8 @@ def run_backward(root, grad, retain_graph=False):
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
         if len(gxs) != len(f.inputs):
-            raise RuntimeError(f"{f!r}.backward returned {len(gxs)} grads for {len(f.inputs)} inputs")
+            raise RuntimeError(f"{f!r}.backward returned {len(gxs)} grads for "
+                               f"{len(f.inputs)} inputs")
         for x, gx in zip(f.inputs, gxs):
             if gx is None or not x.requires_grad:
                 continue

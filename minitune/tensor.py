@@ -103,7 +103,8 @@ class Tensor:
         else:
             grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
             if grad.shape != self.shape:
-                raise ValueError(f"backward(): grad shape {grad.shape} != tensor shape {self.shape}")
+                raise ValueError(f"backward(): grad shape {grad.shape} != tensor shape "
+                                 f"{self.shape}")
         if self.creator is None:
             # copy: the caller's array must not become (and later change) this leaf's .grad
             self.grad = grad.copy() if self.grad is None else self.grad + grad

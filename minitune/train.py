@@ -107,7 +107,8 @@ def load_task_data(args, tokenizer, id2label=None):
             if not path:
                 continue
             raw = train if split == "train" else read(path)
-            D.check_labels(raw.labels, {l: i for i, l in enumerate(id2label)}, path, raw.lines)
+            label2id = {label: i for i, label in enumerate(id2label)}
+            D.check_labels(raw.labels, label2id, path, raw.lines)
             out[split] = (raw, D.encode_classification(tokenizer, raw, id2label, args.max_len))
     else:
         train = D.read_conll(args.train) if args.train else None

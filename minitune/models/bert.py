@@ -452,5 +452,6 @@ def _labels(labels, shape):
     labels = labels.data if isinstance(labels, Tensor) else labels
     labels = get_array_module(labels).asarray(labels)
     if labels.shape != shape:
-        raise ValueError(f"labels shape {labels.shape} does not match logits' leading shape {shape}")
+        raise ValueError(f"labels shape {labels.shape} does not match logits' leading "
+                         f"shape {shape}")
     return labels.astype(np.int64, copy=False)

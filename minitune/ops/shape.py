@@ -27,7 +27,8 @@ class Transpose(Function):
 
     def forward(self, x):
         if self.axes is not None and sorted(a % x.ndim for a in self.axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {self.axes} are not a permutation for shape {x.shape}")
+            raise ValueError(f"transpose: axes {self.axes} are not a permutation for "
+                             f"shape {x.shape}")
         return x.transpose(self.axes)
 
     def backward(self, gy):
