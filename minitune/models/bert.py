@@ -167,22 +167,10 @@ class BertSelfAttention(Module):
         return context.transpose(0, 2, 1, 3).reshape(B, T, NH * HS)             # (B,T,H)
 
 
-class BertSelfOutput(Module):
-    """Output projection of attention, dropout, residual, LayerNorm: (B, T, H) -> (B, T, H)."""
-
-    def __init__(self, c, rng):
-        self.dense = Linear(c.hidden_size, c.hidden_size, std=c.initializer_range, rng=rng)
-        self.LayerNorm = LayerNorm(c.hidden_size, c.layer_norm_eps)
-        self.dropout = Dropout(c.hidden_dropout_prob, rng)
-
-    def forward(self, h, residual):
-        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
-
-
 class BertAttention(Module):
     def __init__(self, c, rng):
         self.self = BertSelfAttention(c, rng)
-        self.output = BertSelfOutput(c, rng)
+        self.output = BertOutput(c, rng, in_size=c.hidden_size)   # HF's BertSelfOutput
 
     def forward(self, x, mask_bias):
         return self.output(self.self(x, mask_bias), x)
@@ -199,10 +187,13 @@ class BertIntermediate(Module):
 
 
 class BertOutput(Module):
-    """dense I -> H, dropout, residual, LayerNorm: (B, T, I) -> (B, T, H)."""
+    """dense IN -> H, dropout, residual, LayerNorm: (B, T, IN) -> (B, T, H).
 
-    def __init__(self, c, rng):
-        self.dense = Linear(c.intermediate_size, c.hidden_size, std=c.initializer_range, rng=rng)
+    Closes both halves of a layer: IN = H after attention, IN = I after the feed-forward.
+    """
+
+    def __init__(self, c, rng, in_size):
+        self.dense = Linear(in_size, c.hidden_size, std=c.initializer_range, rng=rng)
         self.LayerNorm = LayerNorm(c.hidden_size, c.layer_norm_eps)
         self.dropout = Dropout(c.hidden_dropout_prob, rng)
 
@@ -214,7 +205,7 @@ class BertLayer(Module):
     def __init__(self, c, rng):
         self.attention = BertAttention(c, rng)
         self.intermediate = BertIntermediate(c, rng)
-        self.output = BertOutput(c, rng)
+        self.output = BertOutput(c, rng, in_size=c.intermediate_size)
 
     def forward(self, x, mask_bias):
         a = self.attention(x, mask_bias)
@@ -395,7 +386,6 @@ class BertForSequenceClassification(BertPreTrainedModel):
         # the seed (not on how many weights the encoder has)
         head_rng = np.random.default_rng([seed, 1])
         self.bert = BertModel(config, seed=seed)
-        self.bert.rng = rng
         _share_rng(self.bert, rng)
         p = config.classifier_dropout
         self.dropout = Dropout(config.hidden_dropout_prob if p is None else p, rng)
