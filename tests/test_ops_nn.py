@@ -204,8 +204,11 @@ def test_dropout_with_a_fixed_mask(shape, p, seed):
         return F.dropout(x, p=p, training=True, rng=np.random.default_rng(seed))
 
     y = fn(t).data
-    keep = np.random.default_rng(seed).random(shape, dtype=np.float32) >= p
-    assert_close(y, np.where(keep, a / (1.0 - p), 0.0), rtol=1e-15, atol=0)
+    # the documented mask: 16-bit draws kept when >= round(p * 2^16), scaled by 1 / P(keep)
+    threshold = round(p * 65536)
+    draws = np.random.default_rng(seed).integers(0, 65536, size=shape, dtype=np.uint16)
+    keep = draws >= threshold
+    assert_close(y, np.where(keep, a * (65536 / (65536 - threshold)), 0.0), rtol=1e-15, atol=0)
     check_grad(fn, t)
 
 

@@ -217,23 +217,34 @@ class Embedding(Function):
 
 
 class Dropout(Function):
-    """Zero each element with probability p, scale the rest by 1/(1-p) (inverted dropout)."""
+    """Zero each element with probability p, scale the rest by 1/P(keep) (inverted dropout).
+
+    The mask comes from 16-bit uniform draws: an element is kept when its draw is at least
+    round(p * 2^16), so P(keep) = 1 - round(p * 2^16) / 2^16 (within 8e-6 of 1 - p) and the
+    scale is exactly 1/P(keep), keeping E[y] = x. 16-bit draws cost half as much as float32
+    ones, and the boolean mask a quarter of the memory of a float mask.
+    """
 
     def __init__(self, p, rng):
         self.p, self.rng = p, rng
 
     def forward(self, x):
         xp = get_array_module(x)
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        threshold = int(round(self.p * 65536))
+        keep = self.rng.integers(0, 65536, size=x.shape, dtype=np.uint16) >= threshold
         # the mask is drawn on the host by the numpy Generator, so one seed gives the same masks
         # on CPU and GPU; for a cupy x it is copied to the device here, explicitly
-        keep = xp.asarray(keep)
-        self.scale_mask = keep * xp.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
-        return x * self.scale_mask
+        self.keep = xp.asarray(keep)
+        self.scale = x.dtype.type(65536.0 / (65536 - threshold))     # a scalar of x's dtype
+        y = x * self.keep
+        y *= self.scale
+        return y
 
     def backward(self, gy):
-        # the same mask and scale: gx = gy * mask / (1 - p)
-        return gy * self.scale_mask
+        # the same mask and scale: gx = gy * keep / P(keep)
+        gx = gy * self.keep
+        gx *= self.scale
+        return gx
 
 
 class Where(Function):
