@@ -31,15 +31,7 @@ from minitune.io import (
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def _load_writer():
-    spec = importlib.util.spec_from_file_location(
-        "torch_writer", Path(__file__).resolve().parent / "torch_writer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tw = _load_writer()
+import torch_writer as tw  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 # --- atomic writes ------------------------------------------------------------------------

@@ -5,7 +5,6 @@ Valid files are written by tests/torch_writer.py, which emits the pickle opcodes
 (no torch needed); real torch-saved files from tests/fixtures are compared when present.
 """
 
-import importlib.util
 import io
 import os
 import pickle
@@ -21,16 +20,7 @@ from minitune.io import CheckpointError, UnsafeCheckpointError, read_torch_bin
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def _load_writer():
-    """Import tests/torch_writer.py by path (works whether or not tests/ is a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "torch_writer", Path(__file__).resolve().parent / "torch_writer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tw = _load_writer()
+import torch_writer as tw  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def sample_tensors():

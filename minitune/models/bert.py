@@ -372,25 +372,33 @@ class BertModel(BertPreTrainedModel):
         return ModelOutput(last_hidden_state=h, pooler_output=pooled)
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
-    """BERT + dropout + linear on the pooled [CLS] state: logits (B, K)."""
+class _BertWithHead(BertPreTrainedModel):
+    """BERT + dropout + a linear head (K = num_labels outputs): the body of both task models.
+
+    The head's initial weights come from their own stream, ``default_rng([seed, 1])``, so they
+    depend only on the seed, not on how many weights the encoder drew before them.
+    """
 
     base_prefix = "bert."
     head_keys = ("classifier.weight", "classifier.bias")
-    architecture = "BertForSequenceClassification"
+    add_pooling_layer = True
 
     def __init__(self, config, seed=0):
         self.config = config
         rng = self._rng(seed)
-        # the head is drawn first, from its own stream, so its initial weights depend only on
-        # the seed (not on how many weights the encoder has)
-        head_rng = np.random.default_rng([seed, 1])
-        self.bert = BertModel(config, seed=seed)
+        self.bert = BertModel(config, seed=seed, add_pooling_layer=self.add_pooling_layer)
         _share_rng(self.bert, rng)
         p = config.classifier_dropout
         self.dropout = Dropout(config.hidden_dropout_prob if p is None else p, rng)
         self.classifier = Linear(config.hidden_size, config.num_labels,
-                                 std=config.initializer_range, rng=head_rng)
+                                 std=config.initializer_range,
+                                 rng=np.random.default_rng([seed, 1]))
+
+
+class BertForSequenceClassification(_BertWithHead):
+    """BERT + dropout + linear on the pooled [CLS] state: logits (B, K)."""
+
+    architecture = "BertForSequenceClassification"
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """labels: (B,) class ids (optional) -> ModelOutput(logits (B, K), loss)."""
@@ -402,23 +410,12 @@ class BertForSequenceClassification(BertPreTrainedModel):
         return ModelOutput(logits=logits, loss=loss)
 
 
-class BertForTokenClassification(BertPreTrainedModel):
-    """BERT + dropout + linear on every token: logits (B, T, K)."""
+class BertForTokenClassification(_BertWithHead):
+    """BERT (without the pooler, as in transformers) + dropout + linear on every token:
+    logits (B, T, K)."""
 
-    base_prefix = "bert."
-    head_keys = ("classifier.weight", "classifier.bias")
     architecture = "BertForTokenClassification"
-
-    def __init__(self, config, seed=0):
-        self.config = config
-        rng = self._rng(seed)
-        head_rng = np.random.default_rng([seed, 1])
-        self.bert = BertModel(config, seed=seed, add_pooling_layer=False)
-        _share_rng(self.bert, rng)
-        p = config.classifier_dropout
-        self.dropout = Dropout(config.hidden_dropout_prob if p is None else p, rng)
-        self.classifier = Linear(config.hidden_size, config.num_labels,
-                                 std=config.initializer_range, rng=head_rng)
+    add_pooling_layer = False
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """labels: (B, T) tag ids, -100 where no loss is taken -> logits (B, T, K), loss."""
