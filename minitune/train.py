@@ -19,7 +19,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,6 @@ class TrainArgs:
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def validate(self):
         if self.task not in TASKS:
@@ -352,7 +351,7 @@ def train(args):
     # The training order. Epoch e visits default_rng(seed + e).permutation(N) (the CONLL-A
     # order). With --max-train-examples n, the examples are default_rng(seed).permutation(N)[:n]
     # and epoch 0 visits them in that order (the SST2-A subset); later epochs reshuffle them.
-    train_raw, train_examples = data["train"]
+    train_examples = data["train"][1]
     subset = args.max_train_examples is not None
     if subset:
         train_examples = D.subset(train_examples, args.max_train_examples, args.seed)
