@@ -391,3 +391,14 @@ def test_more_ops_agree_across_backends(xp):
     assert_close(l1, l0, rtol=1e-10, atol=1e-12)
     for k in host:
         assert_close(g1[k], g0[k], rtol=1e-9, atol=1e-12, msg=k)
+
+
+def test_mul_and_div_by_a_python_number_keep_no_copy_of_the_tensor():
+    """x * 2.0 needs only 2.0 in backward: the op must not hold on to x's array (attention's
+    scores * scale would otherwise keep a (B, NH, T, T) array alive per layer)."""
+    x = mt.tensor(np.ones((3, 4)), requires_grad=True)
+    for y in (x * 2.0, x / 4.0):
+        assert y.creator.a is None
+    y = (x * 2.0 + x / 4.0).sum()
+    y.backward()
+    np.testing.assert_allclose(x.grad, np.full((3, 4), 2.25))

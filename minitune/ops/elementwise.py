@@ -46,29 +46,41 @@ class Sub(Function):
         return _unbroadcast(self, gy, -gy if self.inputs[1].requires_grad else None)
 
 
+def _is_number(x):
+    """A Python number: a constant that never needs a gradient."""
+    return isinstance(x, (int, float))
+
+
 class Mul(Function):
     def forward(self, a, b):
-        self.a, self.b = a, b
+        # gb needs a, but never when b is a Python number: then a is not kept (in attention,
+        # scores * scale would otherwise keep a (B, NH, T, T) array alive for nothing)
+        self.shapes = (np.shape(a), np.shape(b))
+        self.a = None if _is_number(b) else a
+        self.b = b
         return _binary("mul", lambda u, v: u * v, a, b)
 
     def backward(self, gy):
         # ga = gy * b, gb = gy * a
-        a, b = self.a, self.b
-        ga = sum_to(gy * b, np.shape(a)) if self.inputs[0].requires_grad else None
-        gb = sum_to(gy * a, np.shape(b)) if self.inputs[1].requires_grad else None
+        ga = sum_to(gy * self.b, self.shapes[0]) if self.inputs[0].requires_grad else None
+        gb = sum_to(gy * self.a, self.shapes[1]) if self.inputs[1].requires_grad else None
         return ga, gb
 
 
 class Div(Function):
     def forward(self, a, b):
-        self.a, self.b = a, b
+        # gb needs a, but never when b is a Python number (see Mul)
+        self.shapes = (np.shape(a), np.shape(b))
+        self.a = None if _is_number(b) else a
+        self.b = b
         return _binary("div", lambda u, v: u / v, a, b)
 
     def backward(self, gy):
         # ga = gy / b, gb = -gy * a / b**2
-        a, b = self.a, self.b
-        ga = sum_to(gy / b, np.shape(a)) if self.inputs[0].requires_grad else None
-        gb = sum_to(-gy * a / (b * b), np.shape(b)) if self.inputs[1].requires_grad else None
+        b = self.b
+        ga = sum_to(gy / b, self.shapes[0]) if self.inputs[0].requires_grad else None
+        gb = (sum_to(-gy * self.a / (b * b), self.shapes[1])
+              if self.inputs[1].requires_grad else None)
         return ga, gb
 
 
