@@ -14,8 +14,8 @@ from .ops.nn import erf
 from .tensor import Tensor
 
 __all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "embedding", "dropout",
-           "scaled_dot_product_attention", "where", "masked_fill", "cross_entropy", "matmul", "linear", "concatenate", "stack",
-           "reshape", "transpose", "exp", "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
+           "scaled_dot_product_attention", "where", "masked_fill", "cross_entropy", "matmul",
+           "linear", "concatenate", "stack", "reshape", "transpose", "exp", "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
 
 
 def _data(x):
