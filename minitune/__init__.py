@@ -8,6 +8,9 @@ from .tensor import Tensor, tensor
 from . import functional
 from .testing import GradcheckError, gradcheck
 from .tokenizer import Tokenizer
+from .cpu import register as _register_fused_cpu_ops
+
+_register_fused_cpu_ops()
 
 __version__ = "0.1.0"
 

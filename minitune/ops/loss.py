@@ -22,12 +22,7 @@ def cross_entropy_forward(logits, target, ignore_index, reduction):
     k = logits.shape[-1]
     z = logits.reshape(-1, k)                                    # (N, K)
     t = target.reshape(-1)                                       # (N,)
-    valid = t != ignore_index
-    if xp.any(valid & ((t < 0) | (t >= k))):
-        bad = t[valid & ((t < 0) | (t >= k))]
-        raise ValueError(f"cross_entropy: targets must be in [0, {k}) or ignore_index "
-                         f"{ignore_index}, got {bad[:5].tolist()}")
-    t_safe = xp.where(valid, t, 0)
+    valid, t_safe = checked_targets(t, k, ignore_index)
     logp = z - _logsumexp(z, axis=-1)                            # (N, K) log-probabilities
     losses = -xp.take_along_axis(logp, t_safe[:, None], axis=1)[:, 0] * valid
     count = int(valid.sum())
@@ -39,6 +34,18 @@ def cross_entropy_forward(logits, target, ignore_index, reduction):
         # all targets ignored: loss 0 (and grad 0), not 0/0 = NaN
         total = total / max(count, 1)
     return xp.asarray(total, dtype=logits.dtype), saved
+
+
+def checked_targets(t, k, ignore_index):
+    """(valid, t_safe) for targets t (N,): which rows count, and t with ignored rows set to 0.
+    Raises ValueError naming the first bad targets when any counted one is outside [0, K)."""
+    xp = get_array_module(t)
+    valid = t != ignore_index
+    if xp.any(valid & ((t < 0) | (t >= k))):
+        bad = t[valid & ((t < 0) | (t >= k))]
+        raise ValueError(f"cross_entropy: targets must be in [0, {k}) or ignore_index "
+                         f"{ignore_index}, got {bad[:5].tolist()}")
+    return valid, xp.where(valid, t, 0)
 
 
 def cross_entropy_backward(gy, saved):
