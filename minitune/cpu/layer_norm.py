@@ -52,17 +52,18 @@ def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd
 def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gx, gw_part, gb_part):
     H = gy.shape[1]
     gw_acc, gb_acc = gw_part[c], gb_part[c]
+    gxhat = np.empty(H, gy.dtype)
     for r in range(lo, hi):
         s1 = 0.0
         s2 = 0.0
         for j in range(H):
-            g = gy[r, j] * w[j]
-            s1 += g
-            s2 += g * xhat[r, j]
+            gxhat[j] = gy[r, j] * w[j]          # stored once: both uses see the same rounding
+            s1 += gxhat[j]
+            s2 += gxhat[j] * xhat[r, j]
         m1, m2 = s1 / H, s2 / H
         rs = rstd[r]
         for j in range(H):
-            gx[r, j] = rs * (gy[r, j] * w[j] - m1 - xhat[r, j] * m2)
+            gx[r, j] = rs * (gxhat[j] - m1 - xhat[r, j] * m2)
             gw_acc[j] += gy[r, j] * xhat[r, j]
             gb_acc[j] += gy[r, j]
 
