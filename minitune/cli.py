@@ -9,7 +9,6 @@ The last line ``train`` and ``eval`` print on stdout is one JSON object with the
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -137,39 +136,20 @@ def cmd_predict(a):
         print(json.dumps({"text": text, **pred}, ensure_ascii=False))
 
 
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _restart_with_threads(argv):
-    """``--threads N``: BLAS reads its thread count once, when numpy loads it, and numpy is
-    already loaded by the time arguments are parsed. So set the variables and restart this
-    command once in a fresh interpreter (nothing has run yet)."""
-    n = None
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            n = argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    if n is None or all(os.environ.get(v) == n for v in THREAD_VARS):
-        return
-    env = dict(os.environ, **{v: n for v in THREAD_VARS})
-    os.execve(sys.executable, [sys.executable, "-m", "minitune.cli"] + list(argv), env)
-
-
 def main(argv=None):
-    if argv is None:                       # a real command line (not a call from Python)
-        argv = sys.argv[1:]
-        _restart_with_threads(argv)
     parser = argparse.ArgumentParser(prog="minitune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int,
-                        help="BLAS threads (default: the BLAS library's choice). On a shared "
-                             "or small machine 1 is often fastest")
+                        help="most threads to compute with (BLAS and minitune's own; default: "
+                             "the cores available, fewer while other processes keep them busy)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
     _add_predict(sub)
     a = parser.parse_args(argv)
+    if a.threads:
+        from .cpu.threads import set_num_threads
+        set_num_threads(a.threads)
     try:
         {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[a.command](a)
     except KeyboardInterrupt:

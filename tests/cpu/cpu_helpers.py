@@ -20,10 +20,12 @@ DTYPES = [np.float32, np.float64]
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def pool_threads(request):
-    """Run the test with the pool (and BLAS) at 1 and at 2 threads."""
+    """Run the test with the pool (and BLAS) at 1 and at 2 threads, even on a busy machine."""
     before = threads.num_threads()
+    threads.set_adaptive(False)
     threads.set_num_threads(request.param)
     yield request.param
+    threads.set_adaptive(True)
     threads.set_num_threads(before)
 
 

@@ -10,7 +10,9 @@ from minitune.cpu import threads
 @pytest.fixture
 def restore_threads():
     before = threads.num_threads()
+    threads.set_adaptive(False)
     yield
+    threads.set_adaptive(True)
     threads.set_num_threads(before)
 
 
@@ -62,3 +64,31 @@ def test_bad_environment_value_is_named(monkeypatch):
     monkeypatch.setenv("MINITUNE_NUM_THREADS", "two")
     with pytest.raises(ValueError, match="MINITUNE_NUM_THREADS"):
         threads._default_threads()
+
+
+def test_fewer_threads_while_other_processes_keep_cores_busy(restore_threads, monkeypatch):
+    threads.set_num_threads(2)
+    threads.set_adaptive(True)
+    clock = {"wall": 100.0, "busy": 1000.0}
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(threads.time, "process_time", lambda: 5.0)     # we use no CPU
+    monkeypatch.setattr(threads, "_machine_busy_seconds", lambda: clock["busy"])
+    assert threads.active_threads() == 2                    # first reading: nothing known
+    for _ in range(4):                                      # others keep 1.9 cores busy
+        clock["wall"] += 1.0
+        clock["busy"] += 1.9
+        threads.active_threads()
+    assert threads.active_threads() == 1 and threads.blas_num_threads() == 1
+    assert threads.num_chunks(1000) == 1
+    for _ in range(4):                                      # they stop
+        clock["wall"] += 1.0
+        threads.active_threads()
+    assert threads.active_threads() == 2 and threads.blas_num_threads() == 2
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    monkeypatch.delenv("MINITUNE_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert threads._default_threads() == 3
+    monkeypatch.setenv("MINITUNE_NUM_THREADS", "1")
+    assert threads._default_threads() == 1
