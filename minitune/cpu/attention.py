@@ -28,7 +28,7 @@ import numpy as np
 
 from ..ops.nn import dropout_keep_mask
 from .threads import parallel_for, single_threaded_blas
-from .vecmath import exp_row, kernel
+from .vecmath import exp_row, kernel, row_max
 
 
 @kernel
@@ -41,23 +41,15 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, keep, keep_scale
     R, T = s.shape
     f = s.dtype.type
     arg = np.empty(T, s.dtype)
-    e = np.empty(T, s.dtype)
+    acc = np.empty(16, s.dtype)
     for r in range(R):
         mrow = mask[0] if mask.shape[0] == 1 else mask[(row0 + r) // rows_per_batch]
-        m = -np.inf
         for j in range(T):
-            v = s[r, j] * scale + mrow[j]
-            arg[j] = v
-            m = max(m, v)
+            arg[j] = s[r, j] * scale + mrow[j]
+        total = exp_row(arg, s[r], row_max(arg, acc))      # shifted by the max: no overflow
+        inv = f(1.0) / f(total)
         for j in range(T):
-            arg[j] -= m
-        exp_row(arg, e)
-        total = f(0.0)
-        for j in range(T):
-            total += e[j]
-        inv = f(1.0) / total
-        for j in range(T):
-            s[r, j] = e[j] * inv
+            s[r, j] *= inv
         if keep.shape[0]:
             for j in range(T):
                 dropped[r, j] = s[r, j] * keep[r, j] * keep_scale

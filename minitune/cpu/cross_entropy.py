@@ -17,38 +17,26 @@ import numpy as np
 
 from ..ops.loss import checked_targets
 from .threads import parallel_for
-from .vecmath import exp_row, kernel
+from .vecmath import exp_row, kernel, row_max
 
 _GRAIN = 256                 # rows per chunk at least
 
 
 @kernel
 def _forward_rows(c, lo, hi, z, t, valid, lse, losses):
-    K = z.shape[1]
-    arg = np.empty(K, z.dtype)
-    e = np.empty(K, z.dtype)
+    e = np.empty(z.shape[1], z.dtype)
+    acc = np.empty(16, z.dtype)
     for r in range(lo, hi):
-        m = z[r, 0]
-        for j in range(K):
-            m = max(m, z[r, j])
-        for j in range(K):
-            arg[j] = z[r, j] - m
-        exp_row(arg, e)
-        s = 0.0
-        for j in range(K):
-            s += e[j]
-        lse[r] = m + math.log(s)
+        m = row_max(z[r], acc)
+        lse[r] = m + math.log(exp_row(z[r], e, m))
         losses[r] = (lse[r] - z[r, t[r]]) if valid[r] else 0.0
 
 
 @kernel
 def _backward_rows(c, lo, hi, z, lse, t, row_scale, g):
     K = z.shape[1]
-    arg = np.empty(K, z.dtype)
     for r in range(lo, hi):
-        for j in range(K):
-            arg[j] = z[r, j] - lse[r]
-        exp_row(arg, g[r])
+        exp_row(z[r], g[r], lse[r])
         g[r, t[r]] -= 1.0
         for j in range(K):
             g[r, j] *= row_scale[r]

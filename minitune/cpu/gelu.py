@@ -40,7 +40,7 @@ def _phi_terms(u, e, cdf):
         return
     for j in range(u.size):
         cdf[j] = f(-0.5) * u[j] * u[j]                # the exponent, kept in cdf for now
-    exp_row(cdf, e)
+    exp_row(cdf, e, 0.0)
     for j in range(u.size):
         a = abs(u[j]) * f(_SQRT_HALF)
         t = f(1.0) / (f(1.0) + f(0.3275911) * a)

@@ -46,20 +46,25 @@ def kernel(fn=None, *, fastmath=FASTMATH):
 
 
 @kernel
-def exp_row(x, out):
-    """out[j] = exp(x[j]) for 1-D contiguous rows x, out of one float dtype (out is not x)."""
+def exp_row(x, out, shift=0.0):
+    """out[j] = exp(x[j] - shift) for 1-D contiguous rows x, out of one float dtype (out is
+    not x); returns sum(out), accumulated as the row is written (softmax needs it)."""
+    total = 0.0
     if x.itemsize == 8:                                # float64: the exact library exp
         for j in range(x.size):
-            out[j] = math.exp(x[j])
-        return
+            out[j] = math.exp(x[j] - shift)
+            total += out[j]
+        return total
     f = np.float32
+    c = f(shift)
     bits = out.view(np.int32)
     for j in range(x.size):                            # out = 2^n, written as bits
-        v = min(max(x[j], f(_EXP_LO)), f(_EXP_HI))
+        v = min(max(x[j] - c, f(_EXP_LO)), f(_EXP_HI))
         n = np.floor(v * f(_LOG2E) + f(0.5))
         bits[j] = (np.int32(n) + 127) << 23
     for j in range(x.size):                            # out *= exp(r)
-        v = min(max(x[j], f(_EXP_LO)), f(_EXP_HI))
+        xj = x[j] - c
+        v = min(max(xj, f(_EXP_LO)), f(_EXP_HI))
         n = np.floor(v * f(_LOG2E) + f(0.5))
         r = v - n * f(_LN2_HI) - n * f(_LN2_LO)
         p = f(1.9875691500e-4)
@@ -70,4 +75,25 @@ def exp_row(x, out):
         p = p * r + f(5.0000001201e-1)
         e = (p * r * r + r + f(1.0)) * out[j]
         # underflow -> 0; NaN (both tests false) -> NaN
-        out[j] = e if x[j] >= f(_EXP_LO) else (f(0.0) if x[j] < f(_EXP_LO) else x[j])
+        e = e if xj >= f(_EXP_LO) else (f(0.0) if xj < f(_EXP_LO) else xj)
+        out[j] = e
+        total += e
+    return total
+
+
+@kernel
+def row_max(x, acc):
+    """max(x) of a 1-D row; acc is a scratch array of 16 (reused: no allocation per row).
+    16 running maxima (one vector register of float32) let the compiler vectorise what a
+    single running max, a chain of dependent compares, cannot."""
+    n = x.size
+    acc[:] = -np.inf
+    for j0 in range(0, n - 15, 16):
+        for i in range(16):
+            acc[i] = max(acc[i], x[j0 + i])
+    m = acc[0]
+    for i in range(1, 16):
+        m = max(m, acc[i])
+    for j in range(n - n % 16, n):
+        m = max(m, x[j])
+    return m
