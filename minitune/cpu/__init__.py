@@ -12,6 +12,9 @@ The table is filled by ``register()``, which ``minitune/__init__.py`` calls last
 import the references they share code with (``minitune.ops``), and those import
 ``minitune.dispatch``, which imports this package.
 """
+import hashlib
+from pathlib import Path
+
 from . import threads  # noqa: F401  (the thread settings exist with or without numba)
 
 FUSED = {}
@@ -25,6 +28,7 @@ def register():
         import numba  # noqa: F401
     except ImportError:
         return
+    _drop_stale_compiled_kernels()
     from .. import dispatch
     from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm
     for name, module, functions in [
@@ -40,3 +44,23 @@ def register():
             **{fn: getattr(module, f"{name}_{fn}") for fn in functions})
     FUSED["adam"] = dispatch.Implementation("adam", supports=adam.supports, step=adam.adam_step)
 
+
+
+def _drop_stale_compiled_kernels():
+    """numba's disk cache is keyed on the file that defines a kernel, not on the files whose
+    functions it inlines: a kernel calling ``vecmath.exp_row`` would keep an old exp_row after
+    vecmath.py changed. So the cache is dropped whenever any kernel source changes (a stamp
+    with the sources' hash sits beside the compiled files)."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(here.glob("*.py"))))
+    cache = here / "__pycache__"
+    stamp = cache / "kernels.sha256"
+    try:
+        if stamp.exists() and stamp.read_text() == digest.hexdigest():
+            return
+        for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            f.unlink()
+        cache.mkdir(exist_ok=True)
+        stamp.write_text(digest.hexdigest())
+    except OSError:            # a read-only install: numba then caches elsewhere, per user
+        pass
