@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..ops.loss import checked_targets
+from ..ops.loss import checked_targets, reduced
 from .threads import parallel_for
 from .vecmath import exp_row, kernel, row_max
 
@@ -56,12 +56,7 @@ def cross_entropy_forward(logits, target, ignore_index, reduction):
     parallel_for(_forward_rows, n, z, t_safe, valid, lse, losses, grain=_GRAIN)
     count = int(valid.sum())
     saved = (z, lse, t_safe, valid, count, logits.shape, reduction)
-    if reduction == "none":
-        return losses.reshape(target.shape), saved
-    total = losses.sum()
-    if reduction == "mean":
-        total = total / max(count, 1)
-    return np.asarray(total, dtype=logits.dtype), saved
+    return reduced(losses, count, target.shape, reduction, logits.dtype), saved
 
 
 def cross_entropy_backward(gy, saved):

@@ -27,13 +27,19 @@ def cross_entropy_forward(logits, target, ignore_index, reduction):
     losses = -xp.take_along_axis(logp, t_safe[:, None], axis=1)[:, 0] * valid
     count = int(valid.sum())
     saved = (logp, t_safe, valid, count, logits.shape, reduction)
+    return reduced(losses, count, target.shape, reduction, logits.dtype), saved
+
+
+def reduced(losses, count, shape, reduction, dtype):
+    """The per-row losses (N,) (0 where ignored) as ``reduction`` asks: "none" -> ``shape``,
+    "sum", or "mean" over the ``count`` counted rows (a 0-d array of ``dtype``)."""
     if reduction == "none":
-        return losses.reshape(target.shape), saved
+        return losses.reshape(shape)
     total = losses.sum()
     if reduction == "mean":
         # all targets ignored: loss 0 (and grad 0), not 0/0 = NaN
         total = total / max(count, 1)
-    return xp.asarray(total, dtype=logits.dtype), saved
+    return get_array_module(losses).asarray(total, dtype=dtype)
 
 
 def checked_targets(t, k, ignore_index):
