@@ -22,7 +22,7 @@ because a BERT step touches every one of ~22M weights and temporaries would doub
 """
 import math
 
-from minitune.optim.optimizer import Optimizer
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
