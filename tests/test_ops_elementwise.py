@@ -148,3 +148,13 @@ def test_mean_gradient_is_one_over_count():
     t = leaf(np.ones((2, 3, 5)))
     t.mean(axis=(0, 2)).sum().backward()
     np.testing.assert_allclose(t.grad, np.full((2, 3, 5), 1.0 / 10))
+
+
+def test_zero_dim_results_stay_arrays_and_keep_their_gradient():
+    # np.tanh of a 0-d array is an np.float64 (a Python float): the product must still treat
+    # it as a tensor operand and keep what its gradient needs
+    x = leaf(np.array(0.5))
+    y = leaf(np.array([1.5, 2.0]))
+    (y * x.tanh()).sum().backward()
+    assert isinstance(x.tanh().data, np.ndarray)
+    np.testing.assert_allclose(x.grad, 3.5 * (1 - np.tanh(0.5) ** 2))

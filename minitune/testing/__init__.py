@@ -1,8 +1,10 @@
-"""Testing helpers: numerical gradient checks and tolerant comparisons.
+"""Testing helpers: numerical gradient checks, tolerant comparisons, and a kit to test ops.
 
-    from minitune.testing import gradcheck, GradcheckError, assert_close
+    from minitune.testing import gradcheck, GradcheckError, assert_close, check_op
+    from minitune.testing import strategies as mst      # hypothesis strategies (needs hypothesis)
 """
 from .compare import DEFAULT_TOLERANCES, assert_close
 from .gradcheck import GradcheckError, gradcheck
+from .opcheck import check_op
 
-__all__ = ["gradcheck", "GradcheckError", "assert_close", "DEFAULT_TOLERANCES"]
+__all__ = ["gradcheck", "GradcheckError", "assert_close", "DEFAULT_TOLERANCES", "check_op"]
