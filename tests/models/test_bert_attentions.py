@@ -2,8 +2,9 @@
 
 Fixture: tests/fixtures/attention_probs.npz, written by tools/make_attention_fixture.py with
 transformers (eager attention, eval mode). Tolerances: float64 tiny model 1e-12 absolute
-(probabilities are <= 1); float32 MiniLM 1e-5 absolute: float32 rounding of the hidden states, carried through up
-to 6 layers (largest difference measured: 4.8e-6, in layer 5; layer 1 agrees to 4.6e-7).
+(probabilities are <= 1); float32 MiniLM 1e-5 absolute: float32 rounding of the hidden
+states, carried through up to 6 layers (largest difference measured: 4.8e-6, in layer 5;
+layer 1 agrees to 4.6e-7).
 """
 from pathlib import Path
 
