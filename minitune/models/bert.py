@@ -163,11 +163,17 @@ class BertSelfAttention(Module):
         q = self.split_heads(self.query(x))
         k = self.split_heads(self.key(x))
         v = self.split_heads(self.value(x))
-        scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(self.head_size))  # (B,NH,T,T)
-        probs = self.dropout(F.softmax(scores + mask_bias, axis=-1))
-        if attentions is not None:
+        if attentions is None:
+            # softmax(q k^T / sqrt(HS) + mask_bias) with dropout, times v: one fused op
+            context = F.scaled_dot_product_attention(
+                q, k, v, mask_bias, dropout_p=self.dropout.p, training=self.training,
+                rng=self.dropout.rng, scale=1.0 / math.sqrt(self.head_size))   # (B,NH,T,HS)
+        else:
+            # the reference path, step by step, so the probabilities can be returned
+            scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(self.head_size))
+            probs = self.dropout(F.softmax(scores + mask_bias, axis=-1))        # (B,NH,T,T)
             attentions.append(probs)
-        context = probs @ v                                                     # (B,NH,T,HS)
+            context = probs @ v                                                 # (B,NH,T,HS)
         B, NH, T, HS = context.shape
         return context.transpose(0, 2, 1, 3).reshape(B, T, NH * HS)             # (B,T,H)
 
@@ -188,7 +194,8 @@ class BertIntermediate(Module):
         self.dense = Linear(c.hidden_size, c.intermediate_size, std=c.initializer_range, rng=rng)
 
     def forward(self, x):
-        return F.gelu(self.dense(x))
+        # the dense layer's bias is added inside the GELU (one pass instead of two)
+        return F.gelu(F.linear(x, self.dense.weight), bias=self.dense.bias)
 
 
 class BertOutput(Module):
@@ -203,7 +210,7 @@ class BertOutput(Module):
         self.dropout = Dropout(c.hidden_dropout_prob, rng)
 
     def forward(self, h, residual):
-        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+        return self.LayerNorm(self.dropout(self.dense(h)), residual)     # LN(. + residual)
 
 
 class BertLayer(Module):
@@ -430,12 +437,13 @@ class BertForTokenClassification(_BertWithHead):
     add_pooling_layer = False
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        """labels: (B, T) tag ids, -100 where no loss is taken -> logits (B, T, K), loss."""
+        """labels: (B, T) tag ids, IGNORE_INDEX (-100) where no loss is taken -> logits
+        (B, T, K), loss."""
         out = self.bert(input_ids, attention_mask, token_type_ids)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits, _labels(labels, logits.shape[:-1]), ignore_index=-100)
+            loss = F.cross_entropy(logits, _labels(labels, logits.shape[:-1]))
         return ModelOutput(logits=logits, loss=loss)
 
 

@@ -79,7 +79,8 @@ def summary(model, *args, depth=None, **kwargs):
     for name, module in model.named_modules():
         if name and (depth is None or name.count(".") < depth):
             def record(m, inputs, out, name=name):
-                rows.append((name, type(m).__name__, _shape_of(out), m.num_parameters()))
+                rows.append((name, type(m).__name__, _shape_of(out),
+                         sum(p.size for p in m.parameters())))
             handles.append(module.register_forward_hook(record))
     was_training = model.training
     model.eval()
