@@ -15,6 +15,25 @@ from .compare import assert_close
 from .gradcheck import GradcheckError, gradcheck
 
 
+def check_forward(out, expected, rtol=1e-12, atol=1e-12, name="op"):
+    """Check an op's output Tensor against the reference value: type, shape, dtype, values.
+
+    Args:
+        out: what the op returned (must be a Tensor).
+        expected: the reference array (a float reference fixes the dtype too).
+        rtol, atol: tolerance of ``assert_close``.
+        name: the op's name, for messages.
+    """
+    if not isinstance(out, Tensor):
+        raise AssertionError(f"{name} returned {type(out).__name__}, not a Tensor")
+    expected = np.asarray(expected)
+    if out.shape != expected.shape:
+        raise AssertionError(f"{name}: output shape {out.shape}, reference {expected.shape}")
+    if expected.dtype.kind == "f" and out.dtype != expected.dtype:
+        raise AssertionError(f"{name}: output dtype {out.dtype}, reference {expected.dtype}")
+    assert_close(out, expected, rtol=rtol, atol=atol, msg=f"{name} forward vs reference")
+
+
 def check_op(fn, reference, *args, rtol=1e-12, atol=1e-12, grad=True, wrt=None, device="cpu",
              **gradcheck_kwargs):
     """Check ``fn(*tensors)`` against ``reference(*args)`` and its gradients numerically.
@@ -53,14 +72,7 @@ def check_op(fn, reference, *args, rtol=1e-12, atol=1e-12, grad=True, wrt=None, 
             inputs.append(a)
 
     out = fn(*inputs)
-    if not isinstance(out, Tensor):
-        raise AssertionError(f"{name} returned {type(out).__name__}, not a Tensor")
-    expected = np.asarray(reference(*args))
-    if out.shape != expected.shape:
-        raise AssertionError(f"{name}: output shape {out.shape}, reference {expected.shape}")
-    if expected.dtype.kind == "f" and out.dtype != expected.dtype:
-        raise AssertionError(f"{name}: output dtype {out.dtype}, reference {expected.dtype}")
-    assert_close(out, expected, rtol=rtol, atol=atol, msg=f"{name} forward vs reference")
+    check_forward(out, reference(*args), rtol, atol, name)
     if grad and wrt:
         try:
             gradcheck(fn, inputs, **gradcheck_kwargs)
