@@ -38,8 +38,8 @@ def test_plot_other_metric_and_output_and_no_dev(tmp_path):
     assert out.read_bytes()[:8] == PNG
     with pytest.raises(ValueError, match="metric 'f1' is not logged.*macro_f1"):
         plot_run(tmp_path, metric="f1")
-    nodev = write_run(tmp_path / "nodev" if (tmp_path / "nodev").mkdir() is None else None,
-                      dev=False)
+    (tmp_path / "nodev").mkdir()
+    nodev = write_run(tmp_path / "nodev", dev=False)
     assert plot_run(nodev).is_file()
 
 
