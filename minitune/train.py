@@ -33,6 +33,7 @@ from .models import BertForSequenceClassification, BertForTokenClassification
 from .optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
                     param_groups_with_weight_decay, warmup_steps_from_ratio)
 from .tokenizer import Tokenizer
+from .viz.curves import plot_run_if_possible
 
 TASKS = {"classify": BertForSequenceClassification, "ner": BertForTokenClassification}
 MAIN_METRIC = {"classify": "accuracy", "ner": "f1"}
@@ -457,6 +458,9 @@ def train(args):
         if split in data:
             result[split] = run_eval(split)
     atomic_write_text(out / "results.json", json.dumps(result, indent=2))
+    curves = plot_run_if_possible(out)
+    if curves is not None:
+        print(f"training curves: {curves}", file=sys.stderr)
     return result
 
 
