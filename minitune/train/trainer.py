@@ -24,6 +24,7 @@ from ..ops.loss import IGNORE_INDEX
 from ..optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
                      param_groups_with_weight_decay, warmup_steps_from_ratio)
 from ..tokenizer import Tokenizer
+from ..viz.curves import plot_run_if_possible
 from . import checkpoints as C
 from .args import TrainArgs, flag
 from .callbacks import CtrlC, EarlyStopping, ProgressBar
@@ -325,6 +326,9 @@ class Trainer:
             if split in self.examples:
                 result[split] = self.evaluate(split)
         atomic_write_text(self.out / "results.json", json.dumps(result, indent=2))
+        curves = plot_run_if_possible(self.out)
+        if curves is not None:
+            print(f"training curves: {curves}", file=sys.stderr)
         self._call("on_fit_end", result)
         return result
 
