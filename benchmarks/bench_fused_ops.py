@@ -62,9 +62,6 @@ def cases(rng):
     gq = np.ascontiguousarray(q)
     out["attention bwd"] = (lambda: ref_nn.attention_backward(gq, sr),
                             lambda: F["attention"].backward(gq, sf))
-    out["dropout fwd (B,T,H)"] = (
-        lambda: ref_nn.dropout_forward(x_h, 0.1, np.random.default_rng(0)),
-        lambda: F["dropout"].forward(x_h, 0.1, np.random.default_rng(0)))
     pair("cross_entropy (B*T, 9)", ref_loss.cross_entropy_forward, F["cross_entropy"].forward,
          (logits, tags, -100, "mean"), ref_loss.cross_entropy_backward,
          F["cross_entropy"].backward, np.float32(1.0))
