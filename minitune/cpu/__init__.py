@@ -15,15 +15,16 @@ import the references they share code with (``minitune.ops``), and those import
 import hashlib
 from pathlib import Path
 
-from . import threads  # noqa: F401  (the thread settings exist with or without numba)
+from . import memory, threads  # noqa: F401  (these work with or without numba)
 
 FUSED = {}
 
 
 def register():
-    """Fill ``FUSED`` (once; a no-op without numba)."""
+    """Fill ``FUSED`` (once; a no-op without numba), and tune the C allocator (memory.py)."""
     if FUSED:
         return
+    memory.tune_malloc()
     try:
         import numba  # noqa: F401
     except ImportError:
