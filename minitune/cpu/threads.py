@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+
 def _default_threads():
     """MINITUNE_NUM_THREADS, else the BLAS/OpenMP variables a user may have set for numpy,
     else the cores this process may run on."""
