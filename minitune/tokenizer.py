@@ -14,13 +14,19 @@ sequence to 128). ``Tokenizer.__call__`` therefore clears both and sets exactly 
 call asks for, every time.
 """
 
+import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 from .io.atomic import atomic_write_text
+from .io.errors import CheckpointError, ConfigError
 from .io.hub import resolve_model_dir
+from .io.json_io import key_error, read_json
+from .io.limits import (MAX_TOKENIZER_JSON_BYTES, MAX_VOCAB_BYTES, describe, read_file_limited,
+                        shorten)
 
 # Names of the special tokens in tokenizer_config.json / special_tokens_map.json.
 SPECIAL_TOKEN_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -104,19 +110,24 @@ class Tokenizer:
         Uses ``tokenizer.json`` when present, else ``vocab.txt``; options come from
         ``tokenizer_config.json`` and ``special_tokens_map.json`` when present.
         """
-        from tokenizers import Tokenizer as RustTokenizer
-
         model_dir = resolve_model_dir(path_or_name)
         config = _read_tokenizer_config(model_dir)
-        if (model_dir / "tokenizer.json").is_file():
-            backend = RustTokenizer.from_file(str(model_dir / "tokenizer.json"))
-            _override_normalizer(backend, config)
-            return cls(backend, config)
-        if (model_dir / "vocab.txt").is_file():
-            return cls.from_vocab(model_dir / "vocab.txt", **_vocab_options(config))
-        raise ValueError(
-            f"{model_dir}: no tokenizer found; looked for tokenizer.json and vocab.txt"
-        )
+        tokenizer_json, vocab_txt = model_dir / "tokenizer.json", model_dir / "vocab.txt"
+        try:
+            if tokenizer_json.is_file():
+                backend = _read_tokenizer_json(tokenizer_json)
+                _override_normalizer(backend, config)
+                return cls(backend, config)
+            if vocab_txt.is_file():
+                return cls.from_vocab(vocab_txt, **_vocab_options(config))
+        except CheckpointError:
+            raise
+        except ValueError as e:  # e.g. a special token the vocabulary lacks
+            used = tokenizer_json if tokenizer_json.is_file() else vocab_txt
+            raise CheckpointError(f"{used}: {e}", path=used) from None
+        raise CheckpointError(
+            f"{model_dir}: no tokenizer found; looked for tokenizer.json and vocab.txt",
+            path=model_dir)
 
     @classmethod
     def from_vocab(cls, vocab, do_lower_case=True, strip_accents=None,
@@ -322,7 +333,7 @@ class Tokenizer:
         return [id_to_token.get(i, f"[minitune-unused-id-{i}]") for i in range(size)]
 
     def _config_to_save(self):
-        normalizer = json.loads(self._backend.to_str()).get("normalizer") or {}
+        normalizer = _normalizer_state(self._backend)
         return {
             "do_lower_case": normalizer.get("lowercase", self.config.get("do_lower_case", True)),
             "strip_accents": normalizer.get("strip_accents", self.config.get("strip_accents")),
@@ -342,18 +353,72 @@ def _token_content(value):
     return value["content"] if isinstance(value, dict) else value
 
 
+# Options of tokenizer_config.json minitune reads, with the types they may have.
+_OPTION_TYPES = {
+    "do_lower_case": (bool,), "strip_accents": (bool, type(None)),
+    "tokenize_chinese_chars": (bool,), "model_max_length": (int, float),
+}
+
+
 def _read_tokenizer_config(model_dir):
-    """tokenizer_config.json updated with special_tokens_map.json (both optional)."""
+    """tokenizer_config.json updated with special_tokens_map.json (both optional).
+
+    Raises:
+        ConfigError: not a JSON object, or an option minitune uses has the wrong type
+            (``file:line: key: ...``).
+    """
     config = {}
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         path = model_dir / name
         if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+            data = read_json(path, what="tokenizer config", error=ConfigError)
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: must be a JSON object, got {describe(data)}",
+                                  path=path)
+            _check_tokenizer_options(data, path)
             config.update(data)
     return config
+
+
+def _check_tokenizer_options(data, path):
+    for key, types in _OPTION_TYPES.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, types) or (
+                key == "model_max_length" and (isinstance(value, bool) or not
+                                               math.isfinite(value) or value < 1))):
+            raise key_error(path, key, f"invalid value {describe(value)}", ConfigError)
+    for key in SPECIAL_TOKEN_KEYS:
+        value = data.get(key)
+        if isinstance(value, dict):
+            value = value.get("content")
+        if key in data and not (isinstance(value, str) and value):
+            raise key_error(path, key, "must be a token string (or {\"content\": token}), "
+                            f"got {describe(data[key])}", ConfigError)
+
+
+def _read_tokenizer_json(path):
+    """Load tokenizer.json with the Rust library, after bounding its size and encoding."""
+    from tokenizers import Tokenizer as RustTokenizer
+
+    data = read_file_limited(path, "tokenizer file", MAX_TOKENIZER_JSON_BYTES)
+    text = _utf8(data, path)
+    try:
+        return RustTokenizer.from_str(text)
+    except BaseException as e:  # noqa: BLE001 - a Rust panic arrives as a BaseException
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise CheckpointError(f"{path}: the tokenizers library cannot load it "
+                              f"({shorten(str(e))})", path=path) from None
+
+
+def _utf8(data, path):
+    """Decode UTF-8; an error names the line of the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise CheckpointError(f"{path}:{line}: not UTF-8 text (byte "
+                              f"{data[e.start:e.start + 1]!r})", path=path, line=line) from None
 
 
 def _vocab_options(config):
@@ -377,7 +442,7 @@ def _override_normalizer(backend, config):
     """
     from tokenizers import normalizers
 
-    state = json.loads(backend.to_str()).get("normalizer") or {}
+    state = _normalizer_state(backend)
     if state.get("type") != "BertNormalizer":
         return
     wanted = {
@@ -392,13 +457,21 @@ def _override_normalizer(backend, config):
         clean_text=state.get("clean_text", True), **wanted)
 
 
+def _normalizer_state(backend):
+    """The normalizer's settings as a dict (without serializing the whole vocabulary)."""
+    if backend.normalizer is None:
+        return {}
+    return json.loads(backend.normalizer.__getstate__())
+
+
 def _read_vocab(path):
-    """vocab.txt: one token per line; the id is the line number (0-based)."""
+    """vocab.txt: one token per line; the id is the line number (0-based).
+
+    Lines end at \\n, \\r\\n or \\r (Python's universal newlines, as transformers reads it).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: vocabulary file not found")
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+    data = read_file_limited(path, "vocabulary file", MAX_VOCAB_BYTES)
+    return [line.rstrip("\n") for line in io.StringIO(_utf8(data, path), newline=None)]
 
 
 def _as_batch(texts, is_split_into_words, what):
