@@ -90,7 +90,8 @@ def read_shard_index(index_path):
                         "tensor name -> shard file name")
     for name, shard in weight_map.items():
         if not (isinstance(shard, str) and shard not in ("", ".", "..")
-                and Path(shard).name == shard and "\0" not in shard):
+                and Path(shard).name == shard and "\0" not in shard
+                and len(shard.encode("utf-8", "replace")) <= 255):
             # A shard must be a plain file name in the same directory (no ../ escapes).
             raise key_error(index_path, ("weight_map", name),
                             f"{describe(shard)} is not a file name")

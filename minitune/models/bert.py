@@ -103,19 +103,30 @@ class BertConfig:
             raise _config_error(source, "pad_token_id", f"{self.pad_token_id} is not below "
                                 f"vocab_size {self.vocab_size}")
         if self.num_parameters() > MAX_PARAMETERS:
-            raise _config_error(source, "hidden_size", (
-                f"this config makes a model of {self.num_parameters():.3g} parameters, more "
-                f"than the {MAX_PARAMETERS:.3g} minitune builds (check vocab_size, "
-                "hidden_size, intermediate_size, num_hidden_layers and the labels)"))
+            terms = self.parameter_terms()
+            raise _config_error(source, max(terms, key=terms.get), (
+                f"{getattr(self, max(terms, key=terms.get))} makes a model of "
+                f"{self.num_parameters():.3g} parameters, more than the {MAX_PARAMETERS:.3g} "
+                "minitune builds (docs/security.md)"))
 
     def num_parameters(self):
         """Parameters of BertForSequenceClassification with this config (the largest model)."""
+        return sum(self.parameter_terms().values())
+
+    def parameter_terms(self):
+        """The parameter count split by the config field that drives each part."""
         H, I, L = self.hidden_size, self.intermediate_size, self.num_hidden_layers
         V, P, T, K = (self.vocab_size, self.max_position_embeddings, self.type_vocab_size,
                       self.num_labels)
-        embeddings = (V + P + T) * H + 2 * H                      # + LayerNorm
-        layer = 4 * (H * H + H) + (H * I + I) + (I * H + H) + 4 * H   # Q K V O, FFN, 2 LNs
-        return embeddings + L * layer + (H * H + H) + (H * K + K)     # + pooler, head
+        return {
+            "vocab_size": V * H,
+            "max_position_embeddings": P * H,
+            "type_vocab_size": T * H,
+            "intermediate_size": L * 2 * H * I,                       # feed-forward weights
+            "hidden_size": L * 4 * H * H + H * H,                     # attention, pooler
+            "num_hidden_layers": L * (9 * H + I) + 3 * H,             # biases, LayerNorms
+            "id2label": H * K + K,                                    # the task head
+        }
 
     @property
     def num_labels(self):
