@@ -384,8 +384,8 @@ def _check_tokenizer_options(data, path):
     for key, types in _OPTION_TYPES.items():
         value = data.get(key)
         if key in data and (not isinstance(value, types) or (
-                key == "model_max_length" and (isinstance(value, bool) or not
-                                               math.isfinite(value) or value < 1))):
+                key == "model_max_length" and (isinstance(value, bool) or value < 1 or (
+                    isinstance(value, float) and not math.isfinite(value))))):
             raise key_error(path, key, f"invalid value {describe(value)}", ConfigError)
     for key in SPECIAL_TOKEN_KEYS:
         value = data.get(key)

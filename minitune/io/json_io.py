@@ -24,6 +24,10 @@ from .errors import CheckpointError
 from .limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, read_file_limited
 
 
+# A JSON escape of a UTF-16 surrogate: the only way a lone surrogate gets into a string.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
+
+
 class _DuplicateKey(Exception):
     """Raised inside json.loads by the pairs hook; turned into a located error."""
 
@@ -81,7 +85,10 @@ def parse_json(data, source, what, error=CheckpointError, max_depth=MAX_JSON_DEP
                     "levels of arrays/objects)", path=source) from None
     except ValueError as e:  # Python refuses integers of more than 4,300 digits
         raise error(f"{source}: {what} is not usable JSON: {e}", path=source) from None
-    _check_values(value, source, what, error, max_depth)
+    if isinstance(value, (dict, list)):
+        _check_values(value, source, what, error, max_depth)
+    if _SURROGATE_ESCAPE.search(text):
+        _check_surrogates(value, source, what, error)
     return value
 
 
@@ -97,22 +104,30 @@ def _refuse_duplicates(pairs):
 
 
 def _check_values(value, source, what, error, max_depth):
-    """Walk the parsed value (without recursion): depth bound, no lone surrogates."""
+    """Walk the parsed containers (without recursion) to bound their depth; look for
+    unpaired surrogates only if the text has a \\uD800-\\uDFFF escape at all."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > max_depth:
-                raise error(f"{source}: {what} is nested more than {max_depth} levels deep",
-                            path=source)
-            children = item.items() if isinstance(item, dict) else enumerate(item)
-            for key, child in children:
-                if isinstance(key, str):
-                    _check_text(key, source, what, error)
-                if isinstance(child, (dict, list, str)):
-                    stack.append((child, depth + 1))
-        elif isinstance(item, str):
+        if depth > max_depth:
+            raise error(f"{source}: {what} is nested more than {max_depth} levels deep",
+                        path=source)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+
+
+def _check_surrogates(value, source, what, error):
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
             _check_text(item, source, what, error)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _check_text(text, source, what, error):

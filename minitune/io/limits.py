@@ -71,7 +71,7 @@ def check_shape(shape, itemsize, where):
     if not isinstance(shape, (list, tuple)) or len(shape) > MAX_NDIM:
         raise CheckpointError(f"{where}: invalid shape {describe(shape)}: not a list of at "
                               f"most {MAX_NDIM} integers")
-    if not all(is_int(d) and d >= 0 for d in shape):
+    if not all(type(d) is int and d >= 0 for d in shape):  # noqa: E721 - not bool
         raise CheckpointError(f"{where}: invalid shape {describe(shape)}: an entry is not a "
                               "non-negative integer")
     if math.prod(d for d in shape if d) * itemsize > MAX_TENSOR_BYTES:

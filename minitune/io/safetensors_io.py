@@ -203,8 +203,8 @@ def _read_tensor(f, path, name, info):
     The header check guaranteed that the size is the byte range present in the file.
     """
     stored = np.empty(info["shape"], dtype=_DTYPES[info["dtype"]])
-    got = f.readinto(memoryview(stored.reshape(-1).view(np.uint8)))
-    if got != stored.nbytes:  # the file shrank since its header was checked
+    if stored.nbytes and f.readinto(memoryview(stored.reshape(-1).view(np.uint8))) != \
+            stored.nbytes:  # the file shrank since its header was checked
         raise CheckpointError(f"{path}: tensor {name!r} is truncated", path=path, key=name)
     if info["dtype"] == "BF16":
         return bf16_to_float32(stored)

@@ -206,8 +206,13 @@ def _arity(func):
 _CALLS = {f: _arity(f) for f in ALLOWED_GLOBALS.values() if inspect.isfunction(f)}
 
 
-def _unpickle(data, source, persistent_load=None, extra_globals=None, start=0):
+def _unpickle(data, source, persistent_load=None, extra_globals=None, start=0,
+              more_to_read=False):
     """Run the pickle at ``data[start]`` with only the allowed globals.
+
+    Args:
+        more_to_read: ``data`` may be only the start of the pickle: raise
+            PickleTruncated (rather than a plain CheckpointError) if it ends early.
 
     Returns:
         (value, end): the value and the offset after the pickle's STOP.
@@ -235,6 +240,10 @@ def _unpickle(data, source, persistent_load=None, extra_globals=None, start=0):
 
     try:
         return run_pickle(data, source, find_global, _CALLS, checked_persistent_load, start)
+    except PickleTruncated as e:
+        if more_to_read:
+            raise
+        raise CheckpointError(str(e), path=source) from None
     except CheckpointError as e:
         if str(e).startswith(str(source)):
             raise
@@ -253,10 +262,11 @@ def _unpickle_from(f, source, persistent_load=None, extra_globals=None):
         f.seek(begin)
         data = f.read(size)
         try:
-            value, end = _unpickle(data, source, persistent_load, extra_globals)
-        except PickleTruncated:
-            if len(data) < size:
-                raise  # the file ends inside the pickle
+            value, end = _unpickle(data, source, persistent_load, extra_globals,
+                                   more_to_read=True)
+        except PickleTruncated as e:
+            if len(data) < size:  # the file ends inside the pickle
+                raise CheckpointError(str(e), path=source) from None
             if size >= MAX_PICKLE_BYTES:
                 raise CheckpointError(f"{source}: pickle is longer than {MAX_PICKLE_BYTES} "
                                       "bytes (docs/security.md)", path=source) from None

@@ -104,10 +104,11 @@ class BertConfig:
                                 f"vocab_size {self.vocab_size}")
         if self.num_parameters() > MAX_PARAMETERS:
             terms = self.parameter_terms()
-            raise _config_error(source, max(terms, key=terms.get), (
-                f"{getattr(self, max(terms, key=terms.get))} makes a model of "
-                f"{self.num_parameters():.3g} parameters, more than the {MAX_PARAMETERS:.3g} "
-                "minitune builds (docs/security.md)"))
+            key = max(terms, key=terms.get)
+            raise _config_error(source, key, (
+                f"{_describe(getattr(self, key))} makes a model of "
+                f"{float(self.num_parameters()):.3g} parameters, more than the "
+                f"{MAX_PARAMETERS:.3g} minitune builds (docs/security.md)"))
 
     def num_parameters(self):
         """Parameters of BertForSequenceClassification with this config (the largest model)."""
@@ -190,6 +191,11 @@ def _config_error(source, key, message):
     return key_error(source, key, message, ConfigError)
 
 
+# Largest integer any size field may hold: far beyond a real model, small enough that
+# every later use (arithmetic, messages) stays cheap.
+_MAX_INT = 1 << 62
+
+
 def _check_field(name, value, rule, source):
     """Check one value against its (kind, low, high) rule; see ``_FIELD_RULES``."""
     kind, low, high = rule
@@ -205,8 +211,10 @@ def _check_field(name, value, rule, source):
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "int" and not (number and isinstance(value, int)):
         raise _config_error(source, name, f"must be an integer, got {_describe(value)}")
-    if not number or not math.isfinite(value):
+    if not number or (isinstance(value, float) and not math.isfinite(value)):
         raise _config_error(source, name, f"must be a number, got {_describe(value)}")
+    if kind == "int" and value > _MAX_INT:
+        raise _config_error(source, name, f"{_describe(value)} is larger than any model has")
     above = value >= low if kind != "prob" else 0 <= value < 1
     if not above or (high is not None and kind != "prob" and value > high):
         bounds = {"int": f">= {low}" + (f" and <= {high}" if high is not None else ""),
@@ -229,8 +237,8 @@ def _label_map(id2label, source):
                             f"labels, got {_describe(id2label)}")
     labels = {}
     for key, label in id2label.items():
-        index = key if _is_int(key) else (int(key) if isinstance(key, str) and
-                                          key.isascii() and key.isdigit() else None)
+        index = key if _is_int(key) else (int(key) if isinstance(key, str) and 0 < len(key)
+                                          <= 9 and key.isascii() and key.isdigit() else None)
         if index is None or index >= len(id2label) or index in labels:
             raise _config_error(source, ("id2label", key) if isinstance(key, str) else
                                 "id2label", f"ids must be 0 .. {len(id2label) - 1}, got "

@@ -127,8 +127,8 @@ def build_corpus(root, marker):
         add(f"opcode_{code:02x}_in_dict", "bin", root / f"opcode_{code:02x}_in_dict.bin")
 
     # deep nesting
-    deep = 1_000_000
-    zip_with_pickle(root / "deep_tuple_key.bin", b"\x80\x02})" + b"\x85" * deep + b"Ns.")
+    zip_with_pickle(root / "deep_tuple_key.bin", b"\x80\x02})" + b"\x85" * 10**6 + b"Ns.")
+    deep = 100_000
     add("deep_tuple_key", "bin", root / "deep_tuple_key.bin")
     zip_with_pickle(root / "deep_frozenset.bin", b"\x80\x02)" + b"\x85" * 1000 + b"\x91.")
     add("deep_frozenset", "bin", root / "deep_frozenset.bin")
@@ -202,7 +202,7 @@ def build_corpus(root, marker):
         "not_utf8": struct.pack("<Q", 4) + b"\xff\xfe{}",
         "many_tensors": raw_safetensors({f"t{i}": {"dtype": "F32", "shape": [0],
                                                    "data_offsets": [0, 0]}
-                                         for i in range(100_000)}),
+                                         for i in range(20_000)}),
     }.items():
         file(f"st_{name}.safetensors", "safetensors", header)
     tar_path = root / "tar_huge_member.bin"
@@ -225,21 +225,21 @@ def build_corpus(root, marker):
         "tensors": tensors + b"\0" * 64, "pickle": tw.dumps({})})
     add("tar_ndim_2e31", "bin", root / "tar_ndim_2e31.bin")
 
-    # compression bombs: 256 MiB of zeros deflate to ~250 KiB
+    # compression bombs: 64 MiB of zeros deflate to 64 KiB
     bomb = root / "zip_bomb_storage.bin"
-    entry = tw.Entry("w", "FloatStorage", "0", 2**26, 0, (2**26,), (1,))
+    entry = tw.Entry("w", "FloatStorage", "0", 2**24, 0, (2**24,), (1,))
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("archive/data.pkl", tw.state_dict_pickle(tw.Entries([entry], {})))
         with zf.open("archive/data/0", "w", force_zip64=True) as member:
             zeros = bytes(1 << 20)
-            for _ in range(256):
+            for _ in range(64):
                 member.write(zeros)
     add("zip_bomb_storage", "bin", bomb)
     pickle_bomb = root / "zip_bomb_pickle.bin"
     with zipfile.ZipFile(pickle_bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         with zf.open("archive/data.pkl", "w", force_zip64=True) as member:
             member.write(b"\x80\x02")
-            for _ in range(64):
+            for _ in range(16):
                 member.write(b"N" * (1 << 20))
     add("zip_bomb_pickle", "bin", pickle_bomb)
     compressed = zlib.compress(bytes(64 << 20), 9)
