@@ -267,6 +267,67 @@ def make_case(fmt, seeds, rng, work, donors):
     return kind, case_dir
 
 
+# --- worst cases: ~10 MB files built to cost the most ----------------------------------------
+
+def worst_cases(root):
+    """Files just under 10 MB built to maximize a loader's time or memory: [(name, kind, path)]."""
+    size = 10_000_000 - 4096
+    cases = []
+
+    def zip_pickle(name, body):
+        path = root / f"{name}.bin"
+        tw.write_zip(path, b"\x80\x02" + body[: size - 3] + b".", {})
+        cases.append((name, "bin", path))
+
+    zip_pickle("pickle_empty_lists_memoized", b"]\x94" * (size // 2))
+    zip_pickle("pickle_tuple1_chain", b")" + b"\x85" * size)
+    zip_pickle("pickle_dicts_appended", b"]" + b"}a" * (size // 2))
+    zip_pickle("pickle_deep_tuple_key", b"})" + b"\x85" * (size - 8) + b"Ns")
+    zip_pickle("pickle_marks", b"(" * size)
+    header = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+              for i in range(size // 56)}
+    body = json.dumps(header, separators=(",", ":")).encode()[:size]
+    body = body[: body.rindex(b"},") + 1] + b"}"
+    path = root / "safetensors_many_empty_tensors.safetensors"
+    path.write_bytes(struct.pack("<Q", len(body)) + body)
+    cases.append(("safetensors_many_empty_tensors", "safetensors", path))
+    model = root / "config_many_labels"
+    shutil.copytree(FIXTURES / "tiny_bert", model)
+    config = json.loads((model / "config.json").read_text())
+    config["id2label"] = {str(i): f"L{i}" for i in range(100_000)}
+    (model / "config.json").write_text(json.dumps(config))
+    cases.append(("config_100000_labels", "model", model))
+    model = root / "config_empty_lists"
+    shutil.copytree(FIXTURES / "tiny_bert", model)
+    (model / "config.json").write_text('{"x": [' + "[]," * (size // 3 - 10) + "[]]}")
+    cases.append(("config_nested_empty_lists", "model", model))
+    tok = root / "tokenizer_big_vocab"
+    tok.mkdir()
+    words = [f"w{i}" for i in range(size // 10)]
+    (tok / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + words))
+    cases.append(("vocab_txt_1M_tokens", "tokenizer", tok))
+    return cases
+
+
+def run_worst_cases(args):
+    """Each worst case in a fresh child: its time and peak memory above the child's start."""
+    work = Path(tempfile.mkdtemp(prefix="minitune-worst-"))
+    broken = 0
+    print(f"{'case':34} {'MB':>5} {'outcome':>28} {'seconds':>8} {'peak MiB':>9}")
+    for name, kind, path in worst_cases(work):
+        megabytes = sum(p.stat().st_size for p in ([path] if path.is_file()
+                                                   else path.iterdir())) / 1e6
+        with hostile.Child(mem_limit=int(args.mem_limit_gib * 2**30),
+                           timeout=args.timeout) as child:
+            result = child.run(kind, path)
+            growth = result["max_rss_mib"] - child.baseline_rss_mib
+        broken += result["outcome"] not in ("ok", "documented")
+        print(f"{name:34} {megabytes:5.1f} {result['outcome'] + ':' + result['error']:>28} "
+              f"{result['seconds']:8.2f} {growth:9.0f}", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return 1 if broken else 0
+
+
 # --- the run ------------------------------------------------------------------------------
 
 def main(argv=None):
@@ -277,7 +338,11 @@ def main(argv=None):
     parser.add_argument("--mem-limit-gib", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path("fuzz-out"))
+    parser.add_argument("--worst", action="store_true",
+                        help="instead: time and memory of ~10 MB files built to cost the most")
     args = parser.parse_args(argv)
+    if args.worst:
+        return run_worst_cases(args)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="minitune-fuzz-"))
     seeds = make_seeds(work)

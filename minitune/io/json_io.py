@@ -10,7 +10,7 @@ is reported in one format, naming the file, the line and the key::
 
 The bounds (minitune/io/limits.py): the file size is checked before reading, nesting
 depth after parsing (Python's parser itself stops at ~1,000 levels with a
-RecursionError, reported here too), and numbers of more than 4,300 digits are refused
+RecursionError, reported here too; a deeper limit is then counted on the text), and numbers of more than 4,300 digits are refused
 by Python. Duplicate keys, which ``json`` would silently resolve to the last value,
 are errors, and so are strings holding unpaired UTF-16 surrogates (``"\\ud800"``),
 which no UTF-8 file or the Rust tokenizer can hold.
@@ -20,12 +20,18 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from .errors import CheckpointError
 from .limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, read_file_limited
 
 
 # A JSON escape of a UTF-16 surrogate: the only way a lone surrogate gets into a string.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
+# A JSON string (in valid JSON), and the bracket bytes that open and close containers.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_OPENING = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 
 
 class _DuplicateKey(Exception):
@@ -85,8 +91,9 @@ def parse_json(data, source, what, error=CheckpointError, max_depth=MAX_JSON_DEP
                     "levels of arrays/objects)", path=source) from None
     except ValueError as e:  # Python refuses integers of more than 4,300 digits
         raise error(f"{source}: {what} is not usable JSON: {e}", path=source) from None
-    if isinstance(value, (dict, list)):
-        _check_values(value, source, what, error, max_depth)
+    if isinstance(value, (dict, list)) and _depth(text) > max_depth:
+        raise error(f"{source}: {what} is nested more than {max_depth} levels deep",
+                    path=source)
     if _SURROGATE_ESCAPE.search(text):
         _check_surrogates(value, source, what, error)
     return value
@@ -103,18 +110,18 @@ def _refuse_duplicates(pairs):
     return result
 
 
-def _check_values(value, source, what, error, max_depth):
-    """Walk the parsed containers (without recursion) to bound their depth; look for
-    unpaired surrogates only if the text has a \\uD800-\\uDFFF escape at all."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > max_depth:
-            raise error(f"{source}: {what} is nested more than {max_depth} levels deep",
-                        path=source)
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
+def _depth(text):
+    """Deepest nesting of arrays/objects in *valid* JSON text, counted without recursion.
+
+    String contents are blanked first (they may hold brackets); on valid JSON the
+    pattern matches each string once, so this is linear. Then +1 per opening and -1
+    per closing bracket, and the running sum's maximum is the depth (NumPy: a 10 MB
+    file takes milliseconds, where walking 3 million parsed lists takes seconds).
+    """
+    structure = _STRING.sub('""', text).encode("ascii", "replace")
+    codes = np.frombuffer(structure, dtype=np.uint8)
+    step = np.isin(codes, _OPENING).astype(np.int8) - np.isin(codes, _CLOSING)
+    return int(np.cumsum(step, dtype=np.int32).max(initial=0))
 
 
 def _check_surrogates(value, source, what, error):

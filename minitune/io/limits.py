@@ -55,29 +55,29 @@ MAX_LABELS = 100_000         # classes of a classification head
 MAX_PARAMETERS = 1 << 31
 
 
-def check_shape(shape, itemsize, where):
+def check_shape(shape, itemsize, path, name):
     """Check a tensor shape read from a file; return it as a tuple of ints.
 
     Args:
         shape: the shape as read (any object).
         itemsize: bytes per element.
-        where: the start of the error message (file and tensor name).
+        path / name: the file and the tensor, named in the error.
 
     Raises:
         CheckpointError: not a sequence of non-negative ints, more than MAX_NDIM
             dimensions, or more than MAX_TENSOR_BYTES bytes (zero-sized tensors too:
             NumPy refuses a (0, 2**62) shape as well).
     """
-    if not isinstance(shape, (list, tuple)) or len(shape) > MAX_NDIM:
-        raise CheckpointError(f"{where}: invalid shape {describe(shape)}: not a list of at "
-                              f"most {MAX_NDIM} integers")
-    if not all(type(d) is int and d >= 0 for d in shape):  # noqa: E721 - not bool
-        raise CheckpointError(f"{where}: invalid shape {describe(shape)}: an entry is not a "
-                              "non-negative integer")
-    if math.prod(d for d in shape if d) * itemsize > MAX_TENSOR_BYTES:
-        raise CheckpointError(f"{where}: invalid shape {describe(shape)}: larger than any "
-                              "tensor can be (over 2**62 bytes)")
-    return tuple(shape)
+    if not (isinstance(shape, (list, tuple)) and len(shape) <= MAX_NDIM):
+        problem = f"not a list of at most {MAX_NDIM} integers"
+    elif not all(type(d) is int and d >= 0 for d in shape):  # noqa: E721 - not bool
+        problem = "an entry is not a non-negative integer"
+    elif math.prod(d for d in shape if d) * itemsize > MAX_TENSOR_BYTES:
+        problem = "larger than any tensor can be (over 2**62 bytes)"
+    else:
+        return tuple(shape)
+    raise CheckpointError(f"{path}: tensor {name!r}: invalid shape {describe(shape)}: "
+                          f"{problem}", path=path, key=name)
 
 
 def is_int(value):

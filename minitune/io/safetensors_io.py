@@ -117,7 +117,8 @@ def _parse_header(path, raw_header):
                               f"{describe(metadata)}", path=path, key="__metadata__")
     entries = {}
     for name, info in header.items():
-        if not (isinstance(info, dict) and {"dtype", "shape", "data_offsets"} <= set(info)):
+        if not (isinstance(info, dict) and "dtype" in info and "shape" in info
+                and "data_offsets" in info):
             raise CheckpointError(
                 f"{path}: header entry {name!r} lacks dtype/shape/data_offsets: "
                 f"{describe(info)}", path=path, key=name
@@ -128,10 +129,9 @@ def _parse_header(path, raw_header):
                 f"{path}: tensor {name!r} has dtype {describe(dtype)}, which minitune cannot "
                 f"read (supported: {', '.join(_DTYPES)})", path=path, key=name
             )
-        shape = check_shape(info["shape"], _DTYPES[dtype].itemsize,
-                            f"{path}: tensor {name!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2
-                and all(is_int(v) for v in offsets) and 0 <= offsets[0] <= offsets[1]):
+        shape = check_shape(info["shape"], _DTYPES[dtype].itemsize, path, name)
+        if not (isinstance(offsets, list) and len(offsets) == 2 and is_int(offsets[0])
+                and is_int(offsets[1]) and 0 <= offsets[0] <= offsets[1]):
             raise CheckpointError(
                 f"{path}: tensor {name!r} has invalid data_offsets {describe(offsets)}",
                 path=path, key=name

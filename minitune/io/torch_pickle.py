@@ -702,7 +702,7 @@ def _materialize(path, name, ref, storages):
             f"{where} has negative size/stride/offset (size {describe(size)}, stride "
             f"{describe(stride)}, offset {describe(offset)})", path=path, key=name
         )
-    check_shape(size, storage.itemsize, where)
+    check_shape(size, storage.itemsize, path, name)
     numel = math.prod(size)
     if numel > storage.size:
         raise CheckpointError(

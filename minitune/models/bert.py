@@ -213,7 +213,7 @@ def _check_field(name, value, rule, source):
         raise _config_error(source, name, f"must be an integer, got {_describe(value)}")
     if not number or (isinstance(value, float) and not math.isfinite(value)):
         raise _config_error(source, name, f"must be a number, got {_describe(value)}")
-    if kind == "int" and value > _MAX_INT:
+    if abs(value) > _MAX_INT:  # also keeps ints given for floats convertible to float
         raise _config_error(source, name, f"{_describe(value)} is larger than any model has")
     above = value >= low if kind != "prob" else 0 <= value < 1
     if not above or (high is not None and kind != "prob" and value > high):

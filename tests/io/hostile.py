@@ -94,7 +94,9 @@ def child_main(mem_limit):
     baseline = _vm_size()
     limit = baseline + mem_limit
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    print(json.dumps({"ready": True, "baseline_mib": baseline / 2**20}), flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"ready": True, "baseline_mib": baseline / 2**20, "rss_mib": rss}),
+          flush=True)
     for line in sys.stdin:
         kind, path = json.loads(line)
         print(json.dumps(probe(kind, path)), flush=True)
@@ -106,7 +108,8 @@ class Child:
     def __init__(self, mem_limit=2 << 30, timeout=60.0):
         self.mem_limit, self.timeout = mem_limit, timeout
         self.proc = None
-        self.baseline_mib = None
+        self.baseline_mib = None       # address space after imports (the limit adds to it)
+        self.baseline_rss_mib = None   # resident memory after imports
 
     def _start(self):
         env = {**os.environ, **CHILD_ENV}
@@ -116,6 +119,7 @@ class Child:
             text=True, env=env, bufsize=1)
         hello = json.loads(self.proc.stdout.readline())
         self.baseline_mib = hello["baseline_mib"]
+        self.baseline_rss_mib = hello["rss_mib"]
 
     def run(self, kind, path):
         """Load ``path`` as ``kind`` in the child; return the outcome dict."""
