@@ -10,23 +10,16 @@ a tokenizer built from ``vocab.txt`` with the options of ``tokenizer_config.json
 those of the normalizer in ``tokenizer.json`` when they differ.
 
 A ``tokenizer.json`` can carry preset padding/truncation (all-MiniLM-L6-v2's pads every
-sequence to 128). ``Tokenizer.__call__`` therefore clears both and sets exactly what the
-call asks for, every time.
+sequence to 128). The constructor clears both; each ``Tokenizer.__call__`` then sets exactly
+what it asks for, touching the Rust side only when that differs from the previous call.
 """
 
-import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
-from .io.atomic import atomic_write_text
-from .io.errors import CheckpointError, ConfigError
-from .io.hub import resolve_model_dir
-from .io.json_io import key_error, read_json
-from .io.limits import (MAX_TOKENIZER_JSON_BYTES, MAX_VOCAB_BYTES, describe, read_file_limited,
-                        shorten)
+from .errors import CheckpointError
 
 # Names of the special tokens in tokenizer_config.json / special_tokens_map.json.
 SPECIAL_TOKEN_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -34,7 +27,6 @@ DEFAULT_SPECIAL_TOKENS = {
     "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
     "cls_token": "[CLS]", "mask_token": "[MASK]",
 }
-ENCODING_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 class Encoding(dict):
@@ -92,7 +84,9 @@ class Tokenizer:
         self.pad_token_id = self._required_id("pad_token")
         self.cls_token_id = self._required_id("cls_token")
         self.mask_token_id = backend.token_to_id(self.special_tokens["mask_token"])
-        self._last = None
+        backend.no_padding()
+        backend.no_truncation()
+        self._settings = (None, False, False)     # (max_length, padding, truncation) set now
 
     def _required_id(self, key):
         token = self.special_tokens[key]
@@ -110,12 +104,17 @@ class Tokenizer:
         Uses ``tokenizer.json`` when present, else ``vocab.txt``; options come from
         ``tokenizer_config.json`` and ``special_tokens_map.json`` when present.
         """
+        # io/ (checkpoint readers, the unpickler) loads when a model is first read, not
+        # with `import minitune`
+        from .io.hub import resolve_model_dir
+        from .io.tokenizer_files import read_tokenizer_config, read_tokenizer_json
+
         model_dir = resolve_model_dir(path_or_name)
-        config = _read_tokenizer_config(model_dir)
+        config = read_tokenizer_config(model_dir)
         tokenizer_json, vocab_txt = model_dir / "tokenizer.json", model_dir / "vocab.txt"
         try:
             if tokenizer_json.is_file():
-                backend = _read_tokenizer_json(tokenizer_json)
+                backend = read_tokenizer_json(tokenizer_json)
                 _override_normalizer(backend, config)
                 return cls(backend, config)
             if vocab_txt.is_file():
@@ -146,7 +145,9 @@ class Tokenizer:
         from tokenizers import Tokenizer as RustTokenizer
         from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
-        tokens = _read_vocab(vocab) if isinstance(vocab, (str, Path)) else list(vocab)
+        from .io.tokenizer_files import read_vocab
+
+        tokens = read_vocab(vocab) if isinstance(vocab, (str, Path)) else list(vocab)
         token_to_id = {token: i for i, token in enumerate(tokens)}
         specials = {**DEFAULT_SPECIAL_TOKENS, **(special_tokens or {})}
         for key in ("unk_token", "cls_token", "sep_token", "pad_token"):
@@ -202,6 +203,11 @@ class Tokenizer:
         if max_length is None:
             max_length = self.model_max_length
         inputs = self._batch_inputs(texts, text_pairs, is_split_into_words)
+        n_special = 2 if text_pairs is None else 3            # [CLS] A [SEP] (B [SEP])
+        if truncation and max_length <= n_special:
+            # the Rust tokenizer would silently not truncate at all
+            raise ValueError(f"max_length {max_length} leaves no room for text: [CLS] and "
+                             f"[SEP] take {n_special} positions; use {n_special + 1} or more")
         self._configure(max_length, padding, truncation)
         try:
             encodings = self._backend.encode_batch(inputs, is_pretokenized=is_split_into_words)
@@ -209,23 +215,26 @@ class Tokenizer:
             raise ValueError(f"tokenization failed: {e}") from None
         if not truncation:
             _check_lengths(encodings, max_length)
-        self._last = Encoding(_collect(encodings, bool(padding)), encodings)
-        return self._last
+        return Encoding(_collect(encodings, bool(padding)), encodings)
 
     def _configure(self, max_length, padding, truncation):
-        """Clear any preset padding/truncation, then set what this call asks."""
+        """Set the padding and truncation of the Rust tokenizer to what a call asks, when they
+        differ from the last call's."""
+        if padding not in (True, False, "longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', "
+                             f"got {padding!r}")
+        if (max_length, padding, truncation) == self._settings:
+            return
         backend = self._backend
         backend.no_padding()
         backend.no_truncation()
         if truncation:
             backend.enable_truncation(max_length, strategy="longest_first")
-        if padding not in (True, False, "longest", "max_length", "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', "
-                             f"got {padding!r}")
         if padding and padding != "do_not_pad":
             length = max_length if padding == "max_length" else None
             backend.enable_padding(pad_id=self.pad_token_id, pad_type_id=0,
                                    pad_token=self.special_tokens["pad_token"], length=length)
+        self._settings = (max_length, padding, truncation)
 
     @staticmethod
     def _batch_inputs(texts, text_pairs, is_split_into_words):
@@ -238,16 +247,9 @@ class Tokenizer:
             raise ValueError(f"{len(texts)} texts but {len(pairs)} text_pairs")
         return list(zip(texts, pairs))
 
-    def word_ids(self, i=0):
-        """``word_ids`` of example ``i`` of the last ``__call__`` (see Encoding.word_ids)."""
-        if self._last is None:
-            raise ValueError("word_ids: the tokenizer has not encoded anything yet")
-        return self._last.word_ids(i)
-
     def tokenize(self, text):
         """The WordPiece tokens of one text, without [CLS]/[SEP]."""
-        self._backend.no_padding()
-        self._backend.no_truncation()
+        self._configure(None, False, False)
         return self._backend.encode(text, add_special_tokens=False).tokens
 
     # --- ids and tokens -----------------------------------------------------------------
@@ -309,10 +311,11 @@ class Tokenizer:
         Each file is written atomically. tokenizer.json is saved without padding or
         truncation (those are per-call settings). Returns the directory as a Path.
         """
+        from .io.atomic import atomic_write_text
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._backend.no_padding()
-        self._backend.no_truncation()
+        self._configure(None, False, False)
         atomic_write_text(directory / "tokenizer.json", self._backend.to_str(pretty=True))
         atomic_write_text(directory / "vocab.txt", "".join(t + "\n" for t in self._vocab_list()))
         atomic_write_text(directory / "tokenizer_config.json",
@@ -351,74 +354,6 @@ class Tokenizer:
 def _token_content(value):
     """Special tokens are strings or AddedToken dicts {"content": ...} in config files."""
     return value["content"] if isinstance(value, dict) else value
-
-
-# Options of tokenizer_config.json minitune reads, with the types they may have.
-_OPTION_TYPES = {
-    "do_lower_case": (bool,), "strip_accents": (bool, type(None)),
-    "tokenize_chinese_chars": (bool,), "model_max_length": (int, float),
-}
-
-
-def _read_tokenizer_config(model_dir):
-    """tokenizer_config.json updated with special_tokens_map.json (both optional).
-
-    Raises:
-        ConfigError: not a JSON object, or an option minitune uses has the wrong type
-            (``file:line: key: ...``).
-    """
-    config = {}
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        path = model_dir / name
-        if path.is_file():
-            data = read_json(path, what="tokenizer config", error=ConfigError)
-            if not isinstance(data, dict):
-                raise ConfigError(f"{path}: must be a JSON object, got {describe(data)}",
-                                  path=path)
-            _check_tokenizer_options(data, path)
-            config.update(data)
-    return config
-
-
-def _check_tokenizer_options(data, path):
-    for key, types in _OPTION_TYPES.items():
-        value = data.get(key)
-        if key in data and (not isinstance(value, types) or (
-                key == "model_max_length" and (isinstance(value, bool) or value < 1 or (
-                    isinstance(value, float) and not math.isfinite(value))))):
-            raise key_error(path, key, f"invalid value {describe(value)}", ConfigError)
-    for key in SPECIAL_TOKEN_KEYS:
-        value = data.get(key)
-        if isinstance(value, dict):
-            value = value.get("content")
-        if key in data and not (isinstance(value, str) and value):
-            raise key_error(path, key, "must be a token string (or {\"content\": token}), "
-                            f"got {describe(data[key])}", ConfigError)
-
-
-def _read_tokenizer_json(path):
-    """Load tokenizer.json with the Rust library, after bounding its size and encoding."""
-    from tokenizers import Tokenizer as RustTokenizer
-
-    data = read_file_limited(path, "tokenizer file", MAX_TOKENIZER_JSON_BYTES)
-    text = _utf8(data, path)
-    try:
-        return RustTokenizer.from_str(text)
-    except BaseException as e:  # noqa: BLE001 - a Rust panic arrives as a BaseException
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise CheckpointError(f"{path}: the tokenizers library cannot load it "
-                              f"({shorten(str(e))})", path=path) from None
-
-
-def _utf8(data, path):
-    """Decode UTF-8; an error names the line of the first bad byte."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise CheckpointError(f"{path}:{line}: not UTF-8 text (byte "
-                              f"{data[e.start:e.start + 1]!r})", path=path, line=line) from None
 
 
 def _vocab_options(config):
@@ -462,16 +397,6 @@ def _normalizer_state(backend):
     if backend.normalizer is None:
         return {}
     return json.loads(backend.normalizer.__getstate__())
-
-
-def _read_vocab(path):
-    """vocab.txt: one token per line; the id is the line number (0-based).
-
-    Lines end at \\n, \\r\\n or \\r (Python's universal newlines, as transformers reads it).
-    """
-    path = Path(path)
-    data = read_file_limited(path, "vocabulary file", MAX_VOCAB_BYTES)
-    return [line.rstrip("\n") for line in io.StringIO(_utf8(data, path), newline=None)]
 
 
 def _as_batch(texts, is_split_into_words, what):

@@ -7,8 +7,7 @@ See docs/checkpoints.md for the file formats.
 from .atomic import atomic_write_bytes, atomic_write_text
 from .checkpoint import find_checkpoint_file, load_checkpoint, read_config_json
 from .errors import CheckpointError, ConfigError, UnsafeCheckpointError
-from .hf_bert import (LoadReport, check_config_against_checkpoint, map_bert_state_dict,
-                      to_hf_state_dict)
+from .hf_bert import LoadReport, check_config_against_checkpoint, map_bert_state_dict
 from .hub import resolve_model_dir
 from .safetensors_io import read_safetensors, write_safetensors
 from .torch_pickle import read_torch_bin
@@ -28,6 +27,5 @@ __all__ = [
     "read_safetensors",
     "read_torch_bin",
     "resolve_model_dir",
-    "to_hf_state_dict",
     "write_safetensors",
 ]

@@ -30,7 +30,8 @@ from .errors import CheckpointError
 from .json_io import parse_json
 from .limits import MAX_SAFETENSORS_HEADER, check_shape, describe, is_int
 
-# safetensors dtype code -> (numpy dtype of the stored bytes, bytes per element).
+# safetensors dtype code -> numpy dtype of the stored bytes (little-endian; its itemsize is the
+# bytes per element).
 _DTYPES = {
     "F64": np.dtype("<f8"),
     "F32": np.dtype("<f4"),
