@@ -11,7 +11,9 @@ and range checks live in one place.
     minitune attention --model runs/sst2 "a gorgeous, witty film" --layer 0 --head 3
 
 The last line ``train`` and ``eval`` print on stdout is one JSON object with the scores.
-A bad flag value exits with status 2 and a message naming the flag.
+A bad flag value, a bad file or a failing disk exits with status 2 and one line naming the
+flag or file (``minitune train: error: ...``); ``--debug`` shows the traceback instead. An
+unexpected exception (a bug) prints one line and exits with status 1.
 """
 import argparse
 import json
@@ -40,7 +42,7 @@ def run_eval(args):
     model, tokenizer = load_finetuned(args.model)
     columns = (args.text_column, args.text_pair_column, args.label_column)
     scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
-                                   args.batch_size)
+                                   args.batch_size, args.encoding)
     print(report)
     print(json.dumps({"model": model.name_or_path, "data": args.data, **scores}))
 
@@ -53,7 +55,7 @@ def run_predict(args):
         text_column, pair_column, label_column = trained_columns(model)
         texts, pairs = read_texts(args.input or "-", args.text_column or text_column,
                                   args.text_pair_column or pair_column, label_column,
-                                  args.input_format)
+                                  args.input_format, encoding=args.encoding)
     predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len, args.batch_size)
     out = open_output(args.output)
     try:
@@ -127,6 +129,7 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="minitune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"minitune {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--threads", type=int, metavar="N",
                         help="BLAS threads (default: the BLAS library's choice). On a shared "
                              "or small machine 1 is often fastest")
@@ -134,8 +137,16 @@ def build_parser():
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.options.__doc__)
         add_options(p, command.options)
+        # also after the command; SUPPRESS keeps a --debug given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=DEBUG_HELP)
     return parser
 
+
+DEBUG_HELP = "on an error, show the Python traceback instead of a one-line message"
+# Errors that are about the user's input or machine (files, flags, disk, memory): one line,
+# exit status 2. Anything else is a bug in minitune: one line, exit status 1.
+USER_ERRORS = (ValueError, OSError, MemoryError, RuntimeError)
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -163,15 +174,38 @@ def main(argv=None):
     parsed = vars(build_parser().parse_args(argv))
     name = parsed.pop("command")
     parsed.pop("threads")
+    debug = parsed.pop("debug", False)
     command = COMMANDS[name]
     try:
         command.run(command.options(**parsed).validate())
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"minitune {name}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001 - every error ends as one line (or --debug)
+        if debug:
+            raise
+        if isinstance(e, USER_ERRORS):
+            print(f"minitune {name}: error: {one_line(e)}", file=sys.stderr)
+            return 2
+        print(f"minitune {name}: internal error: {type(e).__name__}: {one_line(e)} (a bug in "
+              f"minitune: run again with --debug for the traceback and report it)",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def one_line(error):
+    """An exception as one line: a file error as 'file: reason'; a message listing several
+    problems on indented lines joined with '; '."""
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename if error.filename is not None else ""
+        return f"{where}: {error.strerror}" if where else error.strerror
+    if isinstance(error, MemoryError):
+        return "out of memory" + (f" ({error})" if str(error) else "")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] + "".join(("; " if i > 1 else " ") + line
+                              for i, line in enumerate(lines[1:], start=1))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ either succeeds or raises one of these::
           │                         allowed list (nothing was executed)
           └── ConfigError           a configuration value has the wrong type or range
                                     (config.json, tokenizer_config.json, or code)
+     DataError                      a training / evaluation / prediction data file is
+                                    unreadable or malformed ("path:line: what: 'the line'")
 
 The message names the file and what is wrong; ``error.path``, ``error.key`` and
 ``error.line`` hold the same facts for programs (None when they do not apply).
@@ -50,4 +52,13 @@ class ConfigError(CheckpointError):
     ``path:line: key:``), for a config that contradicts the checkpoint's own tensor
     shapes, and for a ``BertConfig`` built in code with bad values (then the message
     starts with ``BertConfig: key:``).
+    """
+
+
+class DataError(ValueError):
+    """A data file (training, evaluation or texts to label) is unreadable or malformed.
+
+    The message starts with ``path:line:`` where a line is at fault (lines end at ``\\n``,
+    ``\\r\\n`` or ``\\r``, as Python and most editors count them), and names the flag
+    that changes the reading (``--encoding``, ``--label-column``) where one would help.
     """

@@ -143,6 +143,8 @@ class TrainArgs(Options):
                                           metavar="NAME")
     label_column: str | None = option(None, "label column of classify files (default: label)",
                                       metavar="NAME")
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     overwrite: bool = option(False, "replace a finished or stopped run in --out")
     resume: bool = option(False, "continue the run saved in --out (its own settings)")
     progress: bool = option(True, "show a progress bar")
@@ -177,6 +179,8 @@ class EvalArgs(Options):
                                           "run's)", metavar="NAME")
     label_column: str | None = option(None, "label column (default: the training run's)",
                                       metavar="NAME")
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     max_len: int | None = option(None, "truncation (default: the training run's --max-len)",
                                  min=3)
     batch_size: int = option(128, "examples per pass", min=1)
@@ -200,6 +204,8 @@ class PredictArgs(Options):
                                      metavar="NAME")
     text_pair_column: str | None = option(None, "second text column (default: the training "
                                           "run's)", metavar="NAME")
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     output: str | None = option(None, "write the predictions to FILE: .jsonl or .csv "
                                 "(default: JSON lines on stdout)", metavar="FILE")
     max_len: int | None = option(None, "truncation (default: the training run's --max-len)",

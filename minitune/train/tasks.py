@@ -27,9 +27,9 @@ class ClassifyTask:
     model_class = BertForSequenceClassification
     main_metric = "accuracy"
 
-    def read(self, path, columns):
+    def read(self, path, columns, encoding="utf-8"):
         """A labelled file (TSV/CSV/JSON lines); ``columns`` = (text, text pair, label)."""
-        return D.read_labelled(path, self.name, *columns)
+        return D.read_labelled(path, self.name, *columns, encoding=encoding)
 
     def labels(self, raw):
         return raw.labels
@@ -68,9 +68,9 @@ class NerTask:
     model_class = BertForTokenClassification
     main_metric = "f1"
 
-    def read(self, path, columns):
+    def read(self, path, columns, encoding="utf-8"):
         """A CoNLL file (columns do not apply)."""
-        return D.read_labelled(path, self.name)
+        return D.read_labelled(path, self.name, encoding=encoding)
 
     def labels(self, raw):
         return [tag for _, tags in raw for tag in tags]

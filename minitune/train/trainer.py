@@ -105,7 +105,8 @@ class Trainer:
             if source is None:
                 continue
             is_path = isinstance(source, (str, Path))
-            raw[split] = self.task.read(source, self.args.columns) if is_path else source
+            raw[split] = (self.task.read(source, self.args.columns, self.args.encoding)
+                          if is_path else source)
         return raw
 
     def _label_map(self, saved, model):
