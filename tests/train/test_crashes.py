@@ -85,7 +85,7 @@ def crash_and_resume(setup, out, index, repeat):
         try:
             trainer = Trainer(TrainArgs(out=str(out), resume=True, progress=False))
         except RunDirError as e:
-            if "holds no run to continue" not in str(e):
+            if "no run to continue" not in str(e):
                 raise
             trainer = Trainer(args(out))
         trainer.fit()
