@@ -41,6 +41,7 @@ import torch_writer as tw  # noqa: E402
 
 from minitune import Tokenizer  # noqa: E402
 from minitune.io import write_safetensors  # noqa: E402
+from minitune.io.limits import MAX_PICKLE_BYTES  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 FORMATS = ("safetensors", "zip", "legacy", "tar", "config", "tokenizer", "sharded")
@@ -275,14 +276,15 @@ def worst_cases(root):
     cases = []
 
     def zip_pickle(name, body):
+        """A pickle just under MAX_PICKLE_BYTES (a larger one is refused unread)."""
         path = root / f"{name}.bin"
-        tw.write_zip(path, b"\x80\x02" + body[: size - 3] + b".", {})
+        tw.write_zip(path, b"\x80\x02" + body[: MAX_PICKLE_BYTES - 16] + b".", {})
         cases.append((name, "bin", path))
 
     zip_pickle("pickle_empty_lists_memoized", b"]\x94" * (size // 2))
     zip_pickle("pickle_tuple1_chain", b")" + b"\x85" * size)
     zip_pickle("pickle_dicts_appended", b"]" + b"}a" * (size // 2))
-    zip_pickle("pickle_deep_tuple_key", b"})" + b"\x85" * (size - 8) + b"Ns")
+    zip_pickle("pickle_deep_tuple_key", b"})" + b"\x85" * (MAX_PICKLE_BYTES - 24) + b"Ns")
     zip_pickle("pickle_marks", b"(" * size)
     header = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
               for i in range(size // 56)}

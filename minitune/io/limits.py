@@ -32,10 +32,10 @@ MAX_SAFETENSORS_HEADER = 100_000_000
 
 # One pickle of a .bin checkpoint (zip: data.pkl; legacy: the main pickle). It only
 # describes tensors -- the bytes of the storages live outside it -- at ~110 bytes per
-# tensor: bert-base's is 22 KiB, and 8 MiB holds ~75,000 tensors. minitune runs a
-# pickle at ~1 us per opcode, and one opcode byte can build an object of ~100 bytes,
-# so this also bounds a pickle's time (< 10 s) and memory (< 1 GiB).
-MAX_PICKLE_BYTES = 8 * MiB
+# tensor: bert-base's is 22 KiB, a 70B-parameter model's ~80 KiB, and 4 MiB hold ~37,000
+# tensors. minitune runs a pickle at ~1 us per opcode, and one opcode byte can build an
+# object of ~100 bytes, so this also bounds a pickle's time (seconds) and memory (< 1 GiB).
+MAX_PICKLE_BYTES = 4 * MiB
 # Integers in a pickle (LONG1/LONG4). torch never writes more than 9 bytes; an integer
 # of a million digits would make every later use of it (repr, arithmetic) slow.
 MAX_PICKLE_INT_BYTES = 64

@@ -14,7 +14,7 @@ A checkpoint is written to ``NAME.tmp-<pid>/`` and then swapped in (``_replace_d
 that, whatever sequence of crashes happens, a directory named ``last/`` or ``last.old/``
 is always a complete checkpoint and one of them exists. ``recover_run_dir`` (at every
 ``--resume``) puts the newest complete checkpoint back in ``last/`` and removes what
-interrupted writes left behind (docs/checkpoints.md, "Crashes").
+interrupted writes left behind (docs/finetuning.md, "Crashes").
 """
 import json
 import os
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..io import atomic_write_text, read_safetensors, write_safetensors
+from ..io.atomic import fsync_directory
 from ..io.json_io import key_error, read_json
 
 RUN_FILES = ("metrics.jsonl", "run.json", "last", "best", "last.old", "best.old",
@@ -163,7 +164,7 @@ def _replace_dir(tmp, final):
         os.replace(final, old)
     os.replace(tmp, final)            # the commit point
     _discard(old)
-    _fsync_directory(final.parent)
+    fsync_directory(final.parent)
 
 
 def _discard(directory):
@@ -177,20 +178,6 @@ def _discard(directory):
         shutil.rmtree(trash)
     os.replace(directory, trash)
     shutil.rmtree(trash)
-
-
-def _fsync_directory(directory):
-    """Make the renames in ``directory`` durable (best effort; not on Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_model_dir(directory, model, tokenizer, extra_files=None):
