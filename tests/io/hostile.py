@@ -74,15 +74,25 @@ def probe(kind, path):
         detail, outcome, name = f"{e!r}"[:500], "undocumented", type(e).__name__
     return {"kind": kind, "path": str(path), "outcome": outcome, "error": name,
             "detail": detail[:500], "seconds": time.perf_counter() - start,
-            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "max_rss_mib": _peak_rss_mib()}
 
 
-def _vm_size():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
+def _status(field):
+    """A memory figure of this process from /proc/self/status, in bytes (0 if absent)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
+
+
+def _peak_rss_mib():
+    """Peak resident memory since this process started (VmHWM; ru_maxrss would include
+    the parent's, which Linux carries over a fork and exec)."""
+    return _status("VmHWM") / 2**20 or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child_main(mem_limit):
@@ -91,10 +101,10 @@ def child_main(mem_limit):
     import minitune.tokenizer  # noqa: F401
     import tokenizers  # noqa: F401
 
-    baseline = _vm_size()
+    baseline = _status("VmSize")
     limit = baseline + mem_limit
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = _peak_rss_mib()
     print(json.dumps({"ready": True, "baseline_mib": baseline / 2**20, "rss_mib": rss}),
           flush=True)
     for line in sys.stdin:
