@@ -3,7 +3,7 @@
 Hypothesis profiles (choose with the environment variable HYPOTHESIS_PROFILE, default "ci"):
     ci        derandomized (the same examples on every run), 25 examples per test, no deadline
     thorough  500 random examples per test, for a local hunt:
-              HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_ops_*.py
+              HYPOTHESIS_PROFILE=thorough python -m pytest tests/ops
 
 Tests marked ``gpu`` (and the cupy case of ``xp``) are skipped when cupy sees no CUDA device;
 with REQUIRE_GPU=1 they fail instead, so a GPU job cannot pass by skipping everything.

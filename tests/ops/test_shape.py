@@ -19,27 +19,19 @@ def basic_index(draw):
     return shape, index
 
 
-@given(si=basic_index(), seed=seeds)
-def test_basic_indexing(si, seed):
-    shape, index = si
-    a = values(seed, shape)
-    t = leaf(a)
-    check_forward(t[index], a[index])
-    check_grad(lambda x: x[index], t)
-
-
 @st.composite
 def integer_array_index(draw):
+    # index arrays drawn with replacement: repeated elements are the interesting case
     shape = draw(shapes(min_dims=1))
     index = draw(hnp.integer_array_indices(
         shape, result_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=5)))
     return shape, index
 
 
-@given(si=integer_array_index(), seed=seeds)
-def test_integer_array_indexing(si, seed):
-    # index arrays drawn with replacement: repeated elements are the interesting case
-    shape, index = si
+@pytest.mark.parametrize("indices", [basic_index, integer_array_index])
+@given(data=st.data(), seed=seeds)
+def test_indexing(indices, data, seed):
+    shape, index = data.draw(indices())
     a = values(seed, shape)
     t = leaf(a)
     check_forward(t[index], a[index])
@@ -118,14 +110,8 @@ def test_transpose(sa, seed):
     check_forward(fn(t), np.transpose(a, axes))
     check_grad(fn, t)
     check_forward(F.transpose(t, axes) if axes is not None else F.transpose(t), a.transpose(axes))
-
-
-@given(shape=shapes(), seed=seeds)
-def test_T_property(shape, seed):
-    a = values(seed, shape)
-    t = leaf(a)
-    check_forward(t.T, a.T)
-    check_grad(lambda x: x.T, t)
+    if axes is None:                                  # .T is transpose() with no axes
+        check_forward(t.T, a.T)
 
 
 @st.composite
@@ -143,29 +129,22 @@ def concat_case(draw):
     return out, axis
 
 
-@given(case=concat_case(), seed=seeds)
-def test_concatenate(case, seed):
-    piece_shapes, axis = case
-    arrays = [values(seed + i, s) for i, s in enumerate(piece_shapes)]
-    tensors = [leaf(a) for a in arrays]
-    check_forward(F.concatenate(tensors, axis=axis), np.concatenate(arrays, axis=axis))
-    check_grad(lambda *xs: F.concatenate(xs, axis=axis), *tensors)
-
-
 @st.composite
 def stack_case(draw):
     shape = draw(shapes(max_dims=2))
     axis = draw(st.integers(-len(shape) - 1, len(shape)))
-    return shape, axis, draw(st.integers(1, 3))
+    return [shape] * draw(st.integers(1, 3)), axis
 
 
-@given(case=stack_case(), seed=seeds)
-def test_stack(case, seed):
-    shape, axis, n = case
-    arrays = [values(seed + i, shape) for i in range(n)]
+@pytest.mark.parametrize("op, cases", [("concatenate", concat_case), ("stack", stack_case)])
+@given(data=st.data(), seed=seeds)
+def test_join(op, cases, data, seed):
+    piece_shapes, axis = data.draw(cases())
+    arrays = [values(seed + i, s) for i, s in enumerate(piece_shapes)]
     tensors = [leaf(a) for a in arrays]
-    check_forward(F.stack(tensors, axis=axis), np.stack(arrays, axis=axis))
-    check_grad(lambda *xs: F.stack(xs, axis=axis), *tensors)
+    join = getattr(F, op)
+    check_forward(join(tensors, axis=axis), getattr(np, op)(arrays, axis=axis))
+    check_grad(lambda *xs: join(xs, axis=axis), *tensors)
 
 
 def test_concatenate_with_a_constant_input():

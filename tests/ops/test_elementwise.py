@@ -9,9 +9,7 @@ import operator
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
-import minitune as mt
 from op_helpers import (away_from_zero, broadcastable, check_forward, check_grad, leaf, seeds,
                         shapes, values)
 
@@ -100,51 +98,3 @@ def test_functional_unary_aliases():
     a = np.linspace(0.5, 2.0, 6).reshape(2, 3)
     for f, ref in [(F.exp, np.exp), (F.log, np.log), (F.sqrt, np.sqrt), (F.tanh, np.tanh)]:
         check_forward(f(leaf(a)), ref(a))
-
-
-@st.composite
-def shape_and_axis(draw, min_dims=1):
-    """A shape and an axis argument for it: None, an int (maybe negative) or a tuple."""
-    shape = draw(shapes(min_dims=min_dims))
-    nd = len(shape)
-    axis = draw(st.one_of(
-        st.none(),
-        st.integers(-nd, nd - 1),
-        st.lists(st.integers(0, nd - 1), min_size=1, max_size=nd, unique=True).map(tuple)))
-    return shape, axis
-
-
-@pytest.mark.parametrize("name", ["sum", "mean", "max"])
-@given(sa=shape_and_axis(), keepdims=st.booleans(), seed=seeds)
-def test_reductions(name, sa, keepdims, seed):
-    shape, axis = sa
-    a = values(seed, shape)
-    t = leaf(a)
-
-    def fn(x):
-        return getattr(x, name)(axis=axis, keepdims=keepdims)
-
-    check_forward(fn(t), getattr(np, name)(a, axis=axis, keepdims=keepdims))
-    check_grad(fn, t)
-
-
-def test_reductions_of_a_scalar_tensor():
-    t = leaf(np.array(1.5))
-    for name in ("sum", "mean", "max"):
-        y = getattr(t, name)()
-        assert y.shape == ()
-        t.grad = None
-        y.backward()
-        assert t.grad == 1.0
-
-
-def test_max_splits_the_gradient_between_ties():
-    t = leaf([[1.0, 3.0, 3.0], [2.0, 0.0, -1.0]])
-    t.max(axis=1).sum().backward()
-    np.testing.assert_array_equal(t.grad, [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
-
-
-def test_mean_gradient_is_one_over_count():
-    t = leaf(np.ones((2, 3, 5)))
-    t.mean(axis=(0, 2)).sum().backward()
-    np.testing.assert_allclose(t.grad, np.full((2, 3, 5), 1.0 / 10))

@@ -14,18 +14,8 @@ from hypothesis import strategies as st
 import minitune as mt
 import minitune.functional as F
 from minitune.testing import assert_close
-from op_helpers import (MAX_SIDE, broadcastable, check_forward, check_grad, leaf, seeds, shapes,
-                        values)
-
-
-def np_softmax(a, axis):
-    e = np.exp(a - a.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def np_log_softmax(a, axis):
-    m = a.max(axis=axis, keepdims=True)
-    return a - m - np.log(np.exp(a - m).sum(axis=axis, keepdims=True))
+from op_helpers import (broadcastable, check_forward, check_grad, leaf, np_log_softmax, np_softmax,
+                        seeds, shape_and_axis, shapes, values)
 
 
 def np_layer_norm(a, w, b, eps):
@@ -36,12 +26,6 @@ def np_layer_norm(a, w, b, eps):
 
 def math_gelu(v):
     return v * 0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
-
-
-@st.composite
-def shape_and_axis(draw, min_dims=1):
-    shape = draw(shapes(min_dims=min_dims))
-    return shape, draw(st.integers(-len(shape), len(shape) - 1))
 
 
 # ---- gelu ---------------------------------------------------------------------------------------
@@ -230,40 +214,6 @@ def test_gradcheck_refuses_dropout_without_a_fixed_rng():
         mt.gradcheck(lambda x: F.dropout(x, 0.5, rng=rng), [leaf(np.ones((3, 3)))])
 
 
-# ---- matmul / linear ----------------------------------------------------------------------------
-
-@given(batch=broadcastable(max_dims=2, max_side=3), mkn=st.tuples(*[st.integers(1, 4)] * 3),
-       seed=seeds)
-def test_matmul_batched_with_broadcast_batch_dims(batch, mkn, seed):
-    (ba, bb), (m, k, n) = batch, mkn
-    a, b = values(seed, ba + (m, k)), values(seed + 1, bb + (k, n))
-    ta, tb = leaf(a), leaf(b)
-    check_forward(F.matmul(ta, tb), np.matmul(a, b))
-    check_forward(ta @ tb, a @ b)
-    check_grad(F.matmul, ta, tb)
-
-
-def test_matmul_with_an_array_operand():
-    a, b = values(0, (2, 3)), values(1, (3, 4))
-    tb = leaf(b)
-    check_forward(a @ tb, a @ b)
-    check_grad(lambda y: a @ y, tb)
-
-
-@given(lead=shapes(min_dims=0, max_dims=2), n_in=st.integers(1, MAX_SIDE),
-       n_out=st.integers(1, MAX_SIDE), bias=st.booleans(), seed=seeds)
-def test_linear(lead, n_in, n_out, bias, seed):
-    x, w, b = values(seed, lead + (n_in,)), values(seed + 1, (n_out, n_in)), values(seed + 2, n_out)
-    tx, tw, tb = leaf(x), leaf(w), leaf(b)
-    expected = x @ w.T + (b if bias else 0.0)
-    if bias:
-        check_forward(F.linear(tx, tw, tb), expected)
-        check_grad(F.linear, tx, tw, tb)
-    else:
-        check_forward(F.linear(tx, tw), expected)
-        check_grad(F.linear, tx, tw)
-
-
 # ---- where / masked_fill ------------------------------------------------------------------------
 
 @given(shape3=broadcastable(num_shapes=3), seed=seeds)
@@ -299,67 +249,3 @@ def test_masked_fill(sm, value, seed):
     t.grad = None
     F.masked_fill(t, mt.tensor(mask), value).sum().backward()
     np.testing.assert_array_equal(t.grad, np.broadcast_to(~mask, shape).astype(float))
-
-
-# ---- cross_entropy ------------------------------------------------------------------------------
-
-@st.composite
-def ce_case(draw):
-    lead = draw(shapes(min_dims=0, max_dims=2))
-    k = draw(st.integers(1, 5))
-    return lead, k
-
-
-@given(case=ce_case(), reduction=st.sampled_from(["mean", "sum", "none"]),
-       ignore_frac=st.sampled_from([0.0, 0.3, 1.0]), ignore_index=st.sampled_from([-100, -1]),
-       seed=seeds)
-def test_cross_entropy(case, reduction, ignore_frac, ignore_index, seed):
-    lead, k = case
-    rng = np.random.default_rng(seed)
-    z = values(seed, lead + (k,), -3.0, 3.0)
-    target = rng.integers(0, k, size=lead)
-    target = np.where(rng.random(lead) < ignore_frac, ignore_index, target)
-    valid = target != ignore_index
-    tz = leaf(z)
-
-    # reference: -log_softmax at the target, ignored positions contribute nothing
-    nll = -np.take_along_axis(np_log_softmax(z, -1), np.where(valid, target, 0)[..., None],
-                              -1)[..., 0] * valid
-    expected = {"none": nll, "sum": nll.sum(), "mean": nll.sum() / max(valid.sum(), 1)}
-    loss = F.cross_entropy(tz, target, ignore_index=ignore_index, reduction=reduction)
-    check_forward(loss, expected[reduction])
-    check_grad(lambda x: F.cross_entropy(x, target, ignore_index=ignore_index,
-                                         reduction=reduction), tz)
-    # cross_entropy equals -log_softmax picked at the target
-    if valid.any():
-        per = F.cross_entropy(tz, target, ignore_index=ignore_index, reduction="none").data
-        picked = -np.take_along_axis(F.log_softmax(tz).data, np.where(valid, target, 0)[..., None],
-                                     -1)[..., 0]
-        assert_close(per[valid], picked[valid], rtol=1e-13, atol=1e-15)
-
-
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_all_ignored_gives_zero_loss_and_zero_grad(reduction):
-    z = leaf(values(0, (2, 3, 4)))
-    loss = F.cross_entropy(z, np.full((2, 3), -100), reduction=reduction)
-    assert np.isfinite(loss.data).all() and (loss.data == 0).all()
-    loss.sum().backward()
-    assert np.isfinite(z.grad).all() and (z.grad == 0).all()
-
-
-def test_cross_entropy_gradient_is_softmax_minus_onehot():
-    z = values(3, (4, 5))
-    t = np.array([0, 4, 2, 2])
-    tz = leaf(z)
-    F.cross_entropy(tz, t).backward()
-    assert_close(tz.grad, (np_softmax(z, -1) - np.eye(5)[t]) / 4, rtol=1e-13, atol=1e-15)
-
-
-def test_cross_entropy_rejects_bad_targets():
-    z = leaf(values(0, (3, 4)))
-    with pytest.raises(ValueError, match=r"\[0, 4\)"):
-        F.cross_entropy(z, np.array([0, 4, 1]))
-    with pytest.raises(ValueError, match="integers"):
-        F.cross_entropy(z, np.array([0.0, 1.0, 1.0]))
-    with pytest.raises(ValueError, match="reduction"):
-        F.cross_entropy(z, np.array([0, 1, 1]), reduction="max")

@@ -1,5 +1,5 @@
-"""Tests of the gradient checker itself, of assert_close, and two larger gradchecks: one BERT-style
-attention block and random chains of ops drawn by hypothesis."""
+"""Tests of the gradient checker itself, and two larger gradchecks: one BERT-style attention
+block and random chains of ops drawn by hypothesis (assert_close: tests/testing/test_compare.py)."""
 import importlib
 import math
 
@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 import minitune as mt
 import minitune.functional as F
-from minitune.testing import GradcheckError, assert_close, gradcheck
+from minitune.testing import GradcheckError, gradcheck
 from op_helpers import leaf, values
+
 
 # the module (the package's name "gradcheck" is the function)
 gradcheck_module = importlib.import_module("minitune.testing.gradcheck")
@@ -196,42 +197,6 @@ def test_non_deterministic_fn_is_refused():
 def test_gradcheck_is_exported_from_the_package():
     assert mt.gradcheck is gradcheck and mt.GradcheckError is GradcheckError
     assert issubclass(GradcheckError, AssertionError)
-
-
-# ---- assert_close -------------------------------------------------------------------------------
-
-def test_assert_close_tolerance_follows_the_dtype():
-    a = np.array([1.0, 2.0, 3.0])
-    nudged = a * (1 + 1e-6)
-    assert_close(nudged.astype(np.float32), a.astype(np.float32))     # float32: rtol 1.3e-6
-    with pytest.raises(AssertionError):
-        assert_close(nudged, a)                                       # float64: rtol 1e-7
-    assert_close(nudged, a.astype(np.float32))                        # the less precise dtype
-    assert_close(nudged, a, rtol=1e-5)
-    assert_close(mt.tensor(a), a.astype(np.float32))                  # Tensors work too
-
-
-def test_assert_close_reports_the_worst_element_and_checks_shapes():
-    a = np.zeros((2, 3))
-    b = a.copy()
-    b[1, 2], b[0, 0] = 0.5, 1e-3
-    with pytest.raises(AssertionError, match=r"2 of 6 elements differ.*\(1, 2\).*expected 0\.5"):
-        assert_close(a, b)
-    with pytest.raises(AssertionError, match="shapes differ"):
-        assert_close(np.zeros(3), np.zeros((3, 1)))
-
-
-def test_assert_close_integers_nan_and_inf():
-    assert_close(np.array([1, 2]), np.array([1, 2]))
-    with pytest.raises(AssertionError):
-        assert_close(np.array([1, 2]), np.array([1, 3]))
-    nan = np.array([np.nan, 1.0])
-    with pytest.raises(AssertionError):
-        assert_close(nan, nan)
-    assert_close(nan, nan, equal_nan=True)
-    assert_close(np.array([np.inf, -np.inf]), np.array([np.inf, -np.inf]))
-    with pytest.raises(AssertionError):
-        assert_close(np.array([np.inf]), np.array([-np.inf]))
 
 
 # ---- a BERT attention block, directional -----------------------------------------------------
