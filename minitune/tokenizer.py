@@ -9,7 +9,7 @@ a tokenizer built from ``vocab.txt`` with the options of ``tokenizer_config.json
 (``do_lower_case``, ``strip_accents``, ``tokenize_chinese_chars``), which also override
 those of the normalizer in ``tokenizer.json`` when they differ. Many Chinese checkpoints
 (bert-base-chinese, RoBERTa-wwm-ext, MacBERT) ship the second way: ``vocab.txt``, maybe
-``added_tokens.json``, and no ``tokenizer.json``; tests/test_chinese_checkpoint.py checks
+``added_tokens.json``, and no ``tokenizer.json``; tests/models/test_bert_chinese_parity.py checks
 the ids against transformers' on every text of the shared Chinese data.
 
 A ``tokenizer.json`` can carry preset padding/truncation (all-MiniLM-L6-v2's pads every

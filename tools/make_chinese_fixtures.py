@@ -1,4 +1,4 @@
-"""Write the Chinese-checkpoint fixtures used by tests/test_chinese_checkpoint.py.
+"""Write the Chinese-checkpoint fixtures used by tests/models/test_bert_chinese_parity.py.
 
 A tiny random Chinese BERT, shipped the way many Chinese checkpoints are (bert-base-chinese,
 hfl/chinese-roberta-wwm-ext, MacBERT): ``config.json``, ``pytorch_model.bin`` with the

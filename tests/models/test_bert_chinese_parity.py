@@ -11,22 +11,21 @@ eager attention, float64); these tests need neither torch nor transformers. Chec
   added_tokens.json);
 * logits, loss and the gradient of every parameter of a sentence classifier and a
   character-level token classifier built on the checkpoint, to 1e-9 relative (the bar
-  of tests/test_parity_hf.py).
+  of tests/models/test_bert_parity.py).
 """
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from paths import FIXTURES, SHARED_DATA
+
 from minitune import Tokenizer
 from minitune.testing import assert_close
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MODEL_DIR = FIXTURES / "tiny_chinese_bert"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_FILES = {  # fixture key -> (path under shared/data, how the text is stored)
     "chnsenticorp_train": ("chnsenticorp/train.tsv", "tsv"),
     "chnsenticorp_dev": ("chnsenticorp/dev.tsv", "tsv"),
@@ -152,7 +151,7 @@ def test_all_shared_chinese_texts_match_hf(key):
 
 
 def assert_close_scaled(actual, ref, what, floor=0.0):
-    """max |actual - ref| <= RTOL * max(max |ref|, floor), as tests/test_parity_hf.py."""
+    """max |actual - ref| <= RTOL * max(max |ref|, floor), as tests/models/test_bert_parity.py."""
     scale = max(float(np.max(np.abs(ref))), floor)
     assert_close(actual, ref, rtol=0.0, atol=RTOL * scale, msg=what)
 
