@@ -1,16 +1,17 @@
 """Predictions for raw text: a label with its probability (classify), or entities with
 character spans (ner)."""
 from . import functional as F
+from . import words
 from .autograd import no_grad
 from .backend import asnumpy
 from .metrics import get_entities
 
 
 def split_words(text):
-    """Split text into words the way BERT's pre-tokenizer does (whitespace, and each
-    punctuation mark on its own), with character offsets: [(word, (start, end)), ...]."""
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-    return BertPreTokenizer().pre_tokenize_str(text)
+    """The words of text by BERT's rule (minitune.words: each CJK character, each
+    punctuation mark, whitespace-separated runs), with character offsets:
+    [(word, (start, end)), ...]."""
+    return [(text[start:end], (start, end)) for start, end in words.split_words(text)]
 
 
 def trained_max_length(model):
