@@ -4,6 +4,7 @@ from . import functional as F
 from . import words
 from .autograd import no_grad
 from .backend import asnumpy
+from .data import word_tags
 from .metrics import get_entities
 
 
@@ -52,12 +53,8 @@ def predict_texts(model, tokenizer, task, texts, max_len=None, batch_size=64):
             logits = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits
         pred = asnumpy(logits.data).argmax(-1)
         for i, (text, ws) in enumerate(zip(chunk, words)):
-            tags = ["O"] * len(ws)
-            seen = set()
-            for pos, w in enumerate(enc.word_ids(i)):
-                if w is not None and w not in seen and w < len(ws):
-                    tags[w] = id2label[int(pred[i, pos])]
-                    seen.add(w)
+            tags = word_tags(pred[i], {"word_ids": enc.word_ids(i), "n_words": len(ws)},
+                             id2label)
             entities = []
             for etype, first, last in get_entities(tags):
                 start, end = ws[first][1][0], ws[last][1][1]

@@ -418,12 +418,13 @@ class BertForTokenClassification(_BertWithHead):
     add_pooling_layer = False
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        """labels: (B, T) tag ids, -100 where no loss is taken -> logits (B, T, K), loss."""
+        """labels: (B, T) tag ids, IGNORE_INDEX (-100) where no loss is taken -> logits
+        (B, T, K), loss."""
         out = self.bert(input_ids, attention_mask, token_type_ids)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits, _labels(labels, logits.shape[:-1]), ignore_index=-100)
+            loss = F.cross_entropy(logits, _labels(labels, logits.shape[:-1]))
         return ModelOutput(logits=logits, loss=loss)
 
 
