@@ -125,7 +125,7 @@ def cmd_eval(a):
     if task == "classify":
         print(M.classification_report(raw.labels, pred, digits=4))
     else:
-        print(M.ner_classification_report([list(t) for _, t in raw], pred, digits=4))
+        print(M.ner_classification_report(*raw.scored_tags(pred), digits=4))
     print(json.dumps({"model": str(path), "data": a.data, **result}))
 
 

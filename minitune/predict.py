@@ -1,18 +1,18 @@
 """Predictions for raw text: a label with its probability (classify), or entities with
 character spans (ner)."""
 from . import functional as F
-from . import words
 from .autograd import no_grad
 from .backend import asnumpy
 from .data import word_tags
+from .data.words import split_words as split_word_spans
 from .metrics import get_entities
 
 
 def split_words(text):
-    """The words of text by BERT's rule (minitune.words: each CJK character, each
+    """The words of text by BERT's rule (minitune.data.words: each CJK character, each
     punctuation mark, whitespace-separated runs), with character offsets:
     [(word, (start, end)), ...]."""
-    return [(text[start:end], (start, end)) for start, end in words.split_words(text)]
+    return [(text[start:end], (start, end)) for start, end in split_word_spans(text)]
 
 
 def trained_max_length(model):

@@ -110,13 +110,15 @@ def load_task_data(args, tokenizer, id2label=None):
             D.check_labels(raw.labels, label2id, path, raw.lines)
             out[split] = (raw, D.encode_classification(tokenizer, raw, id2label, args.max_len))
     else:
-        train = D.read_conll(args.train) if args.train else None
+        train = D.read_labelled(args.train, "ner") if args.train else None
         if id2label is None:
             id2label = D.build_label_map([t for _, tags in train for t in tags])
         for split, path in (("train", args.train), ("dev", args.dev), ("test", args.test)):
             if not path:
                 continue
-            raw = train if split == "train" else D.read_conll(path)
+            raw = train if split == "train" else D.read_labelled(path, "ner")
+            for message in getattr(raw, "dropped", ()):
+                print(message, file=sys.stderr)
             examples, n_trunc = D.encode_ner(tokenizer, raw, id2label, args.max_len)
             if n_trunc:
                 print(f"{path}: {n_trunc} sentences longer than {args.max_len} sub-tokens were "
@@ -167,10 +169,10 @@ def evaluate(model, task, raw, examples, id2label, batch_size=128, pad_id=0):
     for idx, logits, _ in predict_logits(model, examples, batch_size, pad_id):
         for row, i in enumerate(idx):
             pred_tags[i] = D.word_tags(logits[row].argmax(-1), examples[i], id2label)
-    true_tags = [list(tags) for _, tags in raw]
-    p, r, f = M.span_precision_recall_f1(true_tags, pred_tags)
+    true_tags, scored = raw.scored_tags(pred_tags)
+    p, r, f = M.span_precision_recall_f1(true_tags, scored)
     flat_t = [t for s in true_tags for t in s]
-    flat_p = [t for s in pred_tags for t in s]
+    flat_p = [t for s in scored for t in s]
     return {"precision": p, "recall": r, "f1": f,
             "token_accuracy": M.accuracy(flat_t, flat_p)}, pred_tags
 

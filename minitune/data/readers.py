@@ -20,12 +20,17 @@ from pathlib import Path
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "content")
 PAIR_COLUMNS = ("text_pair", "sentence2")
 NER_TAG = re.compile(r"^(O|[BI]-\S+)$")
+JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None):
     """Read a labelled file of ``task`` ("classify" or "ner"), choosing the reader by task and
-    file format: ClassificationData (TSV/CSV/JSON lines) or ConllData (CoNLL columns)."""
+    file format: ClassificationData (TSV/CSV/JSON lines), SpanData (NER as CLUENER span
+    JSON lines: .json, .jsonl) or ConllData (NER as CoNLL columns: any other name)."""
     if task == "ner":
+        if Path(path).suffix.lower() in JSON_SUFFIXES:
+            from .cluener import read_cluener  # cluener builds on this module
+            return read_cluener(path)
         return read_conll(path)
     return read_classification(path, text_column, text_pair_column, label_column)
 
@@ -159,7 +164,7 @@ def read_classification(path, text_column=None, text_pair_column=None, label_col
         columns, rows = _header_and_rows(path, _rows_tsv(path))
     elif suffix == ".csv":
         columns, rows = _header_and_rows(path, _rows_csv(path))
-    elif suffix in (".jsonl", ".json", ".ndjson"):
+    elif suffix in JSON_SUFFIXES:
         return _read_jsonl(path, text_column, text_pair_column, label_column)
     else:
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected .tsv, .csv or .jsonl")
@@ -237,6 +242,15 @@ class ConllData(list):
         self.lines = list(lines)
         self.path = path
         self.n_converted = n_converted
+
+    def location(self, i, j=None):
+        """Where sentence i (token j) came from, for messages."""
+        return f"line {self.lines[i] + (j or 0)}"
+
+    def scored_tags(self, pred_tags):
+        """(gold, predicted) tag sequences that entity scores compare: here the word tags
+        (SpanData compares characters)."""
+        return [list(tags) for _, tags in self], pred_tags
 
 
 def _to_iob2(tags):

@@ -21,7 +21,7 @@ Entities are spans of characters ``(type, start, end)`` with ``end`` exclusive (
 slice: the entity is ``text[start:end]``). Words carry BIO tags; ``char_tags_to_word_tags``
 and ``word_tags_to_spans`` go between the two.
 """
-from .metrics import get_entities
+from ..metrics import get_entities
 
 _SPLITTER = None
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from paths import FIXTURES
 
 from minitune import Tokenizer
-from minitune.words import (char_tags_to_word_tags, spans_inside_words, spans_to_char_tags,
+from minitune.data.words import (char_tags_to_word_tags, spans_inside_words, spans_to_char_tags,
                             split_words, word_tags_to_spans)
 
 MIXED = "张三在北京工作。iPhone5s售价５９９９元，比去年便宜了20%！《FarmVille》Ｔｅｓｔ　ok\u200b好"
