@@ -33,7 +33,8 @@ def test_load_checkpoint_prefers_safetensors(tmp_path):
 def write_shards(directory, arrays, index_name, writer, suffix):
     """Split ``arrays`` into two shards and write the index."""
     names = list(arrays)
-    shards = {f"model-00001-of-00002{suffix}": names[:2], f"model-00002-of-00002{suffix}": names[2:]}
+    shards = {f"model-00001-of-00002{suffix}": names[:2],
+              f"model-00002-of-00002{suffix}": names[2:]}
     weight_map = {}
     for shard, shard_names in shards.items():
         writer({n: arrays[n] for n in shard_names}, directory / shard)
