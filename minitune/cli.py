@@ -44,6 +44,9 @@ def _add_train(sub):
     p.add_argument("--text-column")
     p.add_argument("--text-pair-column")
     p.add_argument("--label-column")
+    p.add_argument("--header", choices=["auto", "yes", "no"], default="auto",
+                   help="does a TSV/CSV file's first line name its columns? auto detects it; "
+                        "without a header, columns are named 0, 1, ...")
     p.add_argument("--overwrite", action="store_true", help="replace a run in --out")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -103,7 +106,8 @@ def cmd_train(a):
                      group_by_length=a.group_by_length, eval_steps=a.eval_steps,
                      save_steps=a.save_steps, text_column=a.text_column,
                      text_pair_column=a.text_pair_column, label_column=a.label_column,
-                     overwrite=a.overwrite, resume=a.resume, progress=not a.no_progress)
+                     header=a.header, overwrite=a.overwrite, resume=a.resume,
+                     progress=not a.no_progress)
     if not a.resume and not a.train:
         raise ValueError("--train FILE is required (or --resume --out DIR)")
     result = train(args)

@@ -69,6 +69,7 @@ class TrainArgs:
     text_column: str = None
     text_pair_column: str = None
     label_column: str = None
+    header: str = "auto"
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
@@ -78,6 +79,8 @@ class TrainArgs:
             raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
         if not self.train:
             raise ValueError("a training file is required (--train FILE)")
+        if self.header not in ("auto", "yes", "no"):
+            raise ValueError(f"header must be auto, yes or no, got {self.header!r}")
         for name in ("batch_size", "eval_batch_size", "max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -97,8 +100,9 @@ def load_task_data(args, tokenizer, id2label=None):
     """
     out = {}
     if args.task == "classify":
+        header = {"auto": None, "yes": True, "no": False}[args.header]
         read = lambda p: D.read_classification(  # noqa: E731
-            p, args.text_column, args.text_pair_column, args.label_column)
+            p, args.text_column, args.text_pair_column, args.label_column, header)
         train = read(args.train) if args.train else None
         if id2label is None:
             id2label = D.build_label_map(train.labels)

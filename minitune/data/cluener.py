@@ -60,6 +60,10 @@ class SpanData(ConllData):
         where = f"line {self.lines[i]}"
         return where if j is None else f"{where}, word {j} {self[i][0][j]!r}"
 
+    def char_tags(self, i):
+        """One gold BIO tag per character of sentence i."""
+        return spans_to_char_tags(len(self.texts[i]), self.spans[i])
+
     def predicted_spans(self, i, word_tags):
         """Entities of sentence i from predicted word tags, as (type, start, end)."""
         return word_tags_to_spans(word_tags, self.word_spans[i])
@@ -68,7 +72,7 @@ class SpanData(ConllData):
         """(gold, predicted) tags per *character*: entity scores then compare character
         spans with the file's, as CLUENER's own scoring does, so an entity whose edge lies
         inside a word (``CPL`` in ``CPL2011``) counts as missed, not as found."""
-        gold = [spans_to_char_tags(len(t), s) for t, s in zip(self.texts, self.spans)]
+        gold = [self.char_tags(i) for i in range(len(self))]
         pred = [spans_to_char_tags(len(t), self.predicted_spans(i, tags))
                 for i, (t, tags) in enumerate(zip(self.texts, pred_tags))]
         return gold, pred

@@ -23,7 +23,8 @@ NER_TAG = re.compile(r"^(O|[BI]-\S+)$")
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
-def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None):
+def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None,
+                  header=None):
     """Read a labelled file of ``task`` ("classify" or "ner"), choosing the reader by task and
     file format: ClassificationData (TSV/CSV/JSON lines), SpanData (NER as CLUENER span
     JSON lines: .json, .jsonl) or ConllData (NER as CoNLL columns: any other name)."""
@@ -32,7 +33,7 @@ def read_labelled(path, task, text_column=None, text_pair_column=None, label_col
             from .cluener import read_cluener  # cluener builds on this module
             return read_cluener(path)
         return read_conll(path)
-    return read_classification(path, text_column, text_pair_column, label_column)
+    return read_classification(path, text_column, text_pair_column, label_column, header)
 
 
 def _show(line, limit=200):
@@ -133,22 +134,22 @@ def _rows_csv(path):
             start = reader.line_num + 1
 
 
-def _header_and_rows(path, rows):
-    """Split a row stream into the header names and data rows."""
-    try:
-        _, _, header = next(rows)
-    except StopIteration:
-        raise ValueError(f"{path}: no examples (the file is empty)") from None
-    return [h.strip() for h in header], rows
-
-
-def read_classification(path, text_column=None, text_pair_column=None, label_column=None):
+def read_classification(path, text_column=None, text_pair_column=None, label_column=None,
+                        header=None):
     """Read a text-classification file: TSV (.tsv), CSV (.csv) or JSON lines (.jsonl/.json).
 
-    TSV and CSV files need a header line; JSON lines are objects keyed by column name.
-    Default columns: label "label"; text "text", "sentence", "sentence1" or "content" (the
-    first present; in a two-column file, the column that is not the label); text pair
-    "text_pair" or "sentence2" when present. Blank lines are skipped.
+    TSV and CSV files have a header line or not (``header``: True, False, or None to detect
+    it); JSON lines are objects keyed by column name. Default columns: label "label"; text
+    "text", "sentence", "sentence1" or "content" (the first present; in a two-column file,
+    the column that is not the label); text pair "text_pair" or "sentence2" when present.
+    Without a header the columns are named by position, "0", "1", ...; in a two-column file
+    the label column is the one with fewer distinct values (then shorter ones; ChnSentiCorp's
+    ``text<TAB>positive``, GLUE's ``0<TAB>text``), else name them (``label_column="1"``).
+    Blank lines are skipped.
+
+    Header detection: the first line is a header when it names a known column (or one
+    given); a first line that names none is data when, in a two-column file, its
+    label-column value is also a label of another line -- a header's column name is not.
 
     Returns:
         ClassificationData with N examples.
@@ -160,17 +161,32 @@ def read_classification(path, text_column=None, text_pair_column=None, label_col
     """
     path = str(path)
     suffix = Path(path).suffix.lower()
-    if suffix in (".tsv", ".txt"):
-        columns, rows = _header_and_rows(path, _rows_tsv(path))
-    elif suffix == ".csv":
-        columns, rows = _header_and_rows(path, _rows_csv(path))
-    elif suffix in JSON_SUFFIXES:
+    if suffix in JSON_SUFFIXES:
         return _read_jsonl(path, text_column, text_pair_column, label_column)
+    if suffix in (".tsv", ".txt"):
+        rows = list(_rows_tsv(path))
+    elif suffix == ".csv":
+        rows = list(_rows_csv(path))
     else:
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected .tsv, .csv or .jsonl")
-    where = f"{path}:1 (header)"
-    text_col, pair_col, label_col = _pick_columns(
-        columns, text_column, text_pair_column, label_column, where)
+    if not rows:
+        raise ValueError(f"{path}: no examples (the file is empty)")
+    if header is None:
+        header = _has_header(rows, (text_column, text_pair_column, label_column))
+    if header:
+        columns, rows, where = [h.strip() for h in rows[0][2]], rows[1:], f"{path}:1 (header)"
+    else:
+        columns = [str(i) for i in range(len(rows[0][2]))]
+        where = f"{path} (no header: columns {', '.join(columns)})"
+        if label_column is None and len(columns) == 2:
+            label_column = str(_label_position(rows))
+    try:
+        text_col, pair_col, label_col = _pick_columns(
+            columns, text_column, text_pair_column, label_column, where)
+    except ValueError as e:
+        if not header:
+            raise
+        raise ValueError(f"{e}; if line 1 is data, not a header, pass --header no") from None
     i_text, i_label = columns.index(text_col), columns.index(label_col)
     i_pair = columns.index(pair_col) if pair_col else None
     data = ClassificationData([], [], [] if pair_col else None, [], path)
@@ -189,6 +205,25 @@ def read_classification(path, text_column=None, text_pair_column=None, label_col
     if not data.texts:
         raise ValueError(f"{path}: no examples (only a header line)")
     return data
+
+
+def _label_position(rows):
+    """In two-column rows, the label column: the one with fewer distinct values, or on a
+    tie the one with shorter values."""
+    def score(k):
+        values = [fields[k].strip() for _, _, fields in rows if len(fields) == 2]
+        return len(set(values)), sum(map(len, values))
+    return min((0, 1), key=score)
+
+
+def _has_header(rows, given):
+    """Does the first row name columns? See read_classification."""
+    known = {"label", *TEXT_COLUMNS, *PAIR_COLUMNS, *(c for c in given if c is not None)}
+    first = [f.strip() for f in rows[0][2]]
+    if known & set(first) or len(first) != 2 or len(rows) < 2:
+        return True
+    k = _label_position(rows[1:])
+    return first[k] not in {fields[k].strip() for _, _, fields in rows[1:] if len(fields) == 2}
 
 
 def _read_jsonl(path, text_column, text_pair_column, label_column):
