@@ -65,6 +65,11 @@ def _add_predict(sub):
     p = sub.add_parser("predict", help="label texts (or read one per line from stdin)")
     p.add_argument("--model", required=True, help="directory written by minitune train")
     p.add_argument("texts", nargs="*", help="texts to label; stdin when none are given")
+    p.add_argument("--input", help='file of texts: JSON lines with a "text" key (and "id"; '
+                   "e.g. a CLUENER file), or one text per line")
+    p.add_argument("--format", choices=["json", "cluener"], default="json",
+                   help="json: one object per text with the prediction; cluener (NER): "
+                        'CLUENER\'s {"id", "text", "label": {type: {entity: [[start, end]]}}}')
     p.add_argument("--max-len", type=int, default=None)
 
 
@@ -134,11 +139,20 @@ def cmd_eval(a):
 
 
 def cmd_predict(a):
-    from .predict import predict_texts
+    from .predict import as_cluener, predict_texts, read_texts
     task, model, tok, _ = _load_finetuned(a.model)
-    texts = a.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    for text, pred in zip(texts, predict_texts(model, tok, task, texts, a.max_len)):
-        print(json.dumps({"text": text, **pred}, ensure_ascii=False))
+    if a.format == "cluener" and task != "ner":
+        raise ValueError("--format cluener writes entity spans; this is a classify model")
+    if a.input:
+        texts, ids = read_texts(a.input)
+    else:
+        texts = a.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        ids = [None] * len(texts)
+    preds = predict_texts(model, tok, task, texts, a.max_len)
+    for text, record_id, pred in zip(texts, ids, preds):
+        record = (as_cluener(text, pred, record_id) if a.format == "cluener" else
+                  {**({} if record_id is None else {"id": record_id}), "text": text, **pred})
+        print(json.dumps(record, ensure_ascii=False))
 
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

@@ -1,9 +1,13 @@
 """Predictions for raw text: a label with its probability (classify), or entities with
 character spans (ner)."""
+from pathlib import Path
+
 from . import functional as F
 from .autograd import no_grad
 from .backend import asnumpy
-from .data import word_tags
+from .data import cluener_record, word_tags
+from .data.cluener import parse_record
+from .data.readers import JSON_SUFFIXES
 from .data.words import split_words as split_word_spans
 from .metrics import get_entities
 
@@ -26,7 +30,9 @@ def predict_texts(model, tokenizer, task, texts, max_len=None, batch_size=64):
     """Label each text. Returns one dict per text:
 
     classify: {"label", "probability", "probabilities": {label: p}}
-    ner: {"entities": [{"type", "text", "start", "end"}], "tags": [word tags]}
+    ner: {"entities": [{"type", "text", "start", "end"}], "words": [...], "tags": [...]}:
+        one tag per word, words by BERT's rule (each Chinese character is one); an entity
+        is text[start:end].
     """
     max_len = max_len or trained_max_length(model)
     id2label = model.config.id2label
@@ -60,5 +66,27 @@ def predict_texts(model, tokenizer, task, texts, max_len=None, batch_size=64):
                 start, end = ws[first][1][0], ws[last][1][1]
                 entities.append({"type": etype, "text": text[start:end], "start": start,
                                  "end": end})
-            results.append({"entities": entities, "tags": tags})
+            results.append({"entities": entities, "words": [w for w, _ in ws], "tags": tags})
     return results
+
+
+def read_texts(path):
+    """Texts to label from a file: JSON lines with a "text" key (.json/.jsonl: CLUENER's
+    format, whose "id" is kept and whose "label" is ignored), else one text per non-blank
+    line. Returns (texts, ids), ids None where absent."""
+    texts, ids = [], []
+    is_json = Path(path).suffix.lower() in JSON_SUFFIXES
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            record = parse_record(path, lineno, line) if is_json else {"text": line.rstrip("\n")}
+            texts.append(record["text"])
+            ids.append(record.get("id"))
+    return texts, ids
+
+
+def as_cluener(text, prediction, record_id=None):
+    """An NER prediction of ``predict_texts`` as a CLUENER record (inclusive ends)."""
+    spans = [(e["type"], e["start"], e["end"]) for e in prediction["entities"]]
+    return cluener_record(text, spans, record_id)

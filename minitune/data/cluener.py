@@ -100,7 +100,7 @@ def read_cluener(path, require_labels=True):
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            record = _parse(path, lineno, line)
+            record = parse_record(path, lineno, line)
             if "label" not in record and require_labels:
                 raise _line_error(path, lineno, 'no "label" key (a CLUENER training or '
                                   'evaluation record has one, even if empty: "label": {})',
@@ -117,7 +117,8 @@ def read_cluener(path, require_labels=True):
     return data
 
 
-def _parse(path, lineno, line):
+def parse_record(path, lineno, line):
+    """One JSON line -> a dict with a "text" string (else an error naming file and line)."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
