@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -44,6 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 import numpy as np
 import torch
 import transformers
+from make_hf_fixtures import check_sizes, spread_weights  # tools/ is on sys.path
 from transformers import (BertConfig, BertForPreTraining, BertForSequenceClassification,
                           BertForTokenClassification, BertTokenizerFast)
 
@@ -51,7 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 MODEL_DIR = FIXTURES / "tiny_chinese_bert"
 DATA = ROOT.parent / "shared" / "data"
-MAX_FILE_BYTES = 1_000_000
 MIN_COUNT = 3  # characters rarer than this in the shared data are left out: [UNK]
 
 # The four shared Chinese files, as (fixture key, path under DATA, format).
@@ -172,21 +173,6 @@ def build_vocab(texts):
 
 
 # ----------------------------------------------------------------------------- checkpoint
-
-
-def spread_weights(model, seed):
-    """Redraw every parameter (std 0.2 weights, 0.1 biases, LayerNorm 1 + N(0, 0.01)) so
-    that each one matters, as tools/make_hf_fixtures.py does for the English fixtures."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-            if name.endswith("LayerNorm.weight"):
-                p.copy_(1.0 + 0.1 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * noise)
-            else:
-                p.copy_(0.2 * noise)
 
 
 def write_checkpoint(vocab):
@@ -369,23 +355,7 @@ def make_outputs(texts):
     np.savez_compressed(FIXTURES / "tiny_chinese_outputs.npz", **rec)
 
 
-def check_sizes():
-    too_big = []
-    paths = [MODEL_DIR / p for p in sorted(os.listdir(MODEL_DIR))] + [
-        FIXTURES / n for n in ("chinese_ids.npz", "chinese_tokenizer_cases.json",
-                               "tiny_chinese_outputs.npz")]
-    for path in paths:
-        size = path.stat().st_size
-        print(f"{size:>9,d}  {path.relative_to(ROOT)}")
-        if size >= MAX_FILE_BYTES:
-            too_big.append(path)
-    if too_big:
-        sys.exit(f"fixtures over {MAX_FILE_BYTES} bytes: {too_big}")
-
-
 def main():
-    import tempfile
-
     print(f"torch {torch.__version__}, transformers {transformers.__version__}")
     texts = shared_texts()
     vocab = build_vocab(t for rows in texts.values() for _, t in rows)
