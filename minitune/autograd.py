@@ -254,10 +254,12 @@ def run_backward(root, grad, retain_graph=False):
             if x.creator is None:            # a leaf: accumulate across uses and calls
                 if x.grad is None:
                     # .grad must own its memory (optimizers and clip_grad_norm scale it in
-                    # place), but add/transpose/reshape hand back gy itself or a view of it:
-                    # without the copy, a + b would give a and b one shared .grad array
+                    # place), but add/transpose/reshape hand back gy itself or a view of it,
+                    # and layer_norm one array for both x and its residual: without the copy,
+                    # a + b would give a and b one shared .grad array
                     xp = get_array_module(gx)
-                    shared = any(xp.may_share_memory(gx, g) for g in gys)
+                    shared = (any(xp.may_share_memory(gx, g) for g in gys)
+                              or sum(g is gx for g in gxs) > 1)
                     x.grad = gx.copy() if shared else gx
                 else:
                     x.grad = x.grad + gx

@@ -13,9 +13,9 @@ from .ops.shape import concatenate, reshape, stack, transpose
 from .ops.nn import erf
 from .tensor import Tensor
 
-__all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "embedding", "dropout", "where",
-           "masked_fill", "cross_entropy", "matmul", "linear", "concatenate", "stack",
-           "reshape", "transpose", "exp", "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
+__all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "embedding", "dropout",
+           "scaled_dot_product_attention", "where", "masked_fill", "cross_entropy", "matmul",
+           "linear", "concatenate", "stack", "reshape", "transpose", "exp", "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
 
 
 def _data(x):
@@ -23,9 +23,16 @@ def _data(x):
     return x.data if isinstance(x, Tensor) else x
 
 
-def gelu(x):
-    """Exact GELU, x * 0.5 * (1 + erf(x / sqrt(2))), the "gelu" of Hugging Face BERT. Any shape."""
-    return _nn.GELU().apply(x)
+def gelu(x, bias=None):
+    """Exact GELU, u * 0.5 * (1 + erf(u / sqrt(2))) with u = x + bias: the "gelu" of Hugging
+    Face BERT. x (..., I), bias (I,) or None (then any shape).
+
+    Passing the bias of the preceding Linear here (``gelu(linear(x, w), bias=b)``) fuses the
+    bias add into the activation.
+    """
+    if bias is None:
+        return _nn.GELU().apply(x)
+    return _nn.GELU().apply(x, bias)
 
 
 def softmax(x, axis=-1):
@@ -38,9 +45,15 @@ def log_softmax(x, axis=-1):
     return _nn.LogSoftmax(axis).apply(x)
 
 
-def layer_norm(x, weight, bias, eps=1e-12):
-    """Layer normalisation over the last axis: x (..., H), weight (H,), bias (H,) -> (..., H)."""
-    return _nn.LayerNorm(eps).apply(x, weight, bias)
+def layer_norm(x, weight, bias, eps=1e-12, residual=None):
+    """Layer normalisation of x + residual (or x) over the last axis.
+
+    x and residual (..., H), weight (H,), bias (H,) -> (..., H). Passing the residual here
+    (a Transformer layer's ``LN(h + sublayer(h))``) fuses the add into the normalisation.
+    """
+    if residual is None:
+        return _nn.LayerNorm(eps).apply(x, weight, bias)
+    return _nn.LayerNorm(eps).apply(x, weight, bias, residual)
 
 
 def embedding(ids, weight):
@@ -63,6 +76,36 @@ def dropout(x, p=0.1, training=True, rng=None):
     if not training or p == 0.0:
         return x
     return _nn.Dropout(p, rng if rng is not None else np.random.default_rng()).apply(x)
+
+
+def scaled_dot_product_attention(q, k, v, mask_bias=None, dropout_p=0.0, training=True,
+                                 rng=None, scale=None):
+    """softmax(q k^T * scale + mask_bias) v, with dropout on the attention probabilities.
+
+    Args:
+        q, k, v: (B, NH, T, HS) tensors.
+        mask_bias: additive mask broadcastable to (B, NH, T, T), e.g. BERT's (B, 1, 1, T) of 0
+            (keep) and the dtype's most negative value (padding); None for no mask. It gets
+            no gradient.
+        dropout_p: probability of dropping an attention probability (only when training).
+        rng: the ``numpy.random.Generator`` behind the dropout masks.
+        scale: defaults to 1 / sqrt(HS).
+
+    Returns:
+        (B, NH, T, HS). One op (forward and backward) rather than five: with a fused kernel the
+        (B, NH, T, T) scores and probabilities need never be stored.
+    """
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
+    p = dropout_p if training else 0.0
+    if p > 0.0 and rng is None:
+        rng = np.random.default_rng()
+    if scale is None:
+        scale = 1.0 / float(np.sqrt(q.shape[-1]))
+    op = _nn.Attention(scale, p, rng)
+    if mask_bias is None:
+        return op.apply(q, k, v)
+    return op.apply(q, k, v, _data(mask_bias))
 
 
 def where(cond, a, b):

@@ -160,9 +160,10 @@ class BertSelfAttention(Module):
         q = self.split_heads(self.query(x))
         k = self.split_heads(self.key(x))
         v = self.split_heads(self.value(x))
-        scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(self.head_size))  # (B,NH,T,T)
-        probs = self.dropout(F.softmax(scores + mask_bias, axis=-1))
-        context = probs @ v                                                     # (B,NH,T,HS)
+        # softmax(q k^T / sqrt(HS) + mask_bias) with dropout, times v: one fused op
+        context = F.scaled_dot_product_attention(
+            q, k, v, mask_bias, dropout_p=self.dropout.p, training=self.training,
+            rng=self.dropout.rng, scale=1.0 / math.sqrt(self.head_size))       # (B,NH,T,HS)
         B, NH, T, HS = context.shape
         return context.transpose(0, 2, 1, 3).reshape(B, T, NH * HS)             # (B,T,H)
 
@@ -183,7 +184,8 @@ class BertIntermediate(Module):
         self.dense = Linear(c.hidden_size, c.intermediate_size, std=c.initializer_range, rng=rng)
 
     def forward(self, x):
-        return F.gelu(self.dense(x))
+        # the dense layer's bias is added inside the GELU (one pass instead of two)
+        return F.gelu(F.linear(x, self.dense.weight), bias=self.dense.bias)
 
 
 class BertOutput(Module):
@@ -198,7 +200,7 @@ class BertOutput(Module):
         self.dropout = Dropout(c.hidden_dropout_prob, rng)
 
     def forward(self, h, residual):
-        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+        return self.LayerNorm(self.dropout(self.dense(h)), residual)     # LN(. + residual)
 
 
 class BertLayer(Module):

@@ -36,15 +36,17 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    """Normalise the last axis (H) to zero mean, unit variance; then scale and shift."""
+    """Normalise the last axis (H) to zero mean, unit variance; then scale and shift.
+
+    ``layer_norm(x, residual)`` normalises x + residual (the add fused in)."""
 
     def __init__(self, hidden_size, eps=1e-12, dtype=np.float32):
         self.eps = eps
         self.weight = Parameter(np.ones(hidden_size, dtype=dtype))
         self.bias = Parameter(np.zeros(hidden_size, dtype=dtype))
 
-    def forward(self, x):
-        return F.layer_norm(x, self.weight, self.bias, self.eps)
+    def forward(self, x, residual=None):
+        return F.layer_norm(x, self.weight, self.bias, self.eps, residual=residual)
 
 
 class Dropout(Module):

@@ -58,9 +58,6 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
-    def num_parameters(self):
-        return sum(p.size for p in self.parameters())
-
     # ---- modes and grads
     def train(self, mode=True):
         """Training mode (dropout on) for the whole tree; returns self."""

@@ -6,6 +6,7 @@ for the mean. Rows whose target equals ``ignore_index`` contribute nothing.
 """
 import numpy as np
 
+from .. import dispatch
 from ..autograd import Function
 from ..backend import device_of, get_array_module, to_device
 from .nn import _logsumexp
@@ -13,6 +14,54 @@ from .nn import _logsumexp
 #: The target of positions the loss skips (sub-tokens after a word's first, [CLS], [SEP],
 #: padding); the same value as PyTorch's default, so label arrays port unchanged.
 IGNORE_INDEX = -100
+
+
+def cross_entropy_forward(logits, target, ignore_index, reduction):
+    """loss_i = logsumexp(z_i) - z_i[t_i] over rows whose target is not ``ignore_index``.
+
+    Shapes: logits (..., K), target (...) integers on the logits' device -> a scalar for
+    "mean"/"sum", (...) for "none". saved: (logp (N, K), t (N,), valid (N,), count, shape).
+    """
+    xp = get_array_module(logits)
+    k = logits.shape[-1]
+    z = logits.reshape(-1, k)                                    # (N, K)
+    t = target.reshape(-1)                                       # (N,)
+    valid = t != ignore_index
+    if xp.any(valid & ((t < 0) | (t >= k))):
+        bad = t[valid & ((t < 0) | (t >= k))]
+        raise ValueError(f"cross_entropy: targets must be in [0, {k}) or ignore_index "
+                         f"{ignore_index}, got {bad[:5].tolist()}")
+    t_safe = xp.where(valid, t, 0)
+    logp = z - _logsumexp(z, axis=-1)                            # (N, K) log-probabilities
+    losses = -xp.take_along_axis(logp, t_safe[:, None], axis=1)[:, 0] * valid
+    count = int(valid.sum())
+    saved = (logp, t_safe, valid, count, logits.shape, reduction)
+    if reduction == "none":
+        return losses.reshape(target.shape), saved
+    total = losses.sum()
+    if reduction == "mean":
+        # all targets ignored: loss 0 (and grad 0), not 0/0 = NaN
+        total = total / max(count, 1)
+    return xp.asarray(total, dtype=logits.dtype), saved
+
+
+def cross_entropy_backward(gy, saved):
+    """glogits = (softmax(z) - onehot(t)) * valid * gy   (/ count for the mean)."""
+    xp = get_array_module(gy)
+    logp, t, valid, count, shape, reduction = saved
+    g = xp.exp(logp)
+    n = g.shape[0]
+    g[np.arange(n) if xp is np else xp.arange(n), t] -= 1.0
+    if reduction == "none":
+        g *= (gy.reshape(-1) * valid)[:, None]
+    else:
+        scale = gy / max(count, 1) if reduction == "mean" else gy
+        g *= valid[:, None] * scale
+    return g.reshape(shape)
+
+
+CROSS_ENTROPY_REFERENCE = dispatch.Implementation(
+    "cross_entropy", forward=cross_entropy_forward, backward=cross_entropy_backward)
 
 
 class CrossEntropy(Function):
@@ -28,39 +77,10 @@ class CrossEntropy(Function):
                              f"{logits.shape[:-1]}, got {target.shape}")
         if target.dtype.kind not in "iu":
             raise ValueError(f"cross_entropy: targets must be integers, got {target.dtype}")
-        xp = get_array_module(logits)
         target = to_device(target, device_of(logits))   # numpy labels: an explicit, small copy
-        k = logits.shape[-1]
-        z = logits.reshape(-1, k)                                    # (N, K)
-        t = target.reshape(-1)                                       # (N,)
-        valid = t != self.ignore_index
-        if xp.any(valid & ((t < 0) | (t >= k))):
-            bad = t[valid & ((t < 0) | (t >= k))]
-            raise ValueError(f"cross_entropy: targets must be in [0, {k}) or ignore_index "
-                             f"{self.ignore_index}, got {bad[:5].tolist()}")
-        t_safe = xp.where(valid, t, 0)
-        logp = z - _logsumexp(z, axis=-1)                            # (N, K) log-probabilities
-        losses = -xp.take_along_axis(logp, t_safe[:, None], axis=1)[:, 0] * valid
-        self.logp, self.t, self.valid = logp, t_safe, valid
-        self.shape = logits.shape
-        self.count = int(valid.sum())
-        if self.reduction == "none":
-            return losses.reshape(target.shape)
-        total = losses.sum()
-        if self.reduction == "mean":
-            # all targets ignored: loss 0 (and grad 0), not 0/0 = NaN
-            total = total / max(self.count, 1)
-        return xp.asarray(total, dtype=logits.dtype)
+        self.impl = dispatch.implementation("cross_entropy", CROSS_ENTROPY_REFERENCE, logits)
+        loss, self.saved = self.impl.forward(logits, target, self.ignore_index, self.reduction)
+        return loss
 
     def backward(self, gy):
-        # gz = (softmax(z) - onehot(t)) * valid * gy   (/ count for the mean)
-        xp = get_array_module(gy)
-        g = xp.exp(self.logp)
-        n = g.shape[0]
-        g[np.arange(n) if xp is np else xp.arange(n), self.t] -= 1.0
-        if self.reduction == "none":
-            g *= (gy.reshape(-1) * self.valid)[:, None]
-        else:
-            scale = gy / max(self.count, 1) if self.reduction == "mean" else gy
-            g *= self.valid[:, None] * scale
-        return g.reshape(self.shape), None
+        return self.impl.backward(gy, self.saved), None

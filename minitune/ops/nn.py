@@ -1,11 +1,21 @@
-"""Neural-network ops: gelu, softmax, log_softmax, layer_norm, embedding, dropout, where,
-masked_fill. Each keeps exactly what its backward needs."""
+"""Neural-network ops: gelu, softmax, log_softmax, layer_norm, embedding, dropout, attention,
+where, masked_fill. Each keeps exactly what its backward needs.
+
+The fused ops (gelu with its bias, layer_norm with its residual, embedding, dropout, attention)
+are written as llm.c writes its layers: a pair of plain functions ``*_forward`` / ``*_backward``
+over raw arrays -- the op's *reference* -- and a ``Function`` that asks ``minitune.dispatch``
+which implementation to run (the reference, minitune's fused CPU code, or a CUDA kernel; all
+compute the same thing). ``forward`` returns ``(y, saved)``; ``backward(gy, saved)`` returns one
+gradient per differentiable input. A backward never writes into ``gy``.
+"""
 import math
 
 import numpy as np
 
+from .. import dispatch
 from ..autograd import Function, sum_to
 from ..backend import device_of, get_array_module, to_device
+from .matmul import _batched
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -83,28 +93,46 @@ def _normal_cdf_float32(x):
     return cdf.reshape(x.shape)
 
 
-class GELU(Function):
-    """gelu(x) = x * Phi(x), Phi(x) = 0.5 * (1 + erf(x / sqrt(2))): exact, as in Hugging Face BERT.
+def gelu_forward(x, bias=None):
+    """gelu(u) = u * Phi(u) with u = x + bias: x (..., I), bias (I,) or None -> (..., I).
 
-    float64 (and cupy) evaluate erf exactly; float32 on numpy uses the chunked
-    approximation ``_normal_cdf_float32`` (|Phi error| < 3e-7).
+    Phi(u) = 0.5 * (1 + erf(u / sqrt 2)) exactly (the "gelu" of Hugging Face BERT): float64 and
+    cupy evaluate erf to rounding, float32 on numpy uses ``_normal_cdf_float32`` (|error| <
+    3e-7). saved: (u, Phi(u), whether there is a bias).
     """
+    xp = get_array_module(x)
+    u = x if bias is None else x + bias
+    if xp is np and u.dtype == np.float32:
+        cdf = _normal_cdf_float32(u)
+    else:
+        cdf = 0.5 * (1.0 + erf(u * _SQRT_HALF))
+    return u * cdf, (u, cdf, bias is not None)
 
-    def forward(self, x):
-        xp = get_array_module(x)
-        self.x = x
-        if xp is np and x.dtype == np.float32:
-            self.cdf = _normal_cdf_float32(x)
-        else:
-            self.cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))
-        return x * self.cdf
+
+def gelu_backward(gy, saved):
+    """Returns (gx, gbias): d/du [u Phi(u)] = Phi(u) + u phi(u), phi(u) = exp(-u^2/2)/sqrt(2 pi);
+    gbias sums gx over every leading axis (None without a bias)."""
+    xp = get_array_module(gy)
+    u, cdf, has_bias = saved
+    pdf = xp.exp(-0.5 * u * u) * _INV_SQRT_2PI
+    gx = gy * (cdf + u * pdf)
+    return gx, gx.sum(axis=tuple(range(gx.ndim - 1))) if has_bias else None
+
+
+GELU_REFERENCE = dispatch.Implementation("gelu", forward=gelu_forward, backward=gelu_backward)
+
+
+class GELU(Function):
+    """gelu(x + bias), bias optional (the bias of the Linear before it, fused in)."""
+
+    def forward(self, x, bias=None):
+        self.impl = dispatch.implementation("gelu", GELU_REFERENCE, x)
+        y, self.saved = self.impl.forward(x, bias)
+        return y
 
     def backward(self, gy):
-        # d/dx [x Phi(x)] = Phi(x) + x phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
-        xp = get_array_module(gy)
-        x = self.x
-        pdf = xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        return gy * (self.cdf + x * pdf)
+        gx, gb = self.impl.backward(gy, self.saved)
+        return (gx,) if len(self.inputs) == 1 else (gx, gb)
 
 
 class Softmax(Function):
@@ -146,40 +174,95 @@ def _logsumexp(x, axis):
     return m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
 
 
-class LayerNorm(Function):
-    """Normalise over the last axis: y = (x - mean) / sqrt(var + eps) * w + b.
+def layer_norm_forward(x, w, b, eps, residual=None):
+    """y = (u - mean(u)) / sqrt(var(u) + eps) * w + b over the last axis, u = x + residual.
 
-    Shapes: x (..., H), w (H,), b (H,) -> y (..., H). Saves xhat and rstd for backward.
+    Shapes: x and residual (..., H), w (H,), b (H,) -> y (..., H).
+    saved: (xhat, rstd, w) with xhat = (u - mean) * rstd (..., H), rstd (..., 1).
+    """
+    xp = get_array_module(x)
+    u = x if residual is None else x + residual
+    mu = u.mean(axis=-1, keepdims=True)
+    xc = u - mu
+    var = (xc * xc).mean(axis=-1, keepdims=True)
+    rstd = 1.0 / xp.sqrt(var + eps)
+    xhat = xc * rstd
+    return xhat * w + b, (xhat, rstd, w)
+
+
+def layer_norm_backward(gy, saved):
+    """Returns (gx, gw, gb); the residual's gradient is gx too.
+
+    gxhat = gy * w
+    gx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))   (means over H)
+    gw = sum over rows of gy * xhat,  gb = sum over rows of gy
+    """
+    xhat, rstd, w = saved
+    gxhat = gy * w
+    gx = rstd * (gxhat - gxhat.mean(axis=-1, keepdims=True)
+                 - xhat * (gxhat * xhat).mean(axis=-1, keepdims=True))
+    lead = tuple(range(gy.ndim - 1))
+    return gx, (gy * xhat).sum(axis=lead), gy.sum(axis=lead)
+
+
+LAYER_NORM_REFERENCE = dispatch.Implementation("layer_norm", forward=layer_norm_forward,
+                                               backward=layer_norm_backward)
+
+
+class LayerNorm(Function):
+    """Normalise x (or x + residual) over the last axis, then scale by w and shift by b.
+
+    Inputs (x, w, b) or (x, w, b, residual): the residual add of a Transformer layer is fused
+    in, so the sum x + residual is never a separate op.
     """
 
     def __init__(self, eps):
         self.eps = eps
 
-    def forward(self, x, w, b):
+    def forward(self, x, w, b, residual=None):
         if w.shape != x.shape[-1:] or b.shape != x.shape[-1:]:
             raise ValueError(f"layer_norm: input {x.shape} needs weight and bias of shape "
                              f"{x.shape[-1:]}, got {w.shape} and {b.shape}")
-        xp = get_array_module(x)
-        mu = x.mean(axis=-1, keepdims=True)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)
-        self.rstd = 1.0 / xp.sqrt(var + self.eps)
-        self.xhat = xc * self.rstd
-        self.w = w
-        return self.xhat * w + b
+        if residual is not None and residual.shape != x.shape:
+            raise ValueError(f"layer_norm: residual {residual.shape} must have the input's "
+                             f"shape {x.shape}")
+        self.impl = dispatch.implementation("layer_norm", LAYER_NORM_REFERENCE, x)
+        y, self.saved = self.impl.forward(x, w, b, self.eps, residual)
+        return y
 
     def backward(self, gy):
-        # gxhat = gy * w
-        # gx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))   (mean over H)
-        # gw = sum over rows of gy * xhat,  gb = sum over rows of gy
-        xhat, rstd = self.xhat, self.rstd
-        gxhat = gy * self.w
-        gx = rstd * (gxhat - gxhat.mean(axis=-1, keepdims=True)
-                     - xhat * (gxhat * xhat).mean(axis=-1, keepdims=True))
-        lead = tuple(range(gy.ndim - 1))
-        gw = (gy * xhat).sum(axis=lead) if self.inputs[1].requires_grad else None
-        gb = gy.sum(axis=lead) if self.inputs[2].requires_grad else None
-        return gx, gw, gb
+        gx, gw, gb = self.impl.backward(gy, self.saved)
+        return (gx, gw, gb) if len(self.inputs) == 3 else (gx, gw, gb, gx)
+
+
+def embedding_forward(ids, weight):
+    """Row lookup: ids (...) integers in [0, V), weight (V, H) -> (..., H). saved: (ids, V)."""
+    return weight[ids], (ids, weight.shape[0])
+
+
+def embedding_backward(gy, saved):
+    """gweight (V, H): each row of gy is added to the weight row it was read from; a repeated
+    id adds several times, so the scatter must accumulate."""
+    xp = get_array_module(gy)
+    ids, vocab = saved
+    gw = xp.zeros((vocab, gy.shape[-1]), dtype=gy.dtype)
+    ids = ids.reshape(-1)
+    g2 = gy.reshape(-1, gy.shape[-1])
+    if ids.size == 0:
+        return gw
+    if xp is np:
+        # sort the rows by id, sum each run of equal ids, write each sum once
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+        gw[sorted_ids[starts]] = np.add.reduceat(g2[order], starts, axis=0)
+    else:
+        xp.add.at(gw, ids, g2)
+    return gw
+
+
+EMBEDDING_REFERENCE = dispatch.Implementation("embedding", forward=embedding_forward,
+                                              backward=embedding_backward)
 
 
 class Embedding(Function):
@@ -193,58 +276,156 @@ class Embedding(Function):
         if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
             raise ValueError(f"embedding: ids must lie in [0, {weight.shape[0]}), "
                              f"got min {ids.min()} max {ids.max()}")
-        self.ids, self.weight_shape = ids, weight.shape
-        return weight[ids]
+        self.impl = dispatch.implementation("embedding", EMBEDDING_REFERENCE, weight)
+        y, self.saved = self.impl.forward(ids, weight)
+        return y
 
     def backward(self, gy):
-        # each row of gy is added to the weight row it was read from; a repeated id adds
-        # several times, so the scatter must accumulate
-        xp = get_array_module(gy)
-        gw = xp.zeros(self.weight_shape, dtype=gy.dtype)
-        ids = self.ids.reshape(-1)
-        g2 = gy.reshape(-1, self.weight_shape[1])
-        if ids.size == 0:
-            return None, gw
-        if xp is np:
-            # sort the rows by id, sum each run of equal ids, write each sum once
-            order = np.argsort(ids, kind="stable")
-            sorted_ids = ids[order]
-            starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-            gw[sorted_ids[starts]] = np.add.reduceat(g2[order], starts, axis=0)
-        else:
-            xp.add.at(gw, ids, g2)
-        return None, gw
+        return None, self.impl.backward(gy, self.saved)
+
+
+def dropout_keep_mask(rng, shape, p):
+    """Which elements dropout keeps, and the scale 1/P(keep) of the kept ones.
+
+    The mask comes from 16-bit uniform draws of the numpy Generator ``rng``: an element is kept
+    when its draw is at least round(p * 2^16), so P(keep) = 1 - round(p * 2^16) / 2^16 (within
+    8e-6 of 1 - p) and the scale 1/P(keep) keeps E[y] = x exactly. 16-bit draws cost half as
+    much as float32 ones, and a boolean mask a quarter of the memory of a float mask. The mask
+    is drawn on the host, so one seed gives the same masks on CPU and GPU.
+
+    Returns (keep, scale): a boolean numpy array of ``shape`` and a Python float.
+    """
+    threshold = int(round(p * 65536))
+    keep = rng.integers(0, 65536, size=shape, dtype=np.uint16) >= threshold
+    return keep, 65536.0 / (65536 - threshold)
+
+
+def dropout_forward(x, p, rng):
+    """Inverted dropout: y = x * keep * scale, x any shape. saved: (keep, scale)."""
+    xp = get_array_module(x)
+    keep, scale = dropout_keep_mask(rng, x.shape, p)
+    keep = xp.asarray(keep)                       # an explicit, small copy to x's device
+    scale = x.dtype.type(scale)                   # a scalar of x's dtype: no upcast
+    y = x * keep
+    y *= scale
+    return y, (keep, scale)
+
+
+def dropout_backward(gy, saved):
+    """The same mask and scale: gx = gy * keep * scale."""
+    keep, scale = saved
+    gx = gy * keep
+    gx *= scale
+    return gx
+
+
+DROPOUT_REFERENCE = dispatch.Implementation("dropout", forward=dropout_forward,
+                                            backward=dropout_backward)
 
 
 class Dropout(Function):
-    """Zero each element with probability p, scale the rest by 1/P(keep) (inverted dropout).
-
-    The mask comes from 16-bit uniform draws: an element is kept when its draw is at least
-    round(p * 2^16), so P(keep) = 1 - round(p * 2^16) / 2^16 (within 8e-6 of 1 - p) and the
-    scale is exactly 1/P(keep), keeping E[y] = x. 16-bit draws cost half as much as float32
-    ones, and the boolean mask a quarter of the memory of a float mask.
-    """
+    """Zero each element with probability p, scale the rest by 1/P(keep) (inverted dropout)."""
 
     def __init__(self, p, rng):
         self.p, self.rng = p, rng
 
     def forward(self, x):
-        xp = get_array_module(x)
-        threshold = int(round(self.p * 65536))
-        keep = self.rng.integers(0, 65536, size=x.shape, dtype=np.uint16) >= threshold
-        # the mask is drawn on the host by the numpy Generator, so one seed gives the same masks
-        # on CPU and GPU; for a cupy x it is copied to the device here, explicitly
-        self.keep = xp.asarray(keep)
-        self.scale = x.dtype.type(65536.0 / (65536 - threshold))     # a scalar of x's dtype
-        y = x * self.keep
-        y *= self.scale
+        self.impl = dispatch.implementation("dropout", DROPOUT_REFERENCE, x)
+        y, self.saved = self.impl.forward(x, self.p, self.rng)
         return y
 
     def backward(self, gy):
-        # the same mask and scale: gx = gy * keep / P(keep)
-        gx = gy * self.keep
-        gx *= self.scale
-        return gx
+        return self.impl.backward(gy, self.saved)
+
+
+# --------------------------------------------------------------------------- attention
+
+def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
+    """Scaled dot-product attention with an additive mask and dropout on the probabilities.
+
+        scores = q k^T * scale + mask_bias     (B, NH, T, T)
+        probs  = softmax(scores)               over the keys (last axis)
+        out    = dropout(probs) v              (B, NH, T, HS)
+
+    Shapes: q, k, v (B, NH, T, HS); mask_bias broadcastable to (B, NH, T, T) -- BERT's is
+    (B, 1, 1, T): 0 for a real key, the dtype's most negative value for padding -- or None.
+    dropout_p = 0 turns dropout off (rng unused). A row whose keys are all masked gets equal
+    scores, hence a uniform softmax, as in Hugging Face.
+    saved: (q, k, v, probs, keep, keep_scale, scale); keep is None without dropout.
+    """
+    xp = get_array_module(q)
+    scores = _batched(q, k.swapaxes(-1, -2))               # (B, NH, T, T)
+    scores *= scale
+    if mask_bias is not None:
+        scores += mask_bias
+    scores -= scores.max(axis=-1, keepdims=True)          # shift: exp never overflows
+    probs = xp.exp(scores, out=scores)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    keep, keep_scale = None, 1.0
+    dropped = probs
+    if dropout_p > 0.0:
+        keep, keep_scale = dropout_keep_mask(rng, probs.shape, dropout_p)
+        keep = xp.asarray(keep)
+        keep_scale = probs.dtype.type(keep_scale)
+        dropped = probs * keep
+        dropped *= keep_scale
+    return _batched(dropped, v), (q, k, v, probs, keep, keep_scale, scale)
+
+
+def attention_backward(gout, saved):
+    """Returns (gq, gk, gv) for gout (B, NH, T, HS). With D = dropout(probs):
+
+        gv = D^T gout                         gD = gout v^T
+        gprobs = gD * keep * keep_scale       (dropout's backward)
+        gscores = probs * (gprobs - sum(gprobs * probs))   (softmax's backward, per row)
+        gq = gscores k * scale                gk = gscores^T q * scale
+    """
+    q, k, v, probs, keep, keep_scale, scale = saved
+    dropped = probs if keep is None else probs * keep * keep_scale
+    gv = _batched(dropped.swapaxes(-1, -2), gout)
+    del dropped
+    gprobs = _batched(gout, v.swapaxes(-1, -2))            # (B, NH, T, T)
+    if keep is not None:
+        gprobs *= keep
+        gprobs *= keep_scale
+    gscores = gprobs
+    gscores -= (gprobs * probs).sum(axis=-1, keepdims=True)
+    gscores *= probs
+    gscores *= scale
+    gq = _batched(gscores, k)
+    gk = _batched(gscores.swapaxes(-1, -2), q)
+    return gq, gk, gv
+
+
+ATTENTION_REFERENCE = dispatch.Implementation("attention", forward=attention_forward,
+                                              backward=attention_backward)
+
+
+class Attention(Function):
+    """softmax(q k^T * scale + mask_bias) with dropout, times v; inputs (q, k, v[, mask_bias]).
+    No gradient flows to the mask."""
+
+    def __init__(self, scale, dropout_p, rng):
+        self.scale, self.dropout_p, self.rng = scale, dropout_p, rng
+
+    def forward(self, q, k, v, mask_bias=None):
+        if not (q.ndim == 4 and q.shape == k.shape == v.shape):
+            raise ValueError(f"attention: q, k, v must all have shape (B, NH, T, HS), got "
+                             f"{q.shape}, {k.shape}, {v.shape}")
+        if mask_bias is not None:
+            try:
+                np.broadcast_shapes(mask_bias.shape, q.shape[:-1] + (k.shape[-2],))
+            except ValueError:
+                raise ValueError(f"attention: mask_bias {mask_bias.shape} does not broadcast "
+                                 f"to the scores' shape {q.shape[:-1] + (k.shape[-2],)}") from None
+        self.impl = dispatch.implementation("attention", ATTENTION_REFERENCE, q, k, v, mask_bias)
+        out, self.saved = self.impl.forward(q, k, v, mask_bias, self.scale, self.dropout_p,
+                                            self.rng)
+        return out
+
+    def backward(self, gout):
+        gq, gk, gv = self.impl.backward(gout, self.saved)
+        return (gq, gk, gv) if len(self.inputs) == 3 else (gq, gk, gv, None)
 
 
 class Where(Function):

@@ -22,7 +22,9 @@ because a BERT step touches every one of ~22M weights and temporaries would doub
 """
 import math
 
-from minitune.optim.optimizer import Optimizer
+from .. import dispatch
+from ..backend import get_array_module
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
@@ -44,48 +46,76 @@ class Adam(Optimizer):
                                       weight_decay=weight_decay))
 
     def step(self):
-        """One update of every parameter with a gradient; ``p.data`` is changed in place."""
+        """One update of every parameter with a gradient; ``p.data`` is changed in place.
+
+        The arithmetic is ``adam_update`` (below) or a fused implementation of it chosen by
+        ``minitune.dispatch`` (all parameters of a group in one call)."""
         for group in self.param_groups:
-            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
-            b1, b2 = group["betas"]
+            ws, gs, ms, vs, ts = [], [], [], [], []
             for p, g, xp in self._params_with_grad(group):
-                w = p.data
                 state = self.state.get(id(p))
                 if state is None:
-                    state = {"step": 0, "exp_avg": xp.zeros_like(w), "exp_avg_sq": xp.zeros_like(w)}
+                    state = {"step": 0, "exp_avg": xp.zeros_like(p.data),
+                             "exp_avg_sq": xp.zeros_like(p.data)}
                     self.state[id(p)] = state
                 state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
+                ws.append(p.data)
+                gs.append(g)
+                ms.append(state["exp_avg"])
+                vs.append(state["exp_avg_sq"])
+                ts.append(state["step"])
+            if ws:
+                impl = dispatch.implementation("adam", ADAM_REFERENCE, ws[0])
+                impl.step(ws, gs, ms, vs, ts, lr=group["lr"], betas=group["betas"],
+                          eps=group["eps"], weight_decay=group["weight_decay"],
+                          decoupled=self.decoupled_weight_decay, work=self._work_buffer)
 
-                if wd != 0:
-                    if self.decoupled_weight_decay:
-                        w *= 1 - lr * wd                  # w = w * (1 - lr * wd)
-                    else:
-                        g = g + wd * w                    # g = g + wd * w (new array: p.grad kept)
 
-                tmp = self._work_buffer(w)
-                # m = b1*m + (1-b1)*g, written as m += (1-b1) * (g - m) (torch's lerp)
-                xp.subtract(g, m, out=tmp)
-                tmp *= 1 - b1
-                m += tmp
-                # v = b2*v + (1-b2) * g*g
-                v *= b2
-                xp.multiply(g, g, out=tmp)
-                tmp *= 1 - b2
-                v += tmp
+def adam_update(ws, gs, ms, vs, ts, lr, betas, eps, weight_decay, decoupled, work):
+    """The reference Adam/AdamW update, in place, of parameters ``ws`` (any shapes).
 
-                bias_c1 = 1 - b1 ** t
-                bias_c2 = 1 - b2 ** t
-                step_size = lr / bias_c1
-                # denom = sqrt(v) / sqrt(bias_c2) + eps
-                xp.sqrt(v, out=tmp)
-                tmp /= math.sqrt(bias_c2)
-                tmp += eps
-                # w = w - step_size * m / denom
-                xp.divide(m, tmp, out=tmp)
-                tmp *= step_size
-                w -= tmp
+    Args:
+        ws, gs, ms, vs: lists of arrays: weights, their gradients, first and second moments.
+        ts: the step number t (1, 2, ...) of each parameter, already counting this step.
+        lr, betas, eps, weight_decay: the group's hyper-parameters.
+        decoupled: AdamW's decay (w *= 1 - lr * wd) when True, Adam's L2 (g += wd * w) else.
+        work: ``work(w)`` returns a scratch array shaped like w (reused; never kept).
+    """
+    b1, b2 = betas
+    wd = weight_decay
+    for w, g, m, v, t in zip(ws, gs, ms, vs, ts):
+        xp = get_array_module(w)
+        if wd != 0:
+            if decoupled:
+                w *= 1 - lr * wd                  # w = w * (1 - lr * wd)
+            else:
+                g = g + wd * w                    # g = g + wd * w (new array: p.grad kept)
+
+        tmp = work(w)
+        # m = b1*m + (1-b1)*g, written as m += (1-b1) * (g - m) (torch's lerp)
+        xp.subtract(g, m, out=tmp)
+        tmp *= 1 - b1
+        m += tmp
+        # v = b2*v + (1-b2) * g*g
+        v *= b2
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
+
+        bias_c1 = 1 - b1 ** t
+        bias_c2 = 1 - b2 ** t
+        step_size = lr / bias_c1
+        # denom = sqrt(v) / sqrt(bias_c2) + eps
+        xp.sqrt(v, out=tmp)
+        tmp /= math.sqrt(bias_c2)
+        tmp += eps
+        # w = w - step_size * m / denom
+        xp.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        w -= tmp
+
+
+ADAM_REFERENCE = dispatch.Implementation("adam", step=adam_update)
 
 
 class AdamW(Adam):

@@ -6,8 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from minitune.io import (CheckpointError, load_checkpoint, map_bert_state_dict, resolve_model_dir,
-                         to_hf_state_dict, write_safetensors)
+from minitune.io import (CheckpointError, load_checkpoint, map_bert_state_dict, resolve_model_dir)
 
 
 def bert_shapes(prefix="", layers=1, H=4, I=8, V=10, P=6, TV=2, pooler=True):
@@ -193,21 +192,6 @@ def test_bad_prefix_arguments():
         map_bert_state_dict({}, bert_shapes(), prefix="roberta.")
     with pytest.raises(ValueError, match="do not match prefix"):
         map_bert_state_dict({}, bert_shapes("bert."), prefix="")
-
-
-def test_to_hf_state_dict_round_trip(tmp_path):
-    class FakeTensor:
-        def __init__(self, data):
-            self.data = data
-
-    shapes = {**bert_shapes("bert."), **CLASSIFIER}
-    arrays = random_state(shapes)
-    hf = to_hf_state_dict({k: FakeTensor(v) for k, v in arrays.items()}, prefix="bert.")
-    assert list(hf) == list(shapes)
-    write_safetensors(hf, tmp_path / "model.safetensors")
-    state, _ = map_bert_state_dict(load_checkpoint(tmp_path), shapes, prefix="bert.")
-    for name in shapes:
-        np.testing.assert_array_equal(state[name], arrays[name])
 
 
 def test_minilm_checkpoint_maps_completely():

@@ -4,6 +4,8 @@ tests/fixtures/adamw_steps.npz was recorded by tools/make_optim_fixture.py with 
 docstring for the problem and keys). Replaying the recorded gradients through minitune must give
 the same learning rates, clipping norms and weights step by step; torch is not needed here.
 """
+import json
+
 import numpy as np
 import pytest
 
@@ -184,46 +186,6 @@ def test_group_handling_and_errors():
         AdamW([a]).step()
 
 
-# ---- weight-decay groups --------------------------------------------------------------------
-
-BERT_NAMES = [
-    "bert.embeddings.word_embeddings.weight", "bert.embeddings.position_embeddings.weight",
-    "bert.embeddings.token_type_embeddings.weight", "bert.embeddings.LayerNorm.weight",
-    "bert.embeddings.LayerNorm.bias", "bert.encoder.layer.0.attention.self.query.weight",
-    "bert.encoder.layer.0.attention.self.query.bias",
-    "bert.encoder.layer.0.attention.output.LayerNorm.weight",
-    "bert.encoder.layer.0.output.dense.weight", "bert.encoder.layer.0.output.LayerNorm.bias",
-    "bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias",
-    "encoder.final_layer_norm.weight",
-]
-
-
-def reference_rule(name):
-    """The exclusion rule of the reference scripts, written independently of the optimizer."""
-    return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
-
-
-def test_weight_decay_groups_exclude_bias_and_layernorm():
-    named = [(n, Param(np.zeros(1))) for n in BERT_NAMES]
-    decay, skip = param_groups_with_weight_decay(named, weight_decay=0.01)
-    assert decay["weight_decay"] == 0.01 and skip["weight_decay"] == 0.0
-    by_id = {id(p): n for n, p in named}
-    assert [by_id[id(p)] for p in decay["params"]] == [n for n in BERT_NAMES
-                                                       if not reference_rule(n)]
-    assert [by_id[id(p)] for p in skip["params"]] == [n for n in BERT_NAMES if reference_rule(n)]
-    # Hugging Face's example list selects the same BERT parameters.
-    hf = param_groups_with_weight_decay(named[:-1], 0.01, no_decay=("bias", "LayerNorm.weight"))
-    assert [id(p) for p in hf[1]["params"]] == [id(p) for p in skip["params"][:-1]]
-
-
-def test_weight_decay_groups_skip_frozen_parameters():
-    frozen = Param(np.zeros(1))
-    frozen.requires_grad = False
-    decay, skip = param_groups_with_weight_decay([("a.weight", frozen), ("a.bias", Param(0.0))],
-                                                 0.1)
-    assert decay["params"] == [] and len(skip["params"]) == 1
-
-
 # ---- state_dict: exact resume ---------------------------------------------------------------
 
 def _train(make_opt, params, grads, steps, opt=None, sched=None):
@@ -272,6 +234,24 @@ def test_state_dict_round_trip_resumes_exactly(make_opt):
     _train(make_opt, resumed, grads[10:], 10, opt2, sched2)
     for a, b in zip(straight, resumed):
         np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_state_arrays_split_for_safetensors_and_json_and_come_back():
+    a, b = Param(np.ones((2, 3), np.float32)), Param(np.ones(3, np.float32))
+    opt = AdamW([{"params": [a]}, {"params": [b], "weight_decay": 0.0}], lr=0.1)
+    a.grad, b.grad = np.full((2, 3), 0.5, np.float32), np.ones(3, np.float32)
+    opt.step()
+    arrays, rest = opt.state_arrays()
+    assert sorted(arrays) == ["state.0.exp_avg", "state.0.exp_avg_sq", "state.1.exp_avg",
+                              "state.1.exp_avg_sq"]
+    rest = json.loads(json.dumps(rest))                  # the rest is plain JSON
+    fresh = AdamW([{"params": [Param(np.ones((2, 3), np.float32))]},
+                   {"params": [Param(np.ones(3, np.float32))], "weight_decay": 0.0}], lr=0.1)
+    fresh.load_state_arrays(arrays, rest)
+    for (i, want), got in zip(opt.state_dict()["state"].items(),
+                              fresh.state_dict()["state"].values()):
+        assert got["step"] == want["step"] == 1
+        np.testing.assert_array_equal(got["exp_avg"], want["exp_avg"])
 
 
 def test_state_dict_layout_and_errors():
