@@ -54,7 +54,8 @@ def worker(args):
                                                           seed=0)
     model.train()
     opt = AdamW(param_groups_with_weight_decay(model.named_parameters(), 0.01), lr=5e-5)
-    dp.start(model, {"examples": len(examples)})
+    dp.handshake({"examples": len(examples)})
+    dp.share_weights(model)
     dp.seed_dropout(model.rng, 0, 0)
 
     def step():
@@ -68,7 +69,7 @@ def worker(args):
             out.loss.backward()
             loss = out.loss.item()
         t1 = time.perf_counter()
-        n_total, loss, _ = dp.sync_step(n_local, loss, False)
+        n_total, loss = dp.sync_step(n_local, loss)
         c0 = dp.buckets.comm_seconds
         dp.reduce_gradients(n_local, n_total)
         t2 = time.perf_counter()

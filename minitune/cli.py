@@ -107,7 +107,9 @@ def cmd_train(a):
     if not a.resume and not a.train:
         raise ValueError("--train FILE is required (or --resume --out DIR)")
     result = train(args)
-    print(json.dumps(result))
+    from .distributed import launched_rank
+    if launched_rank() == 0:             # under mpirun, rank 0 alone prints the result
+        print(json.dumps(result))
 
 
 def cmd_eval(a):
@@ -150,10 +152,24 @@ def _restart_with_threads(argv):
             n = argv[i + 1]
         elif arg.startswith("--threads="):
             n = arg.split("=", 1)[1]
+    if n is None:
+        n = _threads_per_rank()
     if n is None or all(os.environ.get(v) == n for v in THREAD_VARS):
         return
     env = dict(os.environ, **{v: n for v in THREAD_VARS})
     os.execve(sys.executable, [sys.executable, "-m", "minitune.cli"] + list(argv), env)
+
+
+def _threads_per_rank():
+    """Under ``mpirun -n N`` with no thread setting given, each of the N ranks sharing a machine
+    gets cores / N BLAS threads (at least 1) instead of all the cores each, which would
+    oversubscribe the machine N times over."""
+    from .distributed.comm import launched_world_size
+    local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    if launched_world_size() <= 1 or any(v in os.environ for v in THREAD_VARS):
+        return None
+    local = int(local) if local else launched_world_size()
+    return str(max(1, (os.cpu_count() or 1) // local))
 
 
 def main(argv=None):
@@ -170,13 +186,25 @@ def main(argv=None):
     _add_eval(sub)
     _add_predict(sub)
     a = parser.parse_args(argv)
+    from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
+    where = f" (rank {launched_rank()})" if launched_world_size() > 1 else ""
     try:
         {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[a.command](a)
+    except StoppedTogether:          # every rank stopped after the same step and saved
+        return 130
     except KeyboardInterrupt:
+        abort_job(130)               # under mpirun: this rank alone stopped; end them all
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"minitune {a.command}: error: {e}", file=sys.stderr)
+        print(f"minitune {a.command}{where}: error: {e}", file=sys.stderr)
+        abort_job(2)
         return 2
+    except BaseException:
+        if where:                    # any other failure of one rank ends the whole job
+            import traceback
+            traceback.print_exc()
+            abort_job(1)
+        raise
     return 0
 
 

@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from . import data as D
+from . import distributed
 from . import metrics as M
 from .autograd import no_grad
 from .backend import asnumpy
 from .io import atomic_write_text, read_safetensors, write_safetensors
 from .models import BertForSequenceClassification, BertForTokenClassification
+from .ops.loss import IGNORE_INDEX
 from .optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
                     param_groups_with_weight_decay, warmup_steps_from_ratio)
 from .tokenizer import Tokenizer
@@ -147,26 +149,36 @@ def predict_logits(model, examples, batch_size=128, pad_id=0):
         model.train(was_training)
 
 
-def evaluate(model, task, raw, examples, id2label, batch_size=128, pad_id=0):
-    """Score ``model`` on encoded ``examples`` of ``raw`` data.
+def predictions(model, task, examples, id2label, batch_size=128, pad_id=0, dist=None):
+    """One prediction per example, in order: a class id (classify) or the word tags (ner).
+    With ``dist`` (data parallelism) each rank predicts its share and every rank gets all."""
+    share = examples if dist is None else examples[dist.my_share(len(examples))]
+    pred = [None] * len(share)
+    if share:
+        for idx, logits, _ in predict_logits(model, share, batch_size, pad_id):
+            for row, i in enumerate(idx):
+                pred[i] = (int(logits[row].argmax(-1)) if task == "classify" else
+                           D.word_tags(logits[row].argmax(-1), share[i], id2label))
+    return pred if dist is None else dist.gather(pred)
+
+
+def evaluate(model, task, raw, examples, id2label, batch_size=128, pad_id=0, dist=None):
+    """Score ``model`` on encoded ``examples`` of ``raw`` data (split across the ranks of
+    ``dist``, when given).
 
     Returns (metrics dict, predictions): classify -> accuracy, macro F1 (and binary F1 for two
     labels); ner -> entity-level precision/recall/F1 (seqeval's default) and token accuracy.
     """
+    pred = predictions(model, task, examples, id2label, batch_size, pad_id, dist)
     if task == "classify":
-        pred = np.zeros(len(examples), dtype=np.int64)
-        for idx, logits, _ in predict_logits(model, examples, batch_size, pad_id):
-            pred[idx] = logits.argmax(-1)
+        pred = np.array(pred, dtype=np.int64)
         true = np.array([e["label"] for e in examples])
         result = {"accuracy": M.accuracy(true, pred),
                   "macro_f1": M.precision_recall_f1(true, pred, average="macro")[2]}
         if len(id2label) == 2:
             result["f1"] = M.precision_recall_f1(true, pred, average="binary", pos_label=1)[2]
         return result, [id2label[i] for i in pred]
-    pred_tags = [None] * len(examples)
-    for idx, logits, _ in predict_logits(model, examples, batch_size, pad_id):
-        for row, i in enumerate(idx):
-            pred_tags[i] = D.word_tags(logits[row].argmax(-1), examples[i], id2label)
+    pred_tags = pred
     true_tags = [list(tags) for _, tags in raw]
     p, r, f = M.span_precision_recall_f1(true_tags, pred_tags)
     flat_t = [t for s in true_tags for t in s]
@@ -327,7 +339,13 @@ def train(args):
             keep = {"out": args.out, "resume": True, "progress": args.progress}
             args = TrainArgs(**{**st["args"], **keep})
     args.validate()
-    out = _prepare_out_dir(args)
+    dist = _data_parallel(args)          # None in a single process
+    writer = dist is None or dist.is_writer
+    if dist is None:
+        out = _prepare_out_dir(args)
+    else:                                # rank 0 prepares, every rank sees its error
+        dist.on_writer(lambda: _prepare_out_dir(args))
+        out = Path(args.out)
     t_start = time.perf_counter()
 
     resume_dir = find_resume_dir(out) if args.resume else None
@@ -358,6 +376,8 @@ def train(args):
     loader = D.DataLoader(train_examples, args.batch_size, shuffle=True, seed=args.seed,
                           group_by_length=args.group_by_length, pad_id=tokenizer.pad_token_id,
                           first_epoch_in_order=subset)
+    if dist is not None:                 # each rank reads its share of every global batch
+        loader.shard(dist.rank, dist.size)
     steps_per_epoch = len(loader)
     total_steps = args.max_steps or int(math.ceil(args.epochs * steps_per_epoch))
     warmup = warmup_steps_from_ratio(args.warmup_ratio, total_steps)
@@ -375,22 +395,34 @@ def train(args):
         model.rng.bit_generator.state = resume_state["rng"]
         state.update(step=resume_state["step"], best=resume_state["best"],
                      best_step=resume_state["best_step"])
-        _truncate_metrics(out / "metrics.jsonl", state["step"])
-        print(f"resuming from {resume_dir} at step {state['step']}/{total_steps}",
-              file=sys.stderr)
+        if writer:
+            _truncate_metrics(out / "metrics.jsonl", state["step"])
+            print(f"resuming from {resume_dir} at step {state['step']}/{total_steps}",
+                  file=sys.stderr)
+    if dist is not None:
+        dist.handshake({"train examples": len(train_examples), "labels": id2label,
+                        **{f"{s} examples": len(data[s][1]) for s in ("dev", "test") if s in data},
+                        "parameters": sum(p.data.size for p in model.parameters()),
+                        "step": state["step"]})
+        dist.share_weights(model)
+        dist.seed_dropout(model.rng, args.seed, state["step"])
 
-    print(f"{args.task}: {len(train_examples)} training examples, {steps_per_epoch} steps/epoch, "
-          f"{total_steps} steps (warm-up {warmup}), labels {id2label}", file=sys.stderr)
+    if writer:
+        print(f"{args.task}: {len(train_examples)} training examples, {steps_per_epoch} "
+              f"steps/epoch, {total_steps} steps (warm-up {warmup}), labels {id2label}"
+              + (f", {dist.size} ranks" if dist else ""), file=sys.stderr)
     metric_name = MAIN_METRIC[args.task]
 
     def run_eval(split):
         raw, examples = data[split]
         result, _ = evaluate(model, args.task, raw, examples, id2label, args.eval_batch_size,
-                             tokenizer.pad_token_id)
+                             tokenizer.pad_token_id, dist)
         return result
 
     def save_last():
-        save_training_state(out / "last", model, tokenizer, optimizer, schedule, loader, state)
+        if writer:
+            save_training_state(out / "last", model, tokenizer, optimizer, schedule, loader,
+                                state)
 
     def evaluate_and_keep_best(fh):
         if "dev" not in data:
@@ -398,27 +430,31 @@ def train(args):
         result = run_eval("dev")
         _log(fh, {"type": "eval", "split": "dev", "step": state["step"],
                   "epoch": state["step"] / steps_per_epoch, **result})
-        print(f"step {state['step']}: dev " + " ".join(f"{k} {v:.4f}" for k, v in
-                                                       result.items()), file=sys.stderr)
+        if writer:
+            print(f"step {state['step']}: dev " + " ".join(f"{k} {v:.4f}" for k, v in
+                                                           result.items()), file=sys.stderr)
         if state["best"] is None or result[metric_name] > state["best"]:
             state["best"], state["best_step"] = result[metric_name], state["step"]
-            save_model_dir(out / "best", model, tokenizer)
+            if writer:
+                save_model_dir(out / "best", model, tokenizer)
 
     model.train()
-    with open(out / "metrics.jsonl", "a") as fh, _StopFlag() as stop:
-        bar = _progress(args.progress, total_steps, state["step"])
+    # only rank 0 writes the log; the other ranks write theirs nowhere
+    log_path = out / "metrics.jsonl" if writer else os.devnull
+    with open(log_path, "a") as fh, _StopFlag() as stop:
+        bar = _progress(args.progress and writer, total_steps, state["step"])
         while state["step"] < total_steps:
             batch = _next_batch(loader)
             step_t = time.perf_counter()
-            out_ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                         labels=batch["labels"])
-            loss = out_.loss.item()
-            if not math.isfinite(loss):
-                raise TrainingError(
-                    f"loss is {loss} at step {state['step'] + 1} (epoch {loader.epoch}, "
-                    f"batch {loader.position}); stopping. The last good checkpoint "
-                    f"({out / 'last'}) is intact; try a lower --lr")
-            out_.loss.backward()
+            if dist is None:
+                out_ = model(batch["input_ids"], batch["attention_mask"],
+                             batch["token_type_ids"], labels=batch["labels"])
+                loss = out_.loss.item()
+                _check_finite(loss, state["step"], loader, out)
+                out_.loss.backward()
+            else:
+                loss = _data_parallel_backward(model, batch, dist)
+                _check_finite(loss, state["step"], loader, out)
             grad_norm = None
             if args.max_grad_norm:
                 grad_norm = clip_grad_norm(model.parameters(), args.max_grad_norm)
@@ -437,18 +473,21 @@ def train(args):
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
             end_of_epoch = loader.position == steps_per_epoch
+            # a Ctrl-C on any rank stops every rank after this same step
+            stop_now = stop.requested if dist is None else dist.any(stop.requested)
             if (args.eval_steps and step % args.eval_steps == 0) or \
                     (end_of_epoch and not args.eval_steps) or step == total_steps:
                 evaluate_and_keep_best(fh)
-            if step == total_steps or stop.requested or end_of_epoch or \
+            if step == total_steps or stop_now or end_of_epoch or \
                     (args.save_steps and step % args.save_steps == 0):
                 save_last()
-            if stop.requested:
+            if stop_now:
                 bar.close()
-                print(f"interrupted at step {step}/{total_steps}; checkpoint saved in "
-                      f"{out / 'last'}. Resume with:\n  minitune train --resume --out {out}",
-                      file=sys.stderr)
-                raise KeyboardInterrupt
+                if writer:
+                    print(f"interrupted at step {step}/{total_steps}; checkpoint saved in "
+                          f"{out / 'last'}. Resume with:\n  minitune train --resume --out "
+                          f"{out}", file=sys.stderr)
+                raise KeyboardInterrupt if dist is None else distributed.StoppedTogether
         bar.close()
 
     result = {"task": args.task, "steps": state["step"], "train_s": time.perf_counter() - t_start,
@@ -456,19 +495,54 @@ def train(args):
     for split in ("dev", "test"):
         if split in data:
             result[split] = run_eval(split)
-    atomic_write_text(out / "results.json", json.dumps(result, indent=2))
+    if writer:
+        atomic_write_text(out / "results.json", json.dumps(result, indent=2))
     return result
 
 
 def _next_batch(loader):
-    """The loader's next batch, moving to the next epoch when this one is used up. The
-    loader's (epoch, position) always names the next batch, so saving it at any step boundary
-    gives an exact resume point."""
-    if loader.position >= len(loader):
-        loader.set_epoch(loader.epoch + 1)
-    idx = loader.batch_indices()[loader.position]
-    loader.position += 1
-    return loader.collate(idx)
+    """The loader's next batch (this rank's share of it, under mpirun); (epoch, position)
+    always names the next batch, so saving it at any step boundary gives an exact resume
+    point."""
+    return loader.next_batch()
+
+
+def _check_finite(loss, step, loader, out):
+    if not math.isfinite(loss):
+        raise TrainingError(
+            f"loss is {loss} at step {step + 1} (epoch {loader.epoch}, batch "
+            f"{loader.position}); stopping. The last good checkpoint ({out / 'last'}) is "
+            f"intact; try a lower --lr")
+
+
+# --------------------------------------------------------------------------- data parallelism
+
+def _data_parallel(args):
+    """A DataParallel when an MPI launcher started several processes (docs/distributed.md),
+    else None: the single-process run imports no MPI."""
+    comm = distributed.communicator()
+    if comm.size == 1:
+        return None
+    dist = distributed.DataParallel(comm)
+    # a rank that fails to start, or that was given other flags, is named here
+    dist.handshake({f"--{k.replace('_', '-')}": v for k, v in asdict(args).items()})
+    return dist
+
+
+def _data_parallel_backward(model, batch, dist):
+    """Forward and backward on this rank's share of the global batch, then the gradients of
+    all ranks summed so that every rank holds the gradient of the global batch's mean loss.
+    Returns that mean loss (the same on every rank)."""
+    n_local = int((batch["labels"] != IGNORE_INDEX).sum())   # this rank's loss terms
+    loss_local = 0.0
+    if n_local:                                  # a short last batch may leave a rank nothing
+        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                    labels=batch["labels"])
+        loss_local = out.loss.item()
+        out.loss.backward()
+    n_total, loss = dist.sync_step(n_local, loss_local)
+    dist.reduce_gradients(n_local, n_total)
+    return loss
 
 
 def _progress(enabled, total, initial):

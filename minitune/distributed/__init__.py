@@ -4,10 +4,10 @@ Importing this package imports no MPI library: mpi4py is loaded only when a laun
 several processes (``communicator()``), so the single-process path needs no extra.
 """
 from .buckets import GradientBuckets
-from .comm import (DistributedError, MPICommunicator, SingleProcess, communicator,
-                   dist_timeout, launched_world_size)
+from .comm import (DistributedError, MPICommunicator, SingleProcess, StoppedTogether,
+                   abort_job, communicator, dist_timeout, launched_rank, launched_world_size)
 from .data_parallel import DataParallel, shard_bounds
 
 __all__ = ["DataParallel", "DistributedError", "GradientBuckets", "MPICommunicator",
-           "SingleProcess", "communicator", "dist_timeout", "launched_world_size",
-           "shard_bounds"]
+           "SingleProcess", "StoppedTogether", "abort_job", "communicator", "dist_timeout",
+           "launched_rank", "launched_world_size", "shard_bounds"]

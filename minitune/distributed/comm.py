@@ -41,6 +41,29 @@ class DistributedError(RuntimeError):
     does not start, ranks that disagree on the data or the arguments)."""
 
 
+class StoppedTogether(KeyboardInterrupt):
+    """Every rank of a data-parallel run stopped after the same step (Ctrl-C on one of them):
+    the checkpoint is saved and the processes may exit normally."""
+
+
+def abort_job(code):
+    """After an error on this rank of a multi-process run, end every rank (MPI_Abort): a rank
+    that merely exits leaves the others waiting inside MPI forever. A no-op in one process."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and launched_world_size() > 1 and mpi.Is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        mpi.COMM_WORLD.Abort(code)
+
+
+def launched_rank(environ=os.environ):
+    """This process's rank as its launcher says (0 when run directly); reads no MPI."""
+    for _, rank_var in LAUNCHER_VARS:
+        if environ.get(rank_var):
+            return int(environ[rank_var])
+    return 0
+
+
 def launched_world_size(environ=os.environ):
     """The number of processes a launcher started, read from its environment (1 when run
     directly). Reads no MPI library, so a single-process run never imports mpi4py."""
@@ -118,11 +141,27 @@ class MPICommunicator:
     def __init__(self, MPI, comm, timeout=None):
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)   # ranks on this machine
-        self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
-        local.Free()
         self.timeout = dist_timeout() if timeout is None else timeout
         self._watchdog = _Watchdog(self) if self.timeout > 0 else None
+        self._local = None
+
+    def _local_group(self):
+        """(rank among the ranks on this machine, their number). A collective, so it is
+        asked only when needed (choosing a GPU), never before the start-up handshake."""
+        if self._local is None:
+            with self._waiting("finding the ranks on this machine"):
+                local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED, key=self.rank)
+            self._local = (local.Get_rank(), local.Get_size())
+            local.Free()
+        return self._local
+
+    @property
+    def local_rank(self):
+        return self._local_group()[0]
+
+    @property
+    def local_size(self):
+        return self._local_group()[1]
 
     def allreduce_sum(self, array, what="all-reduce"):
         """array <- the sum of every rank's array, in place; returns array."""

@@ -6,15 +6,16 @@ Every rank holds the whole model and optimizer. A step on a global batch of B ex
    one; a short last batch may leave a rank with nothing) and runs forward and backward on it,
    which gives the gradient of *its* mean loss over its n_r loss terms (examples, or labelled
    tokens for NER);
-2. ``sync_step`` sums (n_r, n_r * loss_r, stop requested) over the ranks in one tiny call:
-   every rank learns n = sum n_r, the global batch's mean loss and whether any rank was asked
-   to stop;
+2. ``sync_step`` sums (n_r, n_r * loss_r) over the ranks in one tiny call: every rank learns
+   n = sum n_r and the global batch's mean loss;
 3. ``reduce_gradients`` sums n_r / n * grad_r over the ranks in a few flat buckets
    (buckets.py). Because the batch's mean loss is sum_r (n_r / n) * mean_r, its gradient is
    exactly that sum: every rank now holds the gradient one process would have computed on the
    whole batch (up to float32 round-off in a different summation order);
 4. every rank clips and steps its own optimizer with identical inputs, so the weights stay
-   identical everywhere without ever being sent again.
+   identical everywhere without ever being sent again;
+5. ``any(stop requested)`` after the step: a Ctrl-C (or a callback's stop) on any rank stops
+   every rank after the same step, so rank 0 saves a checkpoint that all agree on.
 
 Rank 0 alone writes (metrics, checkpoints, results); evaluation is split across the ranks
 and the predictions are gathered, so every rank computes the same scores.
@@ -52,18 +53,34 @@ class DataParallel:
         """Only rank 0 writes files and prints results."""
         return self.rank == 0
 
-    def start(self, model, fingerprint):
-        """Check that every rank started and agrees on ``fingerprint`` (a dict of what must
-        be equal: arguments, data sizes, parameter count), then give every rank rank 0's
-        weights. Raises DistributedError naming the missing or disagreeing ranks."""
+    def handshake(self, fingerprint):
+        """Check that every rank has started and agrees on ``fingerprint`` (a dict of what must
+        be equal: arguments, data sizes, ...). Raises DistributedError naming the ranks that
+        did not report within the timeout or that disagree."""
         reports = self.comm.gather_from_all(fingerprint, dist_timeout(), "start-up handshake")
         verdict = _disagreements(reports) if self.rank == 0 else None
         verdict = self.comm.bcast_object(verdict, what="start-up verdict")
         if verdict:
             raise DistributedError(verdict)
+
+    def share_weights(self, model):
+        """Give every rank rank 0's weights and lay out the gradient buckets."""
         for p in model.parameters():
             self.comm.broadcast(p.data, what="broadcast of rank 0's weights")
         self.buckets = GradientBuckets(model.parameters(), self.comm, self.bucket_mb)
+
+    def on_writer(self, fn):
+        """``fn()`` on rank 0 only (e.g. preparing the output directory); an exception there
+        is raised again on every rank, with its type and message, so all ranks stop alike."""
+        error = None
+        if self.is_writer:
+            try:
+                fn()
+            except Exception as e:                  # re-raised below, on every rank
+                error = (type(e), str(e))
+        error = self.comm.bcast_object(error, what="rank 0's result")
+        if error:
+            raise error[0](error[1])
 
     def seed_dropout(self, rng, seed, step):
         """Give rank r > 0 its own dropout stream (rank 0 keeps the single-process one), a
@@ -72,15 +89,13 @@ class DataParallel:
             rng.bit_generator.state = np.random.default_rng(
                 [seed, self.rank, step]).bit_generator.state
 
-    def sync_step(self, n_local, loss_local, stop_requested):
-        """Sum (n_r, n_r * loss_r, stop) over the ranks. Returns (n, mean loss of the global
-        batch, True when any rank asked to stop). ``loss_local`` is ignored when n_local=0."""
-        weighted = n_local * loss_local if n_local else 0.0
-        buf = np.array([n_local, weighted, 1.0 if stop_requested else 0.0], dtype=np.float64)
+    def sync_step(self, n_local, loss_local):
+        """Sum (n_r, n_r * loss_r) over the ranks. Returns (n, the global batch's mean loss).
+        ``loss_local`` is ignored when n_local = 0 (an empty share)."""
+        buf = np.array([n_local, n_local * loss_local if n_local else 0.0], dtype=np.float64)
         self.comm.allreduce_sum(buf, what="all-reduce of the step's loss")
         n_total = int(round(buf[0]))
-        loss = buf[1] / n_total if n_total else float("nan")
-        return n_total, float(loss), bool(buf[2] > 0)
+        return n_total, float(buf[1] / n_total) if n_total else float("nan")
 
     def reduce_gradients(self, n_local, n_total):
         """Every p.grad becomes the gradient of the global batch's mean loss."""

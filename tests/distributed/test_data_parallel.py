@@ -97,7 +97,7 @@ def test_bucket_reduce_scales_fills_missing_grads_and_leaves_views():
 
 def test_single_process_step_is_the_identity():
     dp = DataParallel(SingleProcess())
-    n, loss, _ = dp.sync_step(7, 0.5, False)
+    n, loss = dp.sync_step(7, 0.5)
     assert (n, loss) == (7, 0.5)
     assert dp.gather([1, 2]) == [1, 2] and dp.my_share(5) == slice(0, 5)
     assert not dp.any(False) and dp.any(True) and dp.is_writer
