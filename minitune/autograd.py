@@ -70,7 +70,9 @@ class Tensor:
     __array_priority__ = 1000   # numpy_array + tensor calls Tensor.__radd__, not numpy's loop
 
     def __init__(self, data, requires_grad=False):
-        if not hasattr(data, "dtype"):
+        if not hasattr(data, "dtype") or isinstance(data, np.generic):
+            # numpy ufuncs on 0-d arrays return numpy scalars (np.float64 is a Python float):
+            # keep every Tensor's data an array, so ops never mistake it for a constant
             data = np.asarray(data)
         self.data = data
         self.grad = None

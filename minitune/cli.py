@@ -1,9 +1,11 @@
-"""The ``minitune`` command: ``train``, ``eval`` and ``predict``.
+"""The ``minitune`` command: ``train``, ``eval``, ``predict``, ``plot`` and ``attention``.
 
     minitune train --task classify --model all-MiniLM-L6-v2 \\
         --train train.tsv --dev dev.tsv --out runs/sst2
     minitune eval --model runs/sst2/best --data dev.tsv
     minitune predict --model runs/sst2/best "a gorgeous, witty film"
+    minitune plot runs/sst2                      # runs/sst2/curves.png
+    minitune attention --model runs/sst2 "a gorgeous, witty film" --layer 0 --head 3
 
 The last line ``train`` and ``eval`` print on stdout is one JSON object with the metrics.
 """
@@ -63,6 +65,24 @@ def _add_predict(sub):
     p.add_argument("--model", required=True, help="directory written by minitune train")
     p.add_argument("texts", nargs="*", help="texts to label; stdin when none are given")
     p.add_argument("--max-len", type=int, default=None)
+
+
+def _add_plot(sub):
+    p = sub.add_parser("plot", help="training curves of a run (loss, lr, dev metric) as a PNG")
+    p.add_argument("run_dir", help="directory written by minitune train (has metrics.jsonl)")
+    p.add_argument("--out", help="PNG path (default RUN_DIR/curves.png)")
+    p.add_argument("--metric", help="dev metric to draw (default accuracy, else f1)")
+
+
+def _add_attention(sub):
+    p = sub.add_parser("attention", help="attention maps of a text (heat maps, tokens on both "
+                                         "axes) as a PNG")
+    p.add_argument("--model", default="all-MiniLM-L6-v2",
+                   help="checkpoint or run directory, or all-MiniLM-L6-v2")
+    p.add_argument("text")
+    p.add_argument("--layer", type=int, default=0, help="layer, counted from 0")
+    p.add_argument("--head", type=int, help="one head (counted from 0); default: all heads")
+    p.add_argument("--out", help="PNG path (default attention_L<layer>[_H<head>].png)")
 
 
 def _model_dir(path):
@@ -131,6 +151,23 @@ def cmd_eval(a):
     print(json.dumps({"model": str(path), "data": a.data, **result}))
 
 
+def cmd_plot(a):
+    from .viz.curves import plot_run
+    print(plot_run(a.run_dir, a.out, a.metric))
+
+
+def cmd_attention(a):
+    from .io import resolve_model_dir
+    from .models import BertModel
+    from .tokenizer import Tokenizer
+    from .viz.attention import attention_probabilities, plot_attention
+    path = _model_dir(resolve_model_dir(a.model))
+    model = BertModel.from_pretrained(path)
+    tokens, probs = attention_probabilities(model, Tokenizer.from_pretrained(path), a.text)
+    out = a.out or f"attention_L{a.layer}" + ("" if a.head is None else f"_H{a.head}") + ".png"
+    print(plot_attention(tokens, probs, out, a.layer, a.head))
+
+
 def cmd_predict(a):
     from .predict import predict_texts
     task, model, tok, _ = _load_finetuned(a.model)
@@ -185,11 +222,14 @@ def main(argv=None):
     _add_train(sub)
     _add_eval(sub)
     _add_predict(sub)
+    _add_plot(sub)
+    _add_attention(sub)
     a = parser.parse_args(argv)
     from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
     where = f" (rank {launched_rank()})" if launched_world_size() > 1 else ""
     try:
-        {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[a.command](a)
+        {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "plot": cmd_plot,
+         "attention": cmd_attention}[a.command](a)
     except StoppedTogether:          # every rank stopped after the same step and saved
         return 130
     except KeyboardInterrupt:

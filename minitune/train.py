@@ -35,6 +35,7 @@ from .ops.loss import IGNORE_INDEX
 from .optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
                     param_groups_with_weight_decay, warmup_steps_from_ratio)
 from .tokenizer import Tokenizer
+from .viz.curves import plot_run_if_possible
 
 TASKS = {"classify": BertForSequenceClassification, "ner": BertForTokenClassification}
 MAIN_METRIC = {"classify": "accuracy", "ner": "f1"}
@@ -497,6 +498,9 @@ def train(args):
             result[split] = run_eval(split)
     if writer:
         atomic_write_text(out / "results.json", json.dumps(result, indent=2))
+        curves = plot_run_if_possible(out)
+        if curves is not None:
+            print(f"training curves: {curves}", file=sys.stderr)
     return result
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from op_helpers import (away_from_zero, broadcastable, check_forward, check_grad, leaf, seeds,
+from op_helpers import (away_from_zero, broadcastable, check_forward, check_op, leaf, seeds,
                         shapes, values)
 
 BINARY = {
@@ -26,20 +26,15 @@ BINARY = {
 def test_binary_broadcasting(name, shape_pair, seed):
     op, second = BINARY[name]
     sa, sb = shape_pair
-    a, b = values(seed, sa), second(seed + 1, sb)
-    ta, tb = leaf(a), leaf(b)
-    check_forward(op(ta, tb), op(a, b))
-    check_grad(op, ta, tb)
+    check_op(op, op, values(seed, sa), second(seed + 1, sb))
 
 
 @given(shape_pair=broadcastable(), seed=seeds)
 def test_pow_both_inputs(shape_pair, seed):
     # base > 0 so that d/db a**b = a**b log(a) exists
     sa, sb = shape_pair
-    a, b = values(seed, sa, 0.5, 2.0), values(seed + 1, sb, -2.0, 2.0)
-    ta, tb = leaf(a), leaf(b)
-    check_forward(ta ** tb, a ** b)
-    check_grad(lambda x, y: x ** y, ta, tb)
+    check_op(lambda x, y: x ** y, lambda a, b: a ** b,
+             values(seed, sa, 0.5, 2.0), values(seed + 1, sb, -2.0, 2.0))
 
 
 @pytest.mark.parametrize("exponent", [2, 3, -1, 0.5, 2.5])
@@ -50,9 +45,7 @@ def test_pow_scalar_exponent(exponent, shape, seed):
     a = values(seed, shape, low, 2.0)
     if exponent == -1:
         a = away_from_zero(seed, shape)
-    t = leaf(a)
-    check_forward(t ** exponent, a ** exponent)
-    check_grad(lambda x: x ** exponent, t)
+    check_op(lambda x: x ** exponent, lambda a: a ** exponent, a)
 
 
 @pytest.mark.parametrize("name,fn,ref", [
@@ -67,10 +60,7 @@ def test_pow_scalar_exponent(exponent, shape, seed):
 ])
 @given(shape=shapes(min_dims=1), seed=seeds)
 def test_scalar_and_reflected_operands(name, fn, ref, shape, seed):
-    a = away_from_zero(seed, shape)
-    t = leaf(a)
-    check_forward(fn(t), ref(a))
-    check_grad(fn, t)
+    check_op(fn, ref, away_from_zero(seed, shape))
 
 
 UNARY = {
@@ -87,10 +77,7 @@ UNARY = {
 @given(shape=shapes(), seed=seeds)
 def test_unary(name, shape, seed):
     fn, ref, (low, high) = UNARY[name]
-    a = values(seed, shape, low, high)
-    t = leaf(a)
-    check_forward(fn(t), ref(a))
-    check_grad(fn, t)
+    check_op(fn, ref, values(seed, shape, low, high))
 
 
 def test_functional_unary_aliases():
@@ -98,3 +85,13 @@ def test_functional_unary_aliases():
     a = np.linspace(0.5, 2.0, 6).reshape(2, 3)
     for f, ref in [(F.exp, np.exp), (F.log, np.log), (F.sqrt, np.sqrt), (F.tanh, np.tanh)]:
         check_forward(f(leaf(a)), ref(a))
+
+
+def test_zero_dim_results_stay_arrays_and_keep_their_gradient():
+    # np.tanh of a 0-d array is an np.float64 (a Python float): the product must still treat
+    # it as a tensor operand and keep what its gradient needs
+    x = leaf(np.array(0.5))
+    y = leaf(np.array([1.5, 2.0]))
+    (y * x.tanh()).sum().backward()
+    assert isinstance(x.tanh().data, np.ndarray)
+    np.testing.assert_allclose(x.grad, 3.5 * (1 - np.tanh(0.5) ** 2))

@@ -4,21 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from op_helpers import check_forward, check_grad, leaf, seeds, shape_and_axes, values
+from op_helpers import check_op, leaf, seeds, shape_and_axes, values
 
 
 @pytest.mark.parametrize("name", ["sum", "mean", "max"])
 @given(sa=shape_and_axes(), keepdims=st.booleans(), seed=seeds)
 def test_reductions(name, sa, keepdims, seed):
     shape, axis = sa
-    a = values(seed, shape)
-    t = leaf(a)
-
-    def fn(x):
-        return getattr(x, name)(axis=axis, keepdims=keepdims)
-
-    check_forward(fn(t), getattr(np, name)(a, axis=axis, keepdims=keepdims))
-    check_grad(fn, t)
+    check_op(lambda x: getattr(x, name)(axis=axis, keepdims=keepdims),
+             lambda a: getattr(np, name)(a, axis=axis, keepdims=keepdims),
+             values(seed, shape))
 
 
 def test_reductions_of_a_scalar_tensor():
