@@ -1,6 +1,7 @@
 """Reading, encoding and batching of fine-tuning data, one module per step.
 
-    readers   read_labelled / read_classification (TSV, CSV, JSON lines) / read_conll
+    readers   read_labelled / read_classification (TSV, CSV, JSON lines) / read_conll,
+              read_texts (texts to label)
     labels    build_label_map (the id -> label order), check_labels (unknown labels)
     encoding  encode_classification / encode_ner, word_starts and word_tags (word alignment)
     loader    DataLoader (padded, deterministic, resumable batches), subset (SST2-A)
@@ -23,10 +24,12 @@ from .encoding import (encode_classification, encode_ner, encode_texts, encode_w
                        word_starts, word_tags)
 from .labels import build_label_map, check_labels
 from .loader import Batch, DataLoader, subset
-from .readers import ClassificationData, ConllData, read_classification, read_conll, read_labelled
+from .readers import (ClassificationData, ConllData, read_classification, read_conll,
+                      read_labelled, read_texts)
 
 __all__ = [
     "ClassificationData", "ConllData", "read_labelled", "read_classification", "read_conll",
+    "read_texts",
     "build_label_map", "check_labels", "encode_texts", "encode_classification", "encode_words",
     "encode_ner", "word_starts", "word_tags", "subset", "Batch", "DataLoader", "IGNORE_INDEX",
 ]

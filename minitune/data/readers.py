@@ -11,9 +11,11 @@ spellings as the same entities). Pass ``to_iob2=False`` to train on the raw tags
 reference does.
 """
 
+import contextlib
 import csv
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,11 +75,13 @@ class ClassificationData:
                                   pick(self.lines) if self.lines else [], self.path)
 
 
-def _pick_columns(columns, text_column, text_pair_column, label_column, where):
+def _pick_columns(columns, text_column, text_pair_column, label_column, where,
+                  need_label=True):
     """Resolve column names against a header. Returns (text, pair or None, label).
 
-    A missing column's error names the flag that chooses it (``--label-column``; in Python
-    the argument of the same name, ``label_column=``)."""
+    Without ``need_label`` (texts to predict) a label column is optional and comes back None
+    when absent. A missing column's error names the flag that chooses it (``--label-column``;
+    in Python the argument of the same name, ``label_column=``)."""
     found = f"columns found: {', '.join(repr(c) for c in columns)}"
 
     def need(name, role, option, given):
@@ -86,14 +90,18 @@ def _pick_columns(columns, text_column, text_pair_column, label_column, where):
             raise ValueError(f"{where}: no {role} column {name!r} ({found}){hint}")
         return name
 
-    label = need(label_column or "label", "label", "--label-column", label_column)
+    if need_label:
+        label = need(label_column or "label", "label", "--label-column", label_column)
+    else:                                     # texts to predict: a label column is ignored
+        label = label_column or "label"
+        label = label if label in columns else None
     if text_column is not None:
         text = need(text_column, "text", "--text-column", True)
     else:
         text = next((c for c in TEXT_COLUMNS if c in columns), None)
         others = [c for c in columns if c != label and c != text_pair_column]
         if text is None and len(others) == 1:
-            text = others[0]  # a two-column file: whatever is not the label is the text
+            text = others[0]  # whatever is not the label (or the pair) is the text
         if text is None:
             raise ValueError(
                 f"{where}: no text column (looked for {', '.join(TEXT_COLUMNS)}; {found}); "
@@ -105,12 +113,22 @@ def _pick_columns(columns, text_column, text_pair_column, label_column, where):
     return text, pair, label
 
 
+@contextlib.contextmanager
+def _open(path, newline=None):
+    """A text stream of ``path``; "-" is stdin. Universal newlines turn \\r\\n into \\n."""
+    if str(path) == "-":
+        yield sys.stdin
+        return
+    with open(path, encoding="utf-8-sig", newline=newline) as f:
+        yield f
+
+
 def _rows_tsv(path):
     """Yield (line number, raw line, fields) of a tab-separated file, header first.
 
     Fields are split on every tab with no quoting rules (SST-2 texts contain quote
     characters that csv's TSV dialect would misread)."""
-    with open(path, encoding="utf-8-sig") as f:  # universal newlines: \r\n -> \n
+    with _open(path) as f:
         for lineno, line in enumerate(f, start=1):
             line = line.rstrip("\n")
             if line.strip():
@@ -119,7 +137,7 @@ def _rows_tsv(path):
 
 def _rows_csv(path):
     """Yield (line number, raw text, fields) of a CSV file (quoted fields may span lines)."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with _open(path, newline="") as f:
         reader = csv.reader(f)
         start = 1
         for row in reader:
@@ -135,6 +153,64 @@ def _header_and_rows(path, rows):
     except StopIteration:
         raise ValueError(f"{path}: no examples (the file is empty)") from None
     return [h.strip() for h in header], rows
+
+
+# file name suffix -> format
+FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
+           ".ndjson": "jsonl"}
+
+
+def file_format(path, formats=FORMATS):
+    """The format of ``path`` from its suffix, or a ValueError listing the known ones."""
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in formats:
+        raise ValueError(f"{path}: unknown file type {suffix!r}; expected "
+                         f"{', '.join(sorted(set(formats)))}")
+    return formats[suffix]
+
+
+def _records(path, fmt):
+    """The rows of a "tsv"/"csv" file with a header line, or of a "jsonl" file.
+
+    Returns (columns, records, where): records are (line number, raw line, {column: value});
+    ``where`` locates the column names for error messages. Bad rows raise "path:line: ...".
+    """
+    if fmt == "jsonl":
+        records = []
+        with _open(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                if line.strip():
+                    records.append((lineno, line, _json_record(path, lineno, line)))
+        if not records:
+            raise ValueError(f"{path}: no examples (the file is empty)")
+        # columns are resolved from the first record
+        return list(records[0][2]), records, f"{path}:{records[0][0]}"
+    columns, rows = _header_and_rows(path, _rows_csv(path) if fmt == "csv" else _rows_tsv(path))
+    records = []
+    for lineno, line, fields in rows:
+        if len(fields) != len(columns):
+            raise _line_error(path, lineno, f"expected {len(columns)} columns "
+                              f"({', '.join(columns)}), found {len(fields)}", line)
+        records.append((lineno, line, dict(zip(columns, fields))))
+    if not records:
+        raise ValueError(f"{path}: no examples (only a header line)")
+    return columns, records, f"{path}:1 (header)"
+
+
+def _json_record(path, lineno, line):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise _line_error(path, lineno, f"invalid JSON ({e.msg})", line) from None
+    if not isinstance(record, dict):
+        raise _line_error(path, lineno, "expected a JSON object per line", line)
+    return record
+
+
+def _check_strings(path, lineno, line, record, keys, what):
+    for key in keys:
+        if key is not None and not isinstance(record.get(key), str):
+            raise _line_error(path, lineno, f"{what} {key!r} must be a string", line)
 
 
 def read_classification(path, text_column=None, text_pair_column=None, label_column=None):
@@ -154,69 +230,57 @@ def read_classification(path, text_column=None, text_pair_column=None, label_col
         (listing the columns found).
     """
     path = str(path)
-    suffix = Path(path).suffix.lower()
-    if suffix in (".tsv", ".txt"):
-        columns, rows = _header_and_rows(path, _rows_tsv(path))
-    elif suffix == ".csv":
-        columns, rows = _header_and_rows(path, _rows_csv(path))
-    elif suffix in (".jsonl", ".json", ".ndjson"):
-        return _read_jsonl(path, text_column, text_pair_column, label_column)
-    else:
-        raise ValueError(f"{path}: unknown file type {suffix!r}; expected .tsv, .csv or .jsonl")
-    where = f"{path}:1 (header)"
+    fmt = file_format(path)
+    columns, records, where = _records(path, fmt)
     text_col, pair_col, label_col = _pick_columns(
         columns, text_column, text_pair_column, label_column, where)
-    i_text, i_label = columns.index(text_col), columns.index(label_col)
-    i_pair = columns.index(pair_col) if pair_col else None
+    what = "key" if fmt == "jsonl" else "column"
     data = ClassificationData([], [], [] if pair_col else None, [], path)
-    for lineno, line, fields in rows:
-        if len(fields) != len(columns):
-            raise _line_error(path, lineno, f"expected {len(columns)} columns "
-                              f"({', '.join(columns)}), found {len(fields)}", line)
-        label = fields[i_label].strip()
-        if not label:
-            raise _line_error(path, lineno, f"missing label (column {label_col!r})", line)
-        data.labels.append(label)
-        data.texts.append(fields[i_text])
-        if i_pair is not None:
-            data.text_pairs.append(fields[i_pair])
+    for lineno, line, record in records:
+        label = record.get(label_col)
+        if label is None or str(label).strip() == "":
+            raise _line_error(path, lineno, f"missing label ({what} {label_col!r})", line)
+        _check_strings(path, lineno, line, record, (text_col, pair_col), what)
+        data.labels.append(str(label).strip())
+        data.texts.append(record[text_col])
+        if pair_col:
+            data.text_pairs.append(record[pair_col])
         data.lines.append(lineno)
-    if not data.texts:
-        raise ValueError(f"{path}: no examples (only a header line)")
     return data
 
 
-def _read_jsonl(path, text_column, text_pair_column, label_column):
-    data, cols = None, None
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _line_error(path, lineno, f"invalid JSON ({e.msg})", line) from None
-            if not isinstance(record, dict):
-                raise _line_error(path, lineno, "expected a JSON object per line", line)
-            if cols is None:  # columns are resolved from the first record
-                cols = _pick_columns(list(record), text_column, text_pair_column,
-                                     label_column, f"{path}:{lineno}")
-                data = ClassificationData([], [], [] if cols[1] else None, [], path)
-            text_col, pair_col, label_col = cols
-            label = record.get(label_col)
-            if label is None or str(label).strip() == "":
-                raise _line_error(path, lineno, f"missing label (key {label_col!r})", line)
-            for key in (text_col, pair_col):
-                if key is not None and not isinstance(record.get(key), str):
-                    raise _line_error(path, lineno, f"key {key!r} must be a string", line)
-            data.labels.append(str(label).strip())
-            data.texts.append(record[text_col])
-            if pair_col:
-                data.text_pairs.append(record[pair_col])
-            data.lines.append(lineno)
-    if data is None:
-        raise ValueError(f"{path}: no examples (the file is empty)")
-    return data
+TEXT_FORMATS = {**FORMATS, ".txt": "txt", ".text": "txt", "": "txt"}
+
+
+def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None):
+    """Texts to label, from a file or stdin.
+
+    Args:
+        path: a file, or "-" for stdin.
+        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (a header line)
+            or "jsonl"; default: from the file name (.txt, .tsv, .csv, .jsonl), stdin "txt".
+        text_column, text_pair_column: the columns of a tsv/csv/jsonl file (default: those
+            of ``read_classification``); a label column (``label_column``, default "label")
+            may be present and is ignored.
+
+    Returns:
+        (texts, text_pairs or None).
+    """
+    fmt = fmt or ("txt" if str(path) == "-" else file_format(path, TEXT_FORMATS))
+    if fmt == "txt":
+        with _open(path) as f:
+            return [line.rstrip("\r\n") for line in f if line.strip()], None
+    columns, records, where = _records(path, fmt)
+    text_col, pair_col, _ = _pick_columns(columns, text_column, text_pair_column, label_column,
+                                          where, need_label=False)
+    what = "key" if fmt == "jsonl" else "column"
+    texts, pairs = [], [] if pair_col else None
+    for lineno, line, record in records:
+        _check_strings(path, lineno, line, record, (text_col, pair_col), what)
+        texts.append(record[text_col])
+        if pair_col:
+            pairs.append(record[pair_col])
+    return texts, pairs
 
 
 # ----------------------------------------------------------------- CoNLL files

@@ -101,10 +101,13 @@ class DataParallel:
         """Every p.grad becomes the gradient of the global batch's mean loss."""
         self.buckets.reduce(n_local / n_total)
 
-    def any(self, flag):
-        """True on every rank when ``flag`` is true on some rank."""
-        buf = np.array([1.0 if flag else 0.0])
-        return bool(self.comm.allreduce_sum(buf, what="all-reduce of a flag")[0] > 0)
+    def any(self, *flags):
+        """For each flag: True on every rank when it is true on some rank (one call for all;
+        a single flag gives a single bool)."""
+        buf = np.array([1.0 if f else 0.0 for f in flags])
+        self.comm.allreduce_sum(buf, what="all-reduce of the stop flags")
+        agreed = tuple(bool(x > 0) for x in buf)
+        return agreed[0] if len(agreed) == 1 else agreed
 
     def my_share(self, n):
         """The slice of n items (e.g. evaluation examples) this rank handles."""

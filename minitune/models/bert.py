@@ -285,6 +285,9 @@ class BertPreTrainedModel(Module):
             dtype: float32 (default) or float64.
             seed: seeds the new head's initialisation and the dropout masks.
             config_overrides: config fields to change (e.g. hidden_dropout_prob=0.0).
+
+        Returns the model in eval mode (dropout off), as transformers does; call
+        ``model.train()`` before training.
         """
         from ..io import load_checkpoint, map_bert_state_dict, resolve_model_dir
         model_dir = resolve_model_dir(path_or_name)
@@ -311,7 +314,9 @@ class BertPreTrainedModel(Module):
                         cls.__name__, ", ".join(new))
         model.loading_report = report
         model.name_or_path = str(path_or_name)
-        return model.astype(dtype) if dtype != np.float32 else model
+        if dtype != np.float32:
+            model.astype(dtype)
+        return model.eval()     # as transformers: dropout off until model.train()
 
     def save_pretrained(self, directory, tokenizer=None):
         """Write config.json + model.safetensors in Hugging Face's format (atomically per file)

@@ -202,6 +202,33 @@ def test_demo_sentiment_data():
     train = data.read_classification(demo / "sentiment_train.tsv")
     dev = data.read_classification(demo / "sentiment_dev.tsv")
     assert (len(train), len(dev)) == (400, 100)
-    assert data.build_label_map(train.labels) == ["0", "1"]
-    assert train.labels.count("1") == 200 and dev.labels.count("1") == 50
+    assert data.build_label_map(train.labels) == ["negative", "positive"]
+    assert train.labels.count("positive") == 200 and dev.labels.count("positive") == 50
     assert len(set(train.texts)) == 400 and not set(train.texts) & set(dev.texts)
+
+
+# ----------------------------------------------------------------- texts to label
+
+
+def test_read_texts_of_each_format(tmp_path):
+    assert data.read_texts(write(tmp_path, "a.txt", "one\n\ntwo \n", newline="\r\n")) == \
+        (["one", "two "], None)
+    csv_path = write(tmp_path, "a.csv", 'review,sentiment\n"a, quoted\ntext",pos\nb,neg\n')
+    assert data.read_texts(csv_path, label_column="sentiment") == (["a, quoted\ntext", "b"],
+                                                                   None)
+    tsv_path = write(tmp_path, "a.tsv", "label\tsentence1\tsentence2\n1\ta\tb\n")
+    assert data.read_texts(tsv_path) == (["a"], ["b"])                 # a pair, label ignored
+    jsonl = write(tmp_path, "a.jsonl", '{"text": "x"}\n{"text": "y", "label": 1}\n')
+    assert data.read_texts(jsonl) == (["x", "y"], None)
+    assert data.read_texts(write(tmp_path, "b.dat", "text,id\nx,1\n"), fmt="csv") == (["x"], None)
+
+
+@pytest.mark.parametrize("name, text, kwargs, message", [
+    ("a.csv", "review,sentiment\nx,1\n", {}, r"no text column .*name yours with --text-column"),
+    ("a.csv", "text\nx\n", {"text_column": "review"}, r"no text column 'review'"),
+    ("a.jsonl", '{"text": 3}\n', {}, r"a\.jsonl:1: key 'text' must be a string"),
+    ("a.xml", "<x/>", {}, r"unknown file type '\.xml'"),
+])
+def test_read_texts_errors(tmp_path, name, text, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.read_texts(write(tmp_path, name, text), **kwargs)

@@ -6,12 +6,12 @@ import signal
 import sys
 
 from minitune import cli
-from minitune import train as T
+from minitune.data import DataLoader
 from minitune.distributed import launched_rank
 
 if os.environ.get("MINITUNE_TEST_SIGINT"):
     rank, step = (int(x) for x in os.environ["MINITUNE_TEST_SIGINT"].split(":"))
-    real_next, calls = T._next_batch, [0]
+    real_next, calls = DataLoader.next_batch, [0]
 
     def interrupting_next(loader):
         calls[0] += 1
@@ -19,6 +19,6 @@ if os.environ.get("MINITUNE_TEST_SIGINT"):
             signal.raise_signal(signal.SIGINT)
         return real_next(loader)
 
-    T._next_batch = interrupting_next
+    DataLoader.next_batch = interrupting_next
 
 sys.exit(cli.main(sys.argv[1:]))

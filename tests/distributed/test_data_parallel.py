@@ -100,7 +100,8 @@ def test_single_process_step_is_the_identity():
     n, loss = dp.sync_step(7, 0.5)
     assert (n, loss) == (7, 0.5)
     assert dp.gather([1, 2]) == [1, 2] and dp.my_share(5) == slice(0, 5)
-    assert not dp.any(False) and dp.any(True) and dp.is_writer
+    assert not dp.any(False) and dp.any(True) and dp.any(True, False) == (True, False)
+    assert dp.is_writer
 
 
 def test_disagreeing_ranks_are_named():

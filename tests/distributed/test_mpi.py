@@ -146,12 +146,12 @@ def test_two_ranks_equal_one_process_and_only_rank_0_writes(mpirun, files, refer
     assert r.stderr.count("dev accuracy") == 2            # rank 0's lines only (2 evals)
 
 
-def test_ner_ranks_weight_their_share_by_labelled_words(mpirun, files, tmp_path):
+def test_ner_with_accumulation_weights_each_share_by_its_labelled_words(mpirun, files, tmp_path):
     """Shares of a batch hold different numbers of labelled words; the ranks' gradients must
     be weighted by them (weighting by sentences would give another result)."""
     argv = ["--task", "ner", "--model", files / "model", "--train", files / "train.txt",
             "--dev", files / "dev.txt", "--epochs", 2, "--batch-size", 6, "--lr", 3e-3,
-            "--max-len", 16, "--group-by-length"]
+            "--max-len", 16, "--group-by-length", "--grad-accum-steps", 2]
     _single(argv + ["--out", tmp_path / "one"])
     _run(mpirun, 2, *argv, "--out", tmp_path / "dp")
     assert_same_run(tmp_path / "one", tmp_path / "dp")

@@ -123,6 +123,17 @@ def test_dropout_only_in_training_and_reproducible():
     np.testing.assert_array_equal(m2(ids).logits.numpy(), t1)
 
 
+def test_from_pretrained_returns_eval_mode_as_transformers_does(tmp_path):
+    BertForSequenceClassification(tiny_config(), seed=0).save_pretrained(tmp_path)
+    model = BertForSequenceClassification.from_pretrained(tmp_path)
+    assert not model.training and not model.dropout.training        # dropout off
+    ids = np.array([[2, 5, 7, 3]])
+    a, b = model(ids).logits.numpy(), model(ids).logits.numpy()
+    np.testing.assert_array_equal(a, b)                               # deterministic
+    model.train()
+    assert model.dropout.training and not np.array_equal(model(ids).logits.numpy(), a)
+
+
 def test_bad_inputs_give_clear_errors():
     model = BertForSequenceClassification(tiny_config(), seed=0)
     with pytest.raises(ValueError, match="max_position_embeddings"):
