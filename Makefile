@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench refenv clean
+.PHONY: setup test demo bench bench-dp refenv clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_engine.py
+
+# Data parallelism: 1 rank x 2 threads against 2 ranks x 1 thread on SST2-A batches
+# (docs/distributed.md; needs ../shared/data/sst2)
+bench-dp: setup
+	$(PY) benchmarks/bench_dp.py
 
 # The PyTorch + Transformers reference environment, for tools/ (fixture generators, parity and
 # data checks) and the interleaved benchmarks only: never part of setup; make test and make

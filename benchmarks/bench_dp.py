@@ -11,8 +11,12 @@ all-reduce time of the buckets (ranks lined up by a barrier first), the bucket s
 throughput ratio of each configuration to the first one (median over rounds) and the scaling
 efficiency (steps/s of N ranks / (N x steps/s of 1 rank x 1 thread)).
 
-    .venv/bin/python benchmarks/bench_dp.py [--rounds 5] [--steps 6] [--configs 1x2,2x1,1x1]
+    .venv/bin/python benchmarks/bench_dp.py [--rounds 5] [--steps 4] [--configs 1x2,2x1,1x1]
+    .venv/bin/python benchmarks/bench_dp.py --configs 2x1,2x1o    # overlap with backward?
     make bench-dp
+
+A trailing "o" (2x1o) starts each bucket's all-reduce during backward, as soon as its
+gradients exist (``_GradientReadyHook``), instead of after it: the overlap experiment.
 
 Needs the MPI extra (pip install -e '.[mpi]') and ../shared/data/sst2.
 """
@@ -43,6 +47,8 @@ def worker(args):
     from minitune.ops.loss import IGNORE_INDEX
     from minitune.tokenizer import Tokenizer
 
+    if args.overlap:
+        overlap = _GradientReadyHook()        # before the model: it hooks Parameter.grad
     dp = DataParallel(communicator(), bucket_mb=args.bucket_mb)
     tok = Tokenizer.from_pretrained("all-MiniLM-L6-v2")
     raw = D.read_classification(DATA)
@@ -58,11 +64,16 @@ def worker(args):
     dp.share_weights(model)
     dp.seed_dropout(model.rng, 0, 0)
 
+    if args.overlap:
+        overlap.attach(dp)
+
     def step():
         batch = loader.next_batch()
         n_local = int((batch["labels"] != IGNORE_INDEX).sum())
         t0 = time.perf_counter()
         loss = 0.0
+        if args.overlap:
+            overlap.begin(n_local)
         if n_local:
             out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                         labels=batch["labels"])
@@ -71,7 +82,10 @@ def worker(args):
         t1 = time.perf_counter()
         n_total, loss = dp.sync_step(n_local, loss)
         c0 = dp.buckets.comm_seconds
-        dp.reduce_gradients(n_local, n_total)
+        if args.overlap:
+            overlap.finish(n_total)
+        else:
+            dp.reduce_gradients(n_local, n_total)
         t2 = time.perf_counter()
         opt.step()
         opt.zero_grad()
@@ -104,11 +118,73 @@ def worker(args):
                           "bucket_mb": dp.buckets.sizes_mb}))
 
 
-def run_config(ranks, threads, args):
+class _GradientReadyHook:
+    """The overlap experiment (``--configs 2x1o``): start each bucket's all-reduce
+    (MPI_Iallreduce) as soon as backward has set the gradients of all its parameters, poke MPI's
+    progress at every later gradient, and wait for all at the end. Detects "gradient ready"
+    by turning ``Parameter.grad`` into a property (each BERT parameter is used once per
+    forward, so its first gradient is its final one): a benchmark-only hook, no engine change.
+    """
+
+    def __init__(self):
+        from minitune.nn.module import Parameter
+        hook = self
+
+        def get(p):
+            return p.__dict__.get("_grad")
+
+        def set_(p, value):
+            p.__dict__["_grad"] = value
+            if value is not None and hook.active:
+                hook.ready(p)
+        Parameter.grad = property(get, set_)
+        self.active = False
+
+    def attach(self, dp):
+        from mpi4py import MPI
+        self.MPI, self.dp = MPI, dp
+        self.bucket_of = {id(p): k for k, (_, slots) in enumerate(dp.buckets.buckets)
+                          for p, _, _ in slots}
+
+    def begin(self, n_local):
+        self.n_local, self.active, self.requests = n_local, True, {}
+        self.pending = [len(slots) for _, slots in self.dp.buckets.buckets]
+
+    def ready(self, p):
+        k = self.bucket_of[id(p)]
+        self.pending[k] -= 1
+        if self.pending[k] == 0:
+            self._start(k)
+        if self.requests:
+            self.MPI.Request.Testall(list(self.requests.values()))
+
+    def _start(self, k):
+        buffer, slots = self.dp.buckets.buckets[k]
+        for p, offset, size in slots:
+            g = p.grad
+            buffer[offset:offset + size] = 0 if g is None else g.reshape(-1) * self.n_local
+        self.requests[k] = self.dp.comm.comm.Iallreduce(self.MPI.IN_PLACE, buffer,
+                                                        op=self.MPI.SUM)
+
+    def finish(self, n_total):
+        self.active = False
+        for k in range(len(self.pending)):
+            if k not in self.requests:                 # a share with nothing to do
+                self._start(k)
+        t = time.perf_counter()
+        self.MPI.Request.Waitall(list(self.requests.values()))
+        self.dp.buckets.comm_seconds += time.perf_counter() - t
+        for buffer, slots in self.dp.buckets.buckets:
+            buffer *= 1.0 / n_total
+            for p, offset, size in slots:
+                p.grad = buffer[offset:offset + size].reshape(p.data.shape)
+
+
+def run_config(ranks, threads, overlap, args):
     env = dict(os.environ, **{v: str(threads) for v in THREAD_VARS})
     cmd = [str(Path(sys.executable).parent / "mpirun"), "-n", str(ranks), sys.executable,
            __file__, "--worker", "--steps", str(args.steps), "--places", str(args.places),
-           "--bucket-mb", str(args.bucket_mb)]
+           "--bucket-mb", str(args.bucket_mb)] + (["--overlap"] if overlap else [])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
@@ -123,15 +199,18 @@ def main():
     ap.add_argument("--steps", type=int, default=4, help="timed steps per place")
     ap.add_argument("--places", type=int, default=3, help="places in the epoch")
     ap.add_argument("--bucket-mb", type=float, default=25.0)
+    ap.add_argument("--overlap", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--configs", default="1x2,2x1,1x1",
-                    help="comma-separated RANKSxTHREADS; the first is the baseline")
+                    help="comma-separated RANKSxTHREADS, with a final o for the all-reduce "
+                         "overlapped with backward (2x1o); the first is the baseline")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     if args.worker:
         return worker(args)
     if not DATA.exists():
         sys.exit(f"needs {DATA} (the shared SST-2 data)")
-    configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
+    configs = [(int(c.split("x")[0]), int(c.split("x")[1].rstrip("o")), c.endswith("o"))
+               for c in args.configs.split(",")]
     results = {c: [] for c in configs}
     loads = [os.getloadavg()[0]]
     for r in range(args.rounds):
@@ -140,11 +219,11 @@ def main():
             results[c].append(run_config(*c, args))
             loads.append(os.getloadavg()[0])
             res = results[c][-1]
-            print(f"round {r}: {c[0]} rank(s) x {c[1]} thread(s): median step "
+            print(f"round {r}: {_name(c)}: median step "
                   f"{res['median']['step']:.3f} s, all-reduce {res['median']['allreduce']:.3f} s"
                   f" (load {loads[-1]:.1f})", file=sys.stderr, flush=True)
     base = configs[0]
-    one = next((c for c in configs if c == (1, 1)), None)
+    one = next((c for c in configs if c == (1, 1, False)), None)
     summary = {"load_avg_1min": {"min": min(loads), "median": statistics.median(loads),
                                  "max": max(loads)}, "configs": {}}
     for c in configs:
@@ -164,18 +243,23 @@ def main():
             entry["scaling_efficiency"] = statistics.median(
                 o["median"]["step"] / (c[0] * x["median"]["step"])
                 for x, o in zip(results[c], results[one]))
-        summary["configs"][f"{c[0]}x{c[1]}"] = entry
-        print(f"{c[0]} rank(s) x {c[1]} thread(s): {entry['steps_per_s']:.2f} steps/s (median "
+        summary["configs"][_name(c)] = entry
+        print(f"{_name(c)}: {entry['steps_per_s']:.2f} steps/s (median "
               f"step {entry['median_step_s']:.3f} s, min {entry['min_step_s']:.3f}); compute "
               f"{entry['compute_s']:.3f} s, all-reduce {entry['allreduce_s']:.3f} s (pure "
               f"{entry['pure_allreduce_s']:.3f} s), optimizer {entry['optimizer_s']:.3f} s; "
-              f"buckets {entry['bucket_mb']} MB; throughput / {base[0]}x{base[1]}: "
+              f"buckets {entry['bucket_mb']} MB; throughput / {_name(base)}: "
               f"{ratio:.2f}" + (f"; scaling efficiency {entry['scaling_efficiency']:.2f}"
                                if one else ""))
     print(f"load average (1 min) during the run: min {min(loads):.1f}, median "
           f"{statistics.median(loads):.1f}, max {max(loads):.1f} on {os.cpu_count()} cores")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
+
+
+def _name(config):
+    ranks, threads, overlap = config
+    return f"{ranks} rank(s) x {threads} thread(s)" + (", overlapped" if overlap else "")
 
 
 if __name__ == "__main__":
