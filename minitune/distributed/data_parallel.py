@@ -80,7 +80,12 @@ class DataParallel:
                 error = (type(e), str(e))
         error = self.comm.bcast_object(error, what="rank 0's result")
         if error:
-            raise error[0](error[1])
+            kind, message = error
+            try:
+                exc = kind(message)
+            except TypeError:                       # an exception class with other arguments
+                exc = RuntimeError(f"{kind.__name__}: {message}")
+            raise exc
 
     def seed_dropout(self, rng, seed, step):
         """Give rank r > 0 its own dropout stream (rank 0 keeps the single-process one), a

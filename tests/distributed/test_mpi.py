@@ -196,3 +196,14 @@ def test_a_rank_that_never_starts_is_named_after_the_timeout(mpirun, files, tmp_
     assert r.returncode != 0
     assert "rank(s) [1] of 2 did not report within 3 s" in r.stderr, r.stderr[-2000:]
     assert time.monotonic() - t0 < 40
+
+
+def test_an_error_on_rank_0_stops_every_rank(mpirun, files, reference, tmp_path):
+    """Rank 0 alone prepares --out; its refusal (another run is there) must reach the other
+    ranks (which would otherwise wait for it forever) and leave the old run untouched."""
+    out = tmp_path / "taken"
+    shutil.copytree(reference, out)
+    before = (out / "metrics.jsonl").read_text()
+    r = _run(mpirun, 2, *_classify(files, out), expect=2, timeout=60)
+    assert "holds another run; use --overwrite" in r.stderr, r.stderr[-2000:]
+    assert (out / "metrics.jsonl").read_text() == before
