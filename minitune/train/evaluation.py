@@ -35,7 +35,7 @@ def predict_examples(model, task, examples, id2label, batch_size=128, pad_id=0, 
     (data parallelism) each rank predicts its share and every rank gets them all."""
     share = examples if dist is None else examples[dist.my_share(len(examples))]
     predictions = [None] * len(share)
-    if share:
+    if share or dist is None:             # a rank's share of a tiny set may be empty
         for indices, logits in predict_logits(model, share, batch_size, pad_id):
             for row, i in enumerate(indices):
                 predictions[i] = task.predict(logits[row], share[i], id2label)
