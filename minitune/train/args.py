@@ -116,8 +116,9 @@ class TrainArgs(Options):
                        choices=tuple(TASKS))
     model: str = option("all-MiniLM-L6-v2", "a Hugging Face BERT directory, or the name "
                         "all-MiniLM-L6-v2 (installed by make setup)")
-    train: str | None = option(None, "training file: TSV/CSV (with a header) or JSONL for "
-                               "classify, CoNLL for ner", metavar="FILE")
+    train: str | None = option(None, "training file: TSV/CSV (see --header) or JSONL for "
+                               "classify; CoNLL or CLUENER span JSON (.json/.jsonl) for ner",
+                               metavar="FILE")
     dev: str | None = option(None, "dev file, scored after every epoch (or --eval-steps); the "
                              "best model is kept in OUT/best", metavar="FILE")
     test: str | None = option(None, "test file, scored once at the end", metavar="FILE")
@@ -209,7 +210,8 @@ class PredictArgs(Options):
     texts: list[str] = option(help="texts to label (none: read --input, or stdin)",
                               positional=True, default_factory=list)
     input: str | None = option(None, "read the texts from FILE: .txt (one per line), .tsv/.csv "
-                               "(with a header) or .jsonl; - is stdin", metavar="FILE")
+                               "(see --header) or .jsonl (a CLUENER file too); - is stdin",
+                               metavar="FILE")
     input_format: str | None = option(None, "format of --input (default: from its name; "
                                       "stdin: txt)", choices=("txt", "tsv", "csv", "jsonl"))
     text_column: str | None = option(None, "text column of a .tsv/.csv/.jsonl input (default: "
