@@ -23,26 +23,30 @@ from dataclasses import MISSING, dataclass, fields
 
 from . import __version__
 from .data import read_texts
-from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, trained_columns,
-                      write_predictions)
+from .data.readers import TEXT_FORMATS, file_format
+from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
+from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, record_ids,
+                      trained_columns, write_predictions)
 from .models import BertModel
 from .tokenizer import Tokenizer
 from .train import AttentionArgs, EvalArgs, PlotArgs, PredictArgs, TrainArgs, Trainer
-from .train.args import flag, value_type
+from .train.args import flag, header_line, value_type
 from .train.checkpoints import run_model_dir
 from .viz.attention import attention_probabilities, plot_attention
 from .viz.curves import plot_run
 
 
 def run_train(args):
-    print(json.dumps(Trainer(args).fit()))
+    result = Trainer(args).fit()
+    if launched_rank() == 0:             # under mpirun, rank 0 alone prints the result
+        print(json.dumps(result))
 
 
 def run_eval(args):
     model, tokenizer = load_finetuned(args.model)
     columns = (args.text_column, args.text_pair_column, args.label_column)
     scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
-                                   args.batch_size, args.encoding)
+                                   args.batch_size, header_line(args.header), args.encoding)
     print(report)
     print(json.dumps({"model": model.name_or_path, "data": args.data, **scores}))
 
@@ -55,11 +59,16 @@ def run_predict(args):
         text_column, pair_column, label_column = trained_columns(model)
         texts, pairs = read_texts(args.input or "-", args.text_column or text_column,
                                   args.text_pair_column or pair_column, label_column,
-                                  args.input_format, encoding=args.encoding)
+                                  args.input_format, header_line(args.header),
+                                  encoding=args.encoding)
+    ids = None
+    if args.output_format == "cluener" and args.input and file_format(
+            args.input, TEXT_FORMATS) == "jsonl":
+        ids = record_ids(args.input)
     predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len, args.batch_size)
     out = open_output(args.output)
     try:
-        write_predictions(out, texts, predictions, args.output)
+        write_predictions(out, texts, predictions, args.output, args.output_format, ids)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -161,10 +170,23 @@ def _restart_with_threads(argv):
             n = argv[i + 1]
         elif arg.startswith("--threads="):
             n = arg.split("=", 1)[1]
+    if n is None:
+        n = _threads_per_rank()
     if n is None or all(os.environ.get(v) == n for v in THREAD_VARS):
         return
     env = dict(os.environ, **{v: n for v in THREAD_VARS})
     os.execve(sys.executable, [sys.executable, "-m", "minitune.cli"] + list(argv), env)
+
+
+def _threads_per_rank():
+    """Under ``mpirun -n N`` with no thread setting given, each of the N ranks sharing a machine
+    gets cores / N BLAS threads (at least 1) instead of all the cores each, which would
+    oversubscribe the machine N times over."""
+    if launched_world_size() <= 1 or any(v in os.environ for v in THREAD_VARS):
+        return None
+    local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    local = int(local) if local else launched_world_size()
+    return str(max(1, (os.cpu_count() or 1) // local))
 
 
 def main(argv=None):
@@ -176,21 +198,39 @@ def main(argv=None):
     parsed.pop("threads")
     debug = parsed.pop("debug", False)
     command = COMMANDS[name]
+    where = f" (rank {launched_rank()})" if launched_world_size() > 1 else ""
     try:
         command.run(command.options(**parsed).validate())
+    except StoppedTogether:          # every rank stopped after the same step and saved
+        return 130
     except KeyboardInterrupt:
+        abort_job(130)               # under mpirun: this rank alone stopped; end them all
         return 130
     except Exception as e:  # noqa: BLE001 - every error ends as one line (or --debug)
         if debug:
+            _end_job_with_traceback(where, 1)
             raise
         if isinstance(e, USER_ERRORS):
-            print(f"minitune {name}: error: {one_line(e)}", file=sys.stderr)
+            print(f"minitune {name}{where}: error: {one_line(e)}", file=sys.stderr)
+            abort_job(2)
             return 2
-        print(f"minitune {name}: internal error: {type(e).__name__}: {one_line(e)} (a bug in "
-              f"minitune: run again with --debug for the traceback and report it)",
+        print(f"minitune {name}{where}: internal error: {type(e).__name__}: {one_line(e)} (a "
+              f"bug in minitune: run again with --debug for the traceback and report it)",
               file=sys.stderr)
+        abort_job(1)
         return 1
+    except BaseException:
+        _end_job_with_traceback(where, 1)
+        raise
     return 0
+
+
+def _end_job_with_traceback(where, status):
+    """Under mpirun (``where`` names the rank), one failing rank ends the whole job."""
+    if where:
+        import traceback
+        traceback.print_exc()
+        abort_job(status)
 
 
 def one_line(error):

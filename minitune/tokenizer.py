@@ -7,7 +7,10 @@ truncation for each call, and returns NumPy arrays.
 Loading follows ``transformers``' BertTokenizerFast: ``tokenizer.json`` if present, else
 a tokenizer built from ``vocab.txt`` with the options of ``tokenizer_config.json``
 (``do_lower_case``, ``strip_accents``, ``tokenize_chinese_chars``), which also override
-those of the normalizer in ``tokenizer.json`` when they differ.
+those of the normalizer in ``tokenizer.json`` when they differ. Many Chinese checkpoints
+(bert-base-chinese, RoBERTa-wwm-ext, MacBERT) ship the second way: ``vocab.txt``, maybe
+``added_tokens.json``, and no ``tokenizer.json``; tests/models/test_bert_chinese_parity.py checks
+the ids against transformers' on every text of the shared Chinese data.
 
 A ``tokenizer.json`` can carry preset padding/truncation (all-MiniLM-L6-v2's pads every
 sequence to 128). The constructor clears both; each ``Tokenizer.__call__`` then sets exactly
@@ -118,7 +121,9 @@ class Tokenizer:
                 _override_normalizer(backend, config)
                 return cls(backend, config)
             if vocab_txt.is_file():
-                return cls.from_vocab(vocab_txt, **_vocab_options(config))
+                tokenizer = cls.from_vocab(vocab_txt, **_vocab_options(config))
+                _add_listed_tokens(tokenizer.backend, model_dir / "added_tokens.json")
+                return tokenizer
         except CheckpointError:
             raise
         except ValueError as e:  # e.g. a special token the vocabulary lacks
@@ -354,6 +359,30 @@ class Tokenizer:
 def _token_content(value):
     """Special tokens are strings or AddedToken dicts {"content": ...} in config files."""
     return value["content"] if isinstance(value, dict) else value
+
+
+def _add_listed_tokens(backend, path):
+    """Add the tokens of an added_tokens.json ({token: id}) after the vocabulary, as
+    transformers does: matched whole in the normalized text, not special (kept by decode).
+    Their ids must continue the vocabulary (vocab size, vocab size + 1, ...)."""
+    from tokenizers import AddedToken
+
+    from .io.json_io import read_json
+
+    if not path.is_file():
+        return
+    listed = read_json(path, what="added tokens")
+    if not isinstance(listed, dict) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in listed.values()):
+        raise CheckpointError(f"{path}: expected a JSON object {{token: id}}", path=path)
+    for token, token_id in sorted(listed.items(), key=lambda item: item[1]):
+        if backend.token_to_id(token) == token_id:
+            continue  # already in vocab.txt with that id
+        if token_id != backend.get_vocab_size(with_added_tokens=True):
+            raise CheckpointError(
+                f"{path}: token {token!r} has id {token_id}, but the next free id after the "
+                f"vocabulary is {backend.get_vocab_size(with_added_tokens=True)}", path=path)
+        backend.add_tokens([AddedToken(token, normalized=True)])
 
 
 def _vocab_options(config):

@@ -34,12 +34,16 @@ LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None,
-                  encoding="utf-8"):
+                  header=None, encoding="utf-8"):
     """Read a labelled file of ``task`` ("classify" or "ner"), choosing the reader by task and
-    file format: ClassificationData (TSV/CSV/JSON lines) or ConllData (CoNLL columns)."""
+    file format: ClassificationData (TSV/CSV/JSON lines), SpanData (NER as CLUENER span
+    JSON lines: .json, .jsonl) or ConllData (NER as CoNLL columns: any other name)."""
     if task == "ner":
+        if FORMATS.get(Path(str(path)).suffix.lower()) == "jsonl":
+            from .cluener import read_cluener  # cluener.py builds on this module
+            return read_cluener(path)
         return read_conll(path, encoding=encoding)
-    return read_classification(path, text_column, text_pair_column, label_column,
+    return read_classification(path, text_column, text_pair_column, label_column, header,
                                encoding=encoding)
 
 
@@ -265,20 +269,6 @@ def _no_field_size_limit():
         csv.field_size_limit(previous)
 
 
-def _header_and_rows(path, rows):
-    """Split a row stream into the header names and data rows; names must be distinct."""
-    try:
-        lineno, line, header = next(rows)
-    except StopIteration:
-        raise DataError(f"{path}: no examples (the file is empty)") from None
-    names = [h.strip() for h in header]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise _line_error(path, lineno, f"column name(s) {', '.join(map(repr, repeated))} "
-                          "appear more than once in the header", line)
-    return names, rows
-
-
 # file name suffix -> format
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
            ".ndjson": "jsonl"}
@@ -293,11 +283,16 @@ def file_format(path, formats=FORMATS):
     return formats[suffix]
 
 
-def _records(path, fmt, encoding="utf-8"):
-    """The rows of a "tsv"/"csv" file with a header line, or of a "jsonl" file.
+def _records(path, fmt, header=None, given=(), encoding="utf-8"):
+    """The rows of a "tsv"/"csv" file, or of a "jsonl" file.
 
-    Returns (columns, records, where): records are (line number, raw line, {column: value});
-    ``where`` locates the column names for error messages. Bad rows raise "path:line: ...".
+    A tsv/csv file has a header line or not: ``header`` True/False, or None to detect it
+    (``_has_header``; ``given`` are the column names asked for). Without one, the columns are
+    named by position, "0", "1", ...
+
+    Returns (columns, records, where, named): records are (line number, raw line, {column:
+    value}); ``where`` locates the column names for error messages; ``named`` is False when
+    the columns are positions. Bad rows raise "path:line: ...".
     """
     if fmt == "jsonl":
         records = []
@@ -308,9 +303,23 @@ def _records(path, fmt, encoding="utf-8"):
         if not records:
             raise DataError(f"{path}: no examples (the file is empty)")
         # columns are resolved from the first record
-        return list(records[0][2]), records, f"{path}:{records[0][0]}"
-    rows = _rows_csv(path, encoding) if fmt == "csv" else _rows_tsv(path, encoding)
-    columns, rows = _header_and_rows(path, rows)
+        return list(records[0][2]), records, f"{path}:{records[0][0]}", True
+    rows = list(_rows_csv(path, encoding) if fmt == "csv" else _rows_tsv(path, encoding))
+    if not rows:
+        raise DataError(f"{path}: no examples (the file is empty)")
+    if header is None:
+        header = _has_header(rows, given)
+    if header:
+        header_lineno, header_line = rows[0][:2]
+        columns, rows, where = [h.strip() for h in rows[0][2]], rows[1:], f"{path}:1 (header)"
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise _line_error(path, header_lineno, f"column name(s) "
+                              f"{', '.join(map(repr, repeated))} appear more than once in "
+                              "the header", header_line)
+    else:
+        columns = [str(i) for i in range(len(rows[0][2]))]
+        where = f"{path} (no header: columns {', '.join(columns)})"
     records = []
     for lineno, line, fields in rows:
         if len(fields) != len(columns):
@@ -319,7 +328,31 @@ def _records(path, fmt, encoding="utf-8"):
         records.append((lineno, line, dict(zip(columns, fields))))
     if not records:
         raise DataError(f"{path}: no examples (only a header line)")
-    return columns, records, f"{path}:1 (header)"
+    return columns, records, where, header
+
+
+def _has_header(rows, given):
+    """Does the first of the tsv/csv ``rows`` name columns? Yes when it holds a known column
+    name (or one in ``given``). A first row that names none is data when, in a two-column
+    file, its value in the label column is also a label of another row: a header's column
+    name is not."""
+    known = {"label", *TEXT_COLUMNS, *PAIR_COLUMNS, *(c for c in given if c is not None)}
+    first = [f.strip() for f in rows[0][2]]
+    if known & set(first) or len(first) != 2 or len(rows) < 2:
+        return True
+    others = [(n, line, dict(zip("01", fields))) for n, line, fields in rows[1:]
+              if len(fields) == 2]
+    k = _label_position(others)
+    return first[int(k)] not in {record[k].strip() for _, _, record in others}
+
+
+def _label_position(records):
+    """The label column, "0" or "1", of two-column header-less records: the one with fewer
+    distinct values, or on a tie the one with shorter values."""
+    def score(key):
+        values = [record[key].strip() for _, _, record in records]
+        return len(set(values)), sum(map(len, values))
+    return min("01", key=score)
 
 
 def _json_record(path, lineno, line):
@@ -332,6 +365,7 @@ def _json_record(path, lineno, line):
                 else "JSON nested too deeply" if isinstance(e, RecursionError)
                 else f"unusable JSON ({e})")
         raise _line_error(path, lineno, what, line) from None
+
     if not isinstance(record, dict):
         raise _line_error(path, lineno, "expected a JSON object per line", line)
     return record
@@ -353,27 +387,40 @@ def _check_strings(path, lineno, line, record, keys, what):
 
 @_named_decoding_errors
 def read_classification(path, text_column=None, text_pair_column=None, label_column=None,
-                        encoding="utf-8"):
+                        header=None, encoding="utf-8"):
     """Read a text-classification file: TSV (.tsv), CSV (.csv) or JSON lines (.jsonl/.json).
 
-    TSV and CSV files need a header line; JSON lines are objects keyed by column name.
-    Default columns: label "label"; text "text", "sentence", "sentence1" or "content" (the
-    first present; in a two-column file, the column that is not the label); text pair
-    "text_pair" or "sentence2" when present. Blank lines are skipped.
+    TSV and CSV files have a header line or not (``header``: True, False, or None to detect
+    it, see ``_has_header``); JSON lines are objects keyed by column name. Default columns:
+    label "label"; text "text", "sentence", "sentence1" or "content" (the first present; in a
+    two-column file, the column that is not the label); text pair "text_pair" or "sentence2"
+    when present. Blank lines are skipped. Without a header the columns are named by
+    position, "0", "1", ...; in a two-column file the label column is then the one with fewer
+    distinct values, then shorter ones (ChnSentiCorp's ``text<TAB>positive``, GLUE's
+    ``0<TAB>text``); else name them (``label_column="2"``).
 
     Returns:
         ClassificationData with N examples.
 
     Raises:
-        ValueError "path:line: what is wrong: 'the line'" for a missing label, a wrong
-        number of columns or bad JSON; "path: ..." for an empty file or a missing column
-        (listing the columns found).
+        DataError (a ValueError) "path:line: what is wrong: 'the line'" for a missing
+        label, a wrong number of columns or bad JSON; "path: ..." for an empty file or a
+        missing column (listing the columns found).
     """
     path = str(path)
     fmt = file_format(path)
-    columns, records, where = _records(path, fmt, encoding)
-    text_col, pair_col, label_col = _pick_columns(
-        columns, text_column, text_pair_column, label_column, where)
+    columns, records, where, named = _records(path, fmt, header,
+                                              (text_column, text_pair_column, label_column),
+                                              encoding)
+    if not named and label_column is None and text_column is None and len(columns) == 2:
+        label_column = _label_position(records)
+    try:
+        text_col, pair_col, label_col = _pick_columns(
+            columns, text_column, text_pair_column, label_column, where)
+    except ValueError as e:
+        if not named or fmt == "jsonl":
+            raise
+        raise DataError(f"{e}; if line 1 is data, not a header, pass --header no") from None
     what = "key" if fmt == "jsonl" else "column"
     data = ClassificationData([], [], [] if pair_col else None, [], path)
     for lineno, line, record in records:
@@ -394,13 +441,15 @@ TEXT_FORMATS = {**FORMATS, ".txt": "txt", ".text": "txt", "": "txt"}
 
 @_named_decoding_errors
 def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None,
-               encoding="utf-8"):
+               header=None, encoding="utf-8"):
     """Texts to label, from a file or stdin.
 
     Args:
         path: a file, or "-" for stdin.
-        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (a header line)
-            or "jsonl"; default: from the file name (.txt, .tsv, .csv, .jsonl), stdin "txt".
+        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (with or without
+            a header line, see ``read_classification``) or "jsonl" (a CLUENER file is one:
+            its "text" is read, its "label" ignored); default: from the file name (.txt,
+            .tsv, .csv, .jsonl), stdin "txt".
         text_column, text_pair_column: the columns of a tsv/csv/jsonl file (default: those
             of ``read_classification``); a label column (``label_column``, default "label")
             may be present and is ignored.
@@ -412,7 +461,11 @@ def read_texts(path, text_column=None, text_pair_column=None, label_column=None,
     if fmt == "txt":
         with _open(path, encoding=encoding) as f:
             return [line.rstrip("\r\n") for line in f if line.strip()], None
-    columns, records, where = _records(path, fmt, encoding)
+    columns, records, where, named = _records(path, fmt, header,
+                                              (text_column, text_pair_column, label_column),
+                                              encoding)
+    if not named and label_column is None and text_column is None and len(columns) == 2:
+        label_column = _label_position(records)
     text_col, pair_col, _ = _pick_columns(columns, text_column, text_pair_column, label_column,
                                           where, need_label=False)
     what = "key" if fmt == "jsonl" else "column"
@@ -443,6 +496,15 @@ class ConllData(list):
         self.lines = list(lines)
         self.path = path
         self.n_converted = n_converted
+
+    def location(self, i, j=None):
+        """Where sentence i (token j) came from, for messages."""
+        return f"line {self.lines[i] + (j or 0)}"
+
+    def scored_tags(self, pred_tags):
+        """(gold, predicted) tag sequences that entity scores compare: here the word tags
+        (SpanData compares characters)."""
+        return [list(tags) for _, tags in self], pred_tags
 
 
 def _to_iob2(tags):
@@ -475,8 +537,9 @@ def read_conll(path, labels=None, to_iob2=True, encoding="utf-8"):
         ConllData: a list of (tokens, tags) pairs of equal-length string lists.
 
     Raises:
-        DataError (a ValueError) "path:line: ..." for a line without a tag column, a tag that is not
-        O / B-TYPE / I-TYPE, or a tag outside `labels`; "path: no sentences" when empty.
+        DataError (a ValueError) "path:line: ..." for a line without a tag column, a tag
+        that is not O / B-TYPE / I-TYPE, or a tag outside `labels`; "path: no sentences"
+        when empty.
     """
     path = str(path)
     allowed = None if labels is None else set(labels)

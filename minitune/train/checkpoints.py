@@ -131,12 +131,12 @@ def _newest_model(out):
 
 
 def resume_dir_or_explain(out):
-    """The checkpoint to resume in ``out``, after ``recover_run_dir``; None when the run was
-    killed before its first checkpoint (it restarts from run.json); else a RunDirError saying
-    what ``out`` holds instead."""
+    """The checkpoint to resume in ``out`` (``find_resume_dir``; the trainer's writer then
+    calls ``recover_run_dir``); None when the run was killed before its first checkpoint (it
+    restarts from run.json); else a RunDirError saying what ``out`` holds instead."""
     out = Path(out)
     if out.is_dir():
-        found = recover_run_dir(out)
+        found = find_resume_dir(out)
         if found is not None or (out / "run.json").is_file():
             return found
     if not out.exists():
