@@ -80,6 +80,7 @@ extern "C" __global__ void attention_forward_naive(
     float* oi = o + (long long)b * osb + (long long)h * osh + (long long)i * ost;
     for (int d = 0; d < HS; ++d) oi[d] = 0.0f;
     float l = 0.0f;
+#pragma unroll 1
     for (int j = 0; j < T; ++j) {                         // pass 2: the sum, and p z v
         float s = 0.0f;
         for (int d = 0; d < HS; ++d) s += qi[d] * kb[(long long)j * st + d];
@@ -168,6 +169,22 @@ __device__ __forceinline__ void axpy_rows(float4* y, float a, const float4* tile
     }
 }
 
+// Bit j of the result: is key j0 + j of query row i kept by dropout? (Four Philox calls, in a
+// loop that is not unrolled: unrolling it into every caller's key loop costs seconds of
+// compile time and gains nothing.) All bits set when dropout is off.
+__device__ __forceinline__ unsigned keep_bits(unsigned long long seed, unsigned offset, int j0,
+                                              int i, int bh, unsigned threshold) {
+    if (!threshold) return 0xFFFFFFFFu;
+    unsigned bits = 0;
+#pragma unroll 1
+    for (int g = 0; g < KT / 8; ++g) {
+        uint4 r = philox(seed, (j0 >> 3) + g, i, bh, offset);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) bits |= (draw16(r, e) >= threshold ? 1u : 0u) << (g * 8 + e);
+    }
+    return bits;
+}
+
 // Keys j0 .. j0 + KT - 1 of batch row b: the mask bias, -inf past T (so p = 0 there).
 __device__ __forceinline__ void load_bias(float* bs, const float* bias, long long row, int j0,
                                           int T) {
@@ -200,34 +217,31 @@ __device__ __forceinline__ void forward_tiled(
         load_tile<SPLIT>(vs, v + head, j0, T, HS, st);
         load_bias(bs, bias, (long long)b * bias_sb, j0, T);
         __syncthreads();
-        float s[KT];
-        float tile_max = -CUDART_INF_F;
-#pragma unroll
-        for (int j = 0; j < KT; ++j) {
-            s[j] = dot_rows<SPLIT>(qr, reinterpret_cast<const float4*>(ks + j * HSP)) * scale +
-                   bs[j];
-            tile_max = fmaxf(tile_max, s[j]);
-        }
-        float m_new = fmaxf(m, tile_max);
-        float alpha = m == -CUDART_INF_F ? 0.0f : expf(m - m_new);   // rescale the old sums
-        l *= alpha;
-        for (int t = 0; t < 8; ++t) {
-            acc[t].x *= alpha; acc[t].y *= alpha; acc[t].z *= alpha; acc[t].w *= alpha;
-        }
-#pragma unroll
-        for (int g = 0; g < KT / 8; ++g) {                // one Philox call per 8 keys
-            uint4 r = threshold ? philox(seed, (j0 >> 3) + g, i, bh, offset)
-                                : make_uint4(0u, 0u, 0u, 0u);
+        unsigned kept = keep_bits(seed, offset, j0, i, bh, threshold);
+#pragma unroll 1
+        for (int g = 0; g < KT; g += 8) {                 // 8 keys at a time: an online softmax
+            float s[8], group_max = -CUDART_INF_F;        // step per group keeps the unrolled
+#pragma unroll                                            // code (and compile time) small
+            for (int e = 0; e < 8; ++e) {
+                const float4* kj = reinterpret_cast<const float4*>(ks + (g + e) * HSP);
+                s[e] = dot_rows<SPLIT>(qr, kj) * scale + bs[g + e];
+                group_max = fmaxf(group_max, s[e]);
+            }
+            float m_new = fmaxf(m, group_max);
+            float alpha = m == -CUDART_INF_F ? 0.0f : expf(m - m_new);   // rescale old sums
+            l *= alpha;
+            for (int t = 0; t < 8; ++t) {
+                acc[t].x *= alpha; acc[t].y *= alpha; acc[t].z *= alpha; acc[t].w *= alpha;
+            }
 #pragma unroll
             for (int e = 0; e < 8; ++e) {
-                int j = g * 8 + e;
-                float p = expf(s[j] - m_new);
+                float p = expf(s[e] - m_new);
                 l += p;                                   // the softmax sums every p ...
-                if (threshold && draw16(r, e) < threshold) p = 0.0f;   // ... o only kept ones
-                axpy_rows<SPLIT>(acc, p, reinterpret_cast<const float4*>(vs + j * HSP));
+                if (!(kept >> (g + e) & 1u)) p = 0.0f;    // ... o only the kept ones
+                axpy_rows<SPLIT>(acc, p, reinterpret_cast<const float4*>(vs + (g + e) * HSP));
             }
+            m = m_new;
         }
-        m = m_new;
     }
     if (i < T) {
         store_slice<SPLIT>(o + (long long)b * osb + (long long)h * osh + (long long)i * ost, acc,
@@ -271,19 +285,13 @@ __device__ __forceinline__ void backward_dq(
         load_tile<SPLIT>(vs, v + head, j0, T, HS, st);
         load_bias(bs, bias, (long long)b * bias_sb, j0, T);
         __syncthreads();
-#pragma unroll
-        for (int g = 0; g < KT / 8; ++g) {
-            uint4 r = threshold ? philox(seed, (j0 >> 3) + g, i, bh, offset)
-                                : make_uint4(0u, 0u, 0u, 0u);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                int j = g * 8 + e;
-                const float4* kj = reinterpret_cast<const float4*>(ks + j * HSP);
-                float p = expf(dot_rows<SPLIT>(qr, kj) * scale + bs[j] - m - L);
-                float gp = dot_rows<SPLIT>(gr, reinterpret_cast<const float4*>(vs + j * HSP));
-                float z = threshold && draw16(r, e) < threshold ? 0.0f : dscale;
-                axpy_rows<SPLIT>(acc, p * (gp * z - D), kj);    // gq += gs_ij k_j
-            }
+        unsigned kept = keep_bits(seed, offset, j0, i, bh, threshold);
+        for (int j = 0; j < KT; ++j) {
+            const float4* kj = reinterpret_cast<const float4*>(ks + j * HSP);
+            float p = expf(dot_rows<SPLIT>(qr, kj) * scale + bs[j] - m - L);
+            float gp = dot_rows<SPLIT>(gr, reinterpret_cast<const float4*>(vs + j * HSP));
+            float z = kept >> j & 1u ? dscale : 0.0f;
+            axpy_rows<SPLIT>(acc, p * (gp * z - D), kj);        // gq += gs_ij k_j
         }
     }
     if (i < T) {

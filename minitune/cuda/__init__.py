@@ -13,9 +13,20 @@ numbers, in NumPy), and one launcher module per kernel file. docs/kernels.md exp
 """
 from types import SimpleNamespace
 
-from . import attention
+from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm
+
+
+def _kernel(name, module, *functions):
+    return SimpleNamespace(name=name, supports=module.supports,
+                           **{f: getattr(module, f) for f in functions})
+
 
 KERNELS = {
-    "attention": SimpleNamespace(name="attention", supports=attention.supports,
-                                 forward=attention.forward, backward=attention.backward),
+    "attention": _kernel("attention", attention, "forward", "backward"),
+    "layer_norm": _kernel("layer_norm", layer_norm, "forward", "backward"),
+    "gelu": _kernel("gelu", gelu, "forward", "backward"),
+    "cross_entropy": _kernel("cross_entropy", cross_entropy, "forward", "backward"),
+    "embedding": _kernel("embedding", embedding, "forward", "backward"),
+    "dropout": _kernel("dropout", dropout, "forward", "backward"),
+    "adam": _kernel("adam", adam, "step"),
 }

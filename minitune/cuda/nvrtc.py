@@ -7,7 +7,10 @@ space``) and an explicit ``-arch`` it compiles to a cubin on any machine with th
 (the ``nvidia-cuda-nvrtc`` wheel). A cubin, not PTX, so register and shared-memory overflows
 fail here too. Errors name the kernel file and line (``attention.cu(24): error: ...``).
 """
-from .source import load_source
+import hashlib
+import os
+
+from .source import cache_dir, load_source
 
 ARCHS = ("sm_80", "sm_90")          # A100 and H100/H200
 OPTIONS = ("-std=c++17",)           # what the launchers pass to RawModule (runtime.py)
@@ -46,3 +49,23 @@ def compile_check(name, arch, text=None):
         return nvrtc.getCUBIN(prog), nvrtc.getProgramLog(prog)
     finally:
         nvrtc.destroyProgram(prog)
+
+
+def cached_compile_check(name, arch):
+    """``compile_check`` of the file as it is on disk, remembered by the hash of the source,
+    the options and the NVRTC version (``source.cache_dir("nvrtc")``): CI recompiles only what
+    changed. Returns NVRTC's log; raises KernelCompileError as ``compile_check`` does."""
+    from cupy_backends.cuda.libs import nvrtc
+    key = hashlib.sha256("\0".join([load_source(name), *raw_module_options(arch),
+                                    str(nvrtc.getVersion())]).encode()).hexdigest()[:20]
+    done = cache_dir("nvrtc") / f"{name}-{arch}-{key}.log"
+    if done.exists():
+        return done.read_text(encoding="utf-8")
+    cubin, log = compile_check(name, arch)
+    if cubin[:4] != b"\x7fELF":
+        raise KernelCompileError(f"{name} ({arch}): NVRTC returned something that is not a cubin")
+    done.parent.mkdir(parents=True, exist_ok=True)
+    tmp = done.with_suffix(f".{os.getpid()}")
+    tmp.write_text(log, encoding="utf-8")
+    os.replace(tmp, done)
+    return log

@@ -37,6 +37,11 @@ class GpuRuntime:
             fn = self._functions[(name, kernel)] = module.get_function(kernel)
         return fn
 
+    @staticmethod
+    def pointer(array):
+        """The device address of ``array``'s first element (for pointer tables)."""
+        return array.data.ptr
+
     def launch(self, name, kernel, grid, block, args, shared_mem=0):
         args = tuple(np.uint64(0) if a is None else a for a in args)
         self.function(name, kernel)(_dim3(grid), _dim3(block), args, shared_mem=shared_mem)
@@ -46,6 +51,10 @@ class EmulatorRuntime:
     """Kernels from the CPU emulator, on numpy arrays (tests, study)."""
 
     xp = np
+
+    @staticmethod
+    def pointer(array):
+        return array.ctypes.data
 
     def launch(self, name, kernel, grid, block, args, shared_mem=0):
         emulator.launch(name, kernel, _dim3(grid), _dim3(block), args, shared_mem)

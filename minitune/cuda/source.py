@@ -7,6 +7,7 @@ the project's own headers (``#include "common.cuh"``) with ``#line`` markers, so
 reported against the file and line a reader opens, and a header change reaches every cache key
 (CuPy's on-disk cache hashes the source text, not the files it includes).
 """
+import os
 import re
 import sys
 from pathlib import Path
@@ -17,6 +18,15 @@ KERNEL_DIR = _CHECKOUT if _CHECKOUT.is_dir() else Path(sys.prefix) / "share" / "
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([\w.]+)"\s*$', re.M)
 _KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?void\s+'
                      r'(\w+)\s*\(')
+
+
+def cache_dir(kind):
+    """Where compiled kernels are cached, by content hash: $MINITUNE_EMULATOR_CACHE/<kind> if
+    set, else minitune/<kind> in the user's cache directory ($XDG_CACHE_HOME or ~/.cache)."""
+    root = os.environ.get("MINITUNE_EMULATOR_CACHE")
+    if root:
+        return Path(root) / kind
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minitune" / kind
 
 
 def kernel_files():

@@ -20,18 +20,17 @@
 // mask in full warps only; math is the host libm (erff, expf ...), not the GPU's; atomics are
 // trivial since one OS thread runs everything.
 #pragma once
+// Only C headers and two light C++ ones: every kernel file's build parses this header, and
+// <functional>, <string> and <vector> would triple the time of a small one.
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <ucontext.h>
 
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <functional>
-#include <string>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 #define __global__
 #define __device__
@@ -70,45 +69,46 @@ struct Thread {
 
 struct Warp { unsigned long long slot[2][32]; };
 
+constexpr size_t kStackBytes = 256 * 1024;
 inline dim3 grid_dim, block_dim, block_idx;
-inline std::vector<Thread> threads;
-inline std::vector<Warp> warps;
-inline std::vector<std::vector<char>> stacks;
-inline std::vector<unsigned char> dynamic_smem_buf;
-inline unsigned char* dynamic_smem = nullptr;
+inline Thread* threads = nullptr;
+inline size_t nthreads = 0;
+inline Warp* warps = nullptr;
+inline char* stacks = nullptr;                         // kStackBytes per thread
+inline size_t nstacks = 0;
+inline unsigned char* dynamic_smem = nullptr;          // 16-byte aligned
+inline size_t dynamic_smem_bytes = 0;
 inline Thread* current = nullptr;
 inline ucontext_t scheduler;
-inline const std::function<void()>* kernel = nullptr;
-inline std::string error;
+inline void (*body)(void*) = nullptr;                  // runs the kernel with its arguments
+inline void* body_arg = nullptr;
+inline char error[1024];
 inline int reverse_order = 0;
-constexpr size_t kStackBytes = 256 * 1024;
 
 inline void yield_to_scheduler() { swapcontext(&current->ctx, &scheduler); }
 
-inline void fail(const std::string& what) {           // called inside a fiber
-    if (error.empty()) error = what;
+inline void fail(const char* what, int line) {         // called inside a fiber
+    if (!error[0]) snprintf(error, sizeof error, "%s (line %d)", what, line);
     current->state = DONE;
     yield_to_scheduler();                              // never resumed
 }
 
 inline void entry() {
-    (*kernel)();
+    body(body_arg);
     current->state = DONE;                             // uc_link returns to the scheduler
 }
 
-inline std::string where(const Thread& t) {
-    char buf[96];
-    snprintf(buf, sizeof buf, "block (%u,%u,%u) thread (%u,%u,%u)", block_idx.x, block_idx.y,
-             block_idx.z, t.idx.x, t.idx.y, t.idx.z);
-    return buf;
+inline int where(char* buf, size_t n, const Thread& t) {
+    return snprintf(buf, n, "block (%u,%u,%u) thread (%u,%u,%u)", block_idx.x, block_idx.y,
+                    block_idx.z, t.idx.x, t.idx.y, t.idx.z);
 }
 
 // Release whoever may go on; false when nobody can (all done, or a deadlock: error is set).
 inline bool release() {
     bool any = false;
-    size_t n = threads.size();
+    size_t n = nthreads;
     for (size_t w = 0; w * 32 < n; ++w) {              // warps: all lanes in a shuffle/syncwarp
-        size_t lo = w * 32, hi = std::min(n, lo + 32);
+        size_t lo = w * 32, hi = n < lo + 32 ? n : lo + 32;
         size_t waiting = 0, done = 0;
         for (size_t i = lo; i < hi; ++i) {
             waiting += threads[i].state == AT_WARP_SYNC;
@@ -119,82 +119,95 @@ inline bool release() {
             for (size_t i = lo; i < hi; ++i) threads[i].state = RUNNABLE;
             any = true;
         } else {
-            Thread& t = threads[lo];
-            error = "warp " + std::to_string(w) + " of " + where(t) + ": a shuffle/__syncwarp "
-                    "needs all 32 lanes, but " + std::to_string(done) + " have exited, " +
-                    std::to_string(hi - lo - waiting - done) + " wait at __syncthreads" +
-                    (hi - lo < 32 ? " (partial warp: blockDim is not a multiple of 32)" : "");
+            char at[96];
+            where(at, sizeof at, threads[lo]);
+            snprintf(error, sizeof error, "warp %zu of %s: a shuffle/__syncwarp (line %d) needs "
+                     "all 32 lanes, but %zu have exited, %zu wait at __syncthreads%s", w, at,
+                     threads[lo].line, done, hi - lo - waiting - done,
+                     hi - lo < 32 ? " (partial warp: blockDim is not a multiple of 32)" : "");
             return false;
         }
     }
     if (any) return true;
     int line = -1;
-    for (auto& t : threads) {                          // the block: all live threads at one line
+    for (size_t i = 0; i < n; ++i) {                   // the block: live threads at one line
+        Thread& t = threads[i];
         if (t.state == DONE) continue;
         if (t.state != AT_SYNCTHREADS) return false;
         if (line >= 0 && t.line != line) {
-            error = "__syncthreads on different lines (" + std::to_string(line) + " and " +
-                    std::to_string(t.line) + ") in " + where(t) + ": a barrier in divergent "
-                    "code deadlocks on a GPU";
+            char at[96];
+            where(at, sizeof at, t);
+            snprintf(error, sizeof error, "__syncthreads on different lines (%d and %d) in %s: "
+                     "a barrier in divergent code deadlocks on a GPU", line, t.line, at);
             return false;
         }
         line = t.line;
     }
     if (line < 0) return false;                        // every thread has returned
-    for (auto& t : threads)
-        if (t.state == AT_SYNCTHREADS) t.state = RUNNABLE;
+    for (size_t i = 0; i < n; ++i)
+        if (threads[i].state == AT_SYNCTHREADS) threads[i].state = RUNNABLE;
     return true;
 }
 
 inline void run_block() {
-    size_t n = threads.size();
+    size_t n = nthreads;
     for (size_t i = 0; i < n; ++i) {
         Thread& t = threads[i];
         t.state = RUNNABLE;
         t.shuffles = 0;
         getcontext(&t.ctx);
-        t.ctx.uc_stack.ss_sp = stacks[i].data();
-        t.ctx.uc_stack.ss_size = stacks[i].size();
+        t.ctx.uc_stack.ss_sp = stacks + i * kStackBytes;
+        t.ctx.uc_stack.ss_size = kStackBytes;
         t.ctx.uc_link = &scheduler;
         makecontext(&t.ctx, entry, 0);
     }
-    std::memset(dynamic_smem, 0xff, dynamic_smem_buf.size() - 16);   // NaN: unwritten smem
+    memset(dynamic_smem, 0xff, dynamic_smem_bytes);    // NaN: reading unwritten smem shows
     while (true) {
         for (size_t k = 0; k < n; ++k) {
             Thread& t = threads[reverse_order ? n - 1 - k : k];
             if (t.state != RUNNABLE) continue;
             current = &t;
             swapcontext(&scheduler, &t.ctx);
-            if (!error.empty()) return;
+            if (error[0]) return;
         }
         if (!release()) break;
     }
-    if (error.empty())
-        for (auto& t : threads)
-            if (t.state != DONE) {
-                error = "deadlock: " + where(t) + " waits at a barrier no one else reaches";
+    if (!error[0])
+        for (size_t i = 0; i < n; ++i)
+            if (threads[i].state != DONE) {
+                char at[96];
+                where(at, sizeof at, threads[i]);
+                snprintf(error, sizeof error, "deadlock: %s waits at a barrier (line %d) that "
+                         "no other thread reaches", at, threads[i].line);
                 return;
             }
 }
 
-inline int launch(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& fn) {
-    error.clear();
+inline int launch(dim3 grid, dim3 block, size_t smem_bytes, void (*fn)(void*), void* arg) {
+    error[0] = 0;
     size_t n = size_t(block.x) * block.y * block.z;
     if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
-        error = "invalid launch: block of " + std::to_string(n) + " threads (1..1024), grid (" +
-                std::to_string(grid.x) + "," + std::to_string(grid.y) + "," +
-                std::to_string(grid.z) + ")";
+        snprintf(error, sizeof error, "invalid launch: block of %zu threads (1..1024), grid "
+                 "(%u,%u,%u)", n, grid.x, grid.y, grid.z);
         return 1;
     }
     grid_dim = grid;
     block_dim = block;
-    kernel = &fn;
-    threads.assign(n, Thread{});
-    warps.assign((n + 31) / 32, Warp{});
-    if (stacks.size() < n) stacks.resize(n, std::vector<char>(kStackBytes));
-    dynamic_smem_buf.assign(smem_bytes + 16, 0);
-    dynamic_smem = dynamic_smem_buf.data() + (16 - reinterpret_cast<uintptr_t>(
-        dynamic_smem_buf.data()) % 16) % 16;
+    body = fn;
+    body_arg = arg;
+    free(threads);
+    free(warps);
+    threads = static_cast<Thread*>(calloc(n, sizeof(Thread)));
+    warps = static_cast<Warp*>(calloc((n + 31) / 32, sizeof(Warp)));
+    nthreads = n;
+    if (nstacks < n) {
+        free(stacks);
+        stacks = static_cast<char*>(malloc(n * kStackBytes));
+        nstacks = n;
+    }
+    free(dynamic_smem);
+    dynamic_smem = static_cast<unsigned char*>(aligned_alloc(16, (smem_bytes + 15) / 16 * 16 + 16));
+    dynamic_smem_bytes = smem_bytes;
     for (size_t i = 0; i < n; ++i) {
         threads[i].idx = {unsigned(i % block.x), unsigned(i / block.x % block.y),
                           unsigned(i / (size_t(block.x) * block.y))};
@@ -206,7 +219,7 @@ inline int launch(dim3 grid, dim3 block, size_t smem_bytes, const std::function<
             for (unsigned x = 0; x < grid.x; ++x) {
                 block_idx = dim3(x, y, z);
                 run_block();
-                if (!error.empty()) return 1;
+                if (error[0]) return 1;
             }
     return 0;
 }
@@ -215,32 +228,37 @@ inline int launch(dim3 grid, dim3 block, size_t smem_bytes, const std::function<
 template <class T>
 inline T exchange(unsigned mask, T v, int src, int line) {
     static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
-    if (mask != 0xffffffffu) fail("shuffle at line " + std::to_string(line) +
-                                  " with a partial mask: the emulator supports the full mask only");
+    if (mask != 0xffffffffu)
+        fail("a shuffle with a partial mask: the emulator supports the full mask only", line);
     Warp& w = warps[current->warp];
     unsigned buf = current->shuffles++ & 1;            // alternate: a fast lane cannot overwrite
     unsigned long long bits = 0;                       // a slot a slow one has not read yet
-    std::memcpy(&bits, &v, sizeof(T));
+    memcpy(&bits, &v, sizeof(T));
     w.slot[buf][current->lane] = bits;
     current->state = AT_WARP_SYNC;
     current->line = line;
     yield_to_scheduler();
     T out;
-    std::memcpy(&out, &w.slot[buf][src], sizeof(T));
+    memcpy(&out, &w.slot[buf][src], sizeof(T));
     return out;
 }
 
 // A kernel's parameter list as codes for the Python side's argument check: "p" pointer or "s"
 // scalar, then "f" float, "i" signed or "u" unsigned, then the byte size ("pf4 si4 su8").
 template <class T>
-std::string code() {
+void append_code(char* out) {
     using U = std::remove_cv_t<std::remove_pointer_t<T>>;
-    return std::string(std::is_pointer_v<T> ? "p" : "s") +
-           (std::is_floating_point_v<U> ? "f" : std::is_signed_v<U> ? "i" : "u") +
-           std::to_string(sizeof(U)) + " ";
+    char kind = std::is_floating_point_v<U> ? 'f' : std::is_signed_v<U> ? 'i' : 'u';
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "%c%c%zu ", std::is_pointer_v<T> ? 'p' : 's', kind, sizeof(U));
 }
 template <class... P>
-std::string signature(void (*)(P...)) { return (std::string() + ... + code<P>()); }
+const char* signature(void (*)(P...)) {
+    static char out[512];
+    out[0] = 0;
+    (append_code<P>(out), ...);
+    return out;
+}
 
 // Unpack a void* argument array as cuLaunchKernel does: argument i is *(P_i*)args[i].
 template <class... P, size_t... I>
@@ -249,7 +267,11 @@ void call(void (*f)(P...), void** a, std::index_sequence<I...>) {
 }
 template <class... P>
 int launch_kernel(void (*f)(P...), dim3 grid, dim3 block, size_t smem, void** a) {
-    return launch(grid, block, smem, [=]() { call(f, a, std::index_sequence_for<P...>{}); });
+    struct Closure { void (*f)(P...); void** a; } closure{f, a};
+    return launch(grid, block, smem, [](void* c) {
+        auto* cl = static_cast<Closure*>(c);
+        call(cl->f, cl->a, std::index_sequence_for<P...>{});
+    }, &closure);
 }
 
 }  // namespace emu
@@ -290,25 +312,29 @@ inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32,
 template <class T> inline T atomicAdd(T* p, T v) { T old = *p; *p = old + v; return old; }
 template <class T> inline T __ldg(const T* p) { return *p; }
 
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
-inline float __expf(float x) { return std::exp(x); }
-inline float __logf(float x) { return std::log(x); }
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline float __expf(float x) { return expf(x); }
+inline float __logf(float x) { return logf(x); }
 inline float __fdividef(float a, float b) { return a / b; }
+inline float __fadd_rn(float a, float b) { return a + b; }      // x86-64 g++ without -mfma
+inline float __fsub_rn(float a, float b) { return a - b; }      // never fuses a * b + c, so
+inline float __fmul_rn(float a, float b) { return a * b; }      // these round each operation
+inline float __fdiv_rn(float a, float b) { return a / b; }      // as CUDA's _rn intrinsics do
 inline unsigned __umulhi(unsigned a, unsigned b) {
     return unsigned((unsigned long long)a * b >> 32);
 }
-inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
-inline float __uint_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); return f; }
-inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
-inline unsigned __float_as_uint(float f) { unsigned i; std::memcpy(&i, &f, 4); return i; }
+inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
+inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
+inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
-inline float min(float a, float b) { return std::fmin(a, b); }
-inline float max(float a, float b) { return std::fmax(a, b); }
+inline float min(float a, float b) { return fminf(a, b); }
+inline float max(float a, float b) { return fmaxf(a, b); }
 
-extern "C" const char* emu_last_error() { return emu::error.c_str(); }
+extern "C" const char* emu_last_error() { return emu::error; }
 extern "C" void emu_set_order(int reverse) { emu::reverse_order = reverse; }
