@@ -131,7 +131,7 @@ def tiled_forward(q, k, v, bias, scale, keep=None, dscale=1.0, tile=TILE):
     """
     B, NH, T, HS = q.shape
     m = np.full((B, NH, T), -np.inf, dtype=q.dtype)
-    l = np.zeros((B, NH, T), dtype=q.dtype)
+    row_sum = np.zeros((B, NH, T), dtype=q.dtype)
     acc = np.zeros_like(q)
     for j0 in range(0, T, tile):
         j1 = min(j0 + tile, T)
@@ -142,12 +142,12 @@ def tiled_forward(q, k, v, bias, scale, keep=None, dscale=1.0, tile=TILE):
         with np.errstate(invalid="ignore"):                     # -inf - -inf: masked below
             alpha = np.where(m == -np.inf, 0.0, np.exp(m - m_new)).astype(q.dtype)
         p = np.exp(s - m_new[..., None])
-        l = l * alpha + p.sum(axis=-1)                  # the softmax sums every p ...
+        row_sum = row_sum * alpha + p.sum(axis=-1)      # the softmax sums every p ...
         if keep is not None:
             p = p * keep[..., j0:j1]                    # ... the output only the kept ones
         acc = acc * alpha[..., None] + p @ v[:, :, j0:j1]
         m = m_new
-    return acc * (dscale / l)[..., None], m, np.log(l)
+    return acc * (dscale / row_sum)[..., None], m, np.log(row_sum)
 
 
 def tiled_backward(q, k, v, bias, o, gout, m, L, scale, keep=None, dscale=1.0, tile=TILE):

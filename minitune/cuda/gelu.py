@@ -22,23 +22,23 @@ def forward(x, bias=None):
     rt = runtime.for_array(x)
     xp = rt.xp
     x = xp.ascontiguousarray(x)
-    I = x.shape[-1]
+    width = x.shape[-1]                                   # I
     y = xp.empty_like(x)
     b = None if bias is None else xp.ascontiguousarray(bias, dtype=np.float32)
     rt.launch(FILE, "gelu_forward", min((x.size + 255) // 256, 4096), 256,
-              (x, b, y, np.int64(x.size), np.int32(I)))
-    return y, (x, b, I)
+              (x, b, y, np.int64(x.size), np.int32(width)))
+    return y, (x, b, width)
 
 
 def backward(gy, saved):
-    x, b, I = saved
+    x, b, width = saved
     rt = runtime.for_array(gy)
     xp = rt.xp
     gy = xp.ascontiguousarray(gy)
-    N = x.size // I
+    N = x.size // width
     gx = xp.empty_like(x)
     P = max(1, min(N, ROW_CHUNKS))
-    part = None if b is None else xp.empty((P, I), dtype=np.float32)
-    rt.launch(FILE, "gelu_backward", ((I + 255) // 256, P), 256,
-              (gy, x, b, gx, part, np.int32(N), np.int32(I)))
+    part = None if b is None else xp.empty((P, width), dtype=np.float32)
+    rt.launch(FILE, "gelu_backward", ((width + 255) // 256, P), 256,
+              (gy, x, b, gx, part, np.int32(N), np.int32(width)))
     return gx, None if b is None else sum_partials(rt, FILE, part)

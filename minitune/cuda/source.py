@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent.parent / "kernels"
-KERNEL_DIR = _CHECKOUT if _CHECKOUT.is_dir() else Path(sys.prefix) / "share" / "minitune" / "kernels"
+KERNEL_DIR = (_CHECKOUT if _CHECKOUT.is_dir()
+              else Path(sys.prefix) / "share" / "minitune" / "kernels")   # an installed wheel
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([\w.]+)"\s*$', re.M)
 _KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?void\s+'
