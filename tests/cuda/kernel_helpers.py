@@ -48,6 +48,24 @@ def flat_draws(rng_seed, shape):
     return Draws(draws.reshape(shape).astype(np.uint16))
 
 
+def padding_bias(rng, B, T, all_masked_row=False):
+    """BERT's (B, 1, 1, T) mask bias: 0 for a real key, float32's minimum for padding."""
+    lengths = rng.integers(1, T + 1, size=B)
+    if all_masked_row:
+        lengths[0] = 0
+    keep = np.arange(T)[None, :] < lengths[:, None]
+    return ((~keep) * np.finfo(np.float32).min).astype(np.float32)[:, None, None, :]
+
+
+def attention_inputs(seed, B, NH, T, HS, masked=True, all_masked_row=True):
+    """q, k, v, mask bias (BERT's, row 0 fully masked by default) and a cotangent."""
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.normal(size=(B, NH, T, HS)).astype(np.float32) for _ in range(3))
+    bias = padding_bias(rng, B, T, all_masked_row) if masked else None
+    gout = rng.normal(size=(B, NH, T, HS)).astype(np.float32)
+    return q, k, v, bias, gout
+
+
 def both_schedules(fn):
     """fn() run with the emulator's threads in index order and in reverse; the two results
     (nested tuples of arrays) must be bit-identical -- a race would make them differ."""

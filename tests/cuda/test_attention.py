@@ -1,66 +1,25 @@
-"""Fused attention (kernels/attention.cu): its NumPy algorithm against plain attention, the
-kernels (CPU emulator; GPU when present) against the reference op, dropout masks included.
+"""Fused attention (kernels/attention.cu): the kernels (CPU emulator; GPU when present) against
+the reference op, dropout masks included. (Its NumPy algorithm against plain attention, under
+hypothesis: test_attention_algorithm.py -- kept apart so that this file needs no hypothesis on
+the GPU machine.)
 
 Tolerances, float32 kernels against the float64 reference: rtol 2e-5, atol 2e-6 x max|ref|
 (sums of up to T products of O(1) values, each rounded in float32: errors seen ~1e-6).
 """
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from minitune import cuda
 from minitune.cuda import attention as A
 from minitune.ops import nn as ref
 from minitune.testing import assert_close
-from kernel_helpers import attention_draws, both_schedules, f64, gpu
+from kernel_helpers import attention_draws, attention_inputs as inputs, both_schedules, f64, gpu
 
 RTOL, ATOL = 2e-5, 2e-6
-
-
-def padding_bias(rng, B, T, all_masked_row=False):
-    """BERT's (B, 1, 1, T) mask bias: 0 for a real key, float32's minimum for padding."""
-    lengths = rng.integers(1, T + 1, size=B)
-    if all_masked_row:
-        lengths[0] = 0
-    keep = np.arange(T)[None, :] < lengths[:, None]
-    return ((~keep) * np.finfo(np.float32).min).astype(np.float32)[:, None, None, :]
-
-
-def inputs(seed, B, NH, T, HS, masked=True, all_masked_row=True):
-    rng = np.random.default_rng(seed)
-    q, k, v = (rng.normal(size=(B, NH, T, HS)).astype(np.float32) for _ in range(3))
-    bias = padding_bias(rng, B, T, all_masked_row) if masked else None
-    gout = rng.normal(size=(B, NH, T, HS)).astype(np.float32)
-    return q, k, v, bias, gout
 
 
 def close(actual, expected, what):
     scale = float(np.abs(expected).max()) if expected.size else 0.0
     assert_close(actual, expected, rtol=RTOL, atol=ATOL * max(scale, 1.0), msg=what)
-
-
-# --------------------------------------------------------------------------- the algorithm
-
-@given(B=st.integers(1, 2), NH=st.integers(1, 2), T=st.integers(1, 11), HS=st.integers(1, 6),
-       p=st.sampled_from([0.0, 0.4]), masked=st.booleans(), tile=st.sampled_from([1, 3, 4]),
-       seed=st.integers(0, 2**16))
-def test_tiled_algorithm_equals_plain_attention(B, NH, T, HS, p, masked, tile, seed):
-    """Online softmax over key tiles and the two-sweep backward (float64) against softmax
-    attention, on small tiles so that every case crosses several of them."""
-    q, k, v, bias, gout = f64(*inputs(seed, B, NH, T, HS, masked, all_masked_row=masked))
-    draws = attention_draws(seed, B, NH, T) if p else None
-    threshold, dscale = (int(round(p * 65536)), 65536 / (65536 - round(p * 65536))) if p \
-        else (0, 1.0)
-    keep = draws.draws >= threshold if p else None
-    scale = 1 / np.sqrt(HS)
-    expected, saved = ref.attention_forward(q, k, v, bias, scale, p, draws)
-    bias_rows = None if bias is None else bias[:, 0, 0, :]
-    out, m, L = A.tiled_forward(q, k, v, bias_rows, scale, keep, dscale, tile=tile)
-    assert_close(out, expected, rtol=1e-12, atol=1e-12)
-    grads = A.tiled_backward(q, k, v, bias_rows, out, gout, m, L, scale, keep, dscale, tile=tile)
-    for got, want in zip(grads, ref.attention_backward(gout, saved)):
-        assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_fully_masked_rows_keep_their_uniform_probabilities():
