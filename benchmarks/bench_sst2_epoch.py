@@ -7,7 +7,7 @@ epoch are timed, interleaved (minitune then torch on batch i, the reverse on bat
 machine noise hits both sides alike. Printed: per side the total and minimum step times, the
 projected epoch (total x 500 / K), and the median of the per-batch ratios minitune/torch.
 
-    /work/refvenv/bin/python benchmarks/bench_sst2_epoch.py [--batches 40] [--threads 2]
+    .refenv/bin/python benchmarks/bench_sst2_epoch.py [--batches 40] [--threads 2]
 
 Needs torch + transformers (not minitune dependencies) and ../shared/data/sst2.
 """

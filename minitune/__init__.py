@@ -2,6 +2,7 @@
 
     import minitune as mt
     import minitune.functional as F
+    trainer = mt.Trainer(mt.TrainArgs(train="train.tsv", dev="dev.tsv"))
 """
 from .autograd import Function, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import Tensor, tensor
@@ -12,4 +13,13 @@ from .tokenizer import Tokenizer
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "set_grad_enabled", "is_grad_enabled",
-           "functional", "gradcheck", "GradcheckError", "Tokenizer"]
+           "functional", "gradcheck", "GradcheckError", "Tokenizer", "Trainer", "TrainArgs"]
+
+
+def __getattr__(name):
+    """``minitune.Trainer`` / ``minitune.TrainArgs``, imported on first use: the fine-tuning
+    pipeline (and the checkpoint code it brings) is not loaded by ``import minitune``."""
+    if name in ("Trainer", "TrainArgs"):
+        from . import train
+        return getattr(train, name)
+    raise AttributeError(f"module 'minitune' has no attribute {name!r}")

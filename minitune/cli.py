@@ -1,140 +1,140 @@
-"""The ``minitune`` command: ``train``, ``eval`` and ``predict``.
+"""The ``minitune`` command. Each subcommand is an options dataclass (minitune/train/args.py)
+and a function; the flags are generated from the dataclass, so names, types, defaults, help
+and range checks live in one place.
 
     minitune train --task classify --model all-MiniLM-L6-v2 \\
         --train train.tsv --dev dev.tsv --out runs/sst2
-    minitune eval --model runs/sst2/best --data dev.tsv
-    minitune predict --model runs/sst2/best "a gorgeous, witty film"
+    minitune eval --model runs/sst2 --data dev.tsv
+    minitune predict --model runs/sst2 "a gorgeous, witty film"
+    minitune predict --model runs/sst2 --input texts.csv --output predictions.csv
+    minitune plot runs/sst2                      # runs/sst2/curves.png
+    minitune attention --model runs/sst2 "a gorgeous, witty film" --layer 0 --head 3
 
-The last line ``train`` and ``eval`` print on stdout is one JSON object with the metrics.
+The last line ``train`` and ``eval`` print on stdout is one JSON object with the scores.
+A bad flag value exits with status 2 and a message naming the flag.
 """
 import argparse
 import json
 import os
 import sys
-from pathlib import Path
+from dataclasses import MISSING, dataclass, fields
+
+from . import __version__
+from .data import read_texts
+from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, trained_columns,
+                      write_predictions)
+from .models import BertModel
+from .tokenizer import Tokenizer
+from .train import AttentionArgs, EvalArgs, PlotArgs, PredictArgs, TrainArgs, Trainer
+from .train.args import flag, value_type
+from .train.checkpoints import run_model_dir
+from .viz.attention import attention_probabilities, plot_attention
+from .viz.curves import plot_run
 
 
-def _add_train(sub):
-    p = sub.add_parser("train", help="fine-tune a BERT checkpoint",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", choices=["classify", "ner"], default="classify")
-    p.add_argument("--model", default="all-MiniLM-L6-v2",
-                   help="checkpoint directory or name (all-MiniLM-L6-v2 is installed)")
-    p.add_argument("--train", help="training file (TSV/CSV/JSONL for classify, CoNLL for ner)")
-    p.add_argument("--dev", help="dev file, evaluated every epoch (best model kept)")
-    p.add_argument("--test", help="test file, evaluated at the end")
-    p.add_argument("--out", default="runs/minitune", help="output directory")
-    p.add_argument("--epochs", type=float, default=3)
-    p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides epochs)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eval-batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--max-len", type=int, default=128, help="truncate inputs to this many tokens")
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-grad-norm", type=float, help="clip the global gradient norm")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-train-examples", type=int,
-                   help="train on default_rng(seed).permutation(N)[:n] of the training file")
-    p.add_argument("--group-by-length", action="store_true",
-                   help="batch similar lengths together (less padding)")
-    p.add_argument("--eval-steps", type=int, help="evaluate every N steps instead of per epoch")
-    p.add_argument("--save-steps", type=int, default=200,
-                   help="write the resumable checkpoint every N steps")
-    p.add_argument("--text-column")
-    p.add_argument("--text-pair-column")
-    p.add_argument("--label-column")
-    p.add_argument("--overwrite", action="store_true", help="replace a run in --out")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+def run_train(args):
+    print(json.dumps(Trainer(args).fit()))
 
 
-def _add_eval(sub):
-    p = sub.add_parser("eval", help="score a fine-tuned model on a labelled file")
-    p.add_argument("--model", required=True, help="directory written by minitune train")
-    p.add_argument("--data", required=True, help="labelled file in the training format")
-    p.add_argument("--max-len", type=int, default=None,
-                   help="truncation (default: the --max-len used in training)")
-    p.add_argument("--batch-size", type=int, default=128)
+def run_eval(args):
+    model, tokenizer = load_finetuned(args.model)
+    columns = (args.text_column, args.text_pair_column, args.label_column)
+    scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
+                                   args.batch_size)
+    print(report)
+    print(json.dumps({"model": model.name_or_path, "data": args.data, **scores}))
 
 
-def _add_predict(sub):
-    p = sub.add_parser("predict", help="label texts (or read one per line from stdin)")
-    p.add_argument("--model", required=True, help="directory written by minitune train")
-    p.add_argument("texts", nargs="*", help="texts to label; stdin when none are given")
-    p.add_argument("--max-len", type=int, default=None)
-
-
-def _model_dir(path):
-    """Accept a run directory too: prefer its best/ then last/ model."""
-    path = Path(path)
-    if not (path / "config.json").exists():
-        for sub in ("best", "last"):
-            if (path / sub / "config.json").exists():
-                return path / sub
-    return path
-
-
-def _load_finetuned(path):
-    from .models import BertConfig, BertForSequenceClassification, BertForTokenClassification
-    from .tokenizer import Tokenizer
-    from .io import resolve_model_dir
-    path = _model_dir(resolve_model_dir(path))
-    config = BertConfig.from_json_file(path / "config.json")
-    arch = (config.extra.get("architectures") or ["BertForSequenceClassification"])[0]
-    classes = {"BertForSequenceClassification": ("classify", BertForSequenceClassification),
-               "BertForTokenClassification": ("ner", BertForTokenClassification)}
-    if arch not in classes:
-        raise ValueError(f"{path}/config.json: architecture {arch!r} is not a fine-tuned "
-                         f"classifier; expected one of {sorted(classes)}")
-    task, cls = classes[arch]
-    model = cls.from_pretrained(path).eval()
-    return task, model, Tokenizer.from_pretrained(path), path
-
-
-def cmd_train(a):
-    from .train import TrainArgs, train
-    args = TrainArgs(task=a.task, model=a.model, train=a.train, dev=a.dev, test=a.test,
-                     out=a.out, epochs=a.epochs, max_steps=a.max_steps, batch_size=a.batch_size,
-                     eval_batch_size=a.eval_batch_size, lr=a.lr, max_len=a.max_len,
-                     warmup_ratio=a.warmup_ratio, weight_decay=a.weight_decay,
-                     max_grad_norm=a.max_grad_norm, seed=a.seed,
-                     max_train_examples=a.max_train_examples,
-                     group_by_length=a.group_by_length, eval_steps=a.eval_steps,
-                     save_steps=a.save_steps, text_column=a.text_column,
-                     text_pair_column=a.text_pair_column, label_column=a.label_column,
-                     overwrite=a.overwrite, resume=a.resume, progress=not a.no_progress)
-    if not a.resume and not a.train:
-        raise ValueError("--train FILE is required (or --resume --out DIR)")
-    result = train(args)
-    print(json.dumps(result))
-
-
-def cmd_eval(a):
-    from . import metrics as M
-    from .train import TrainArgs, evaluate, load_task_data
-    task, model, tok, path = _load_finetuned(a.model)
-    id2label = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    from .predict import trained_max_length
-    max_len = a.max_len or trained_max_length(model)
-    args = TrainArgs(task=task, train=None, dev=a.data, max_len=max_len)
-    data = load_task_data(args, tok, id2label=id2label)
-    raw, examples = data["dev"]
-    result, pred = evaluate(model, task, raw, examples, id2label, a.batch_size,
-                            tok.pad_token_id)
-    if task == "classify":
-        print(M.classification_report(raw.labels, pred, digits=4))
+def run_predict(args):
+    model, tokenizer = load_finetuned(args.model)
+    if args.texts:
+        texts, pairs = args.texts, None
     else:
-        print(M.ner_classification_report([list(t) for _, t in raw], pred, digits=4))
-    print(json.dumps({"model": str(path), "data": a.data, **result}))
+        text_column, pair_column, label_column = trained_columns(model)
+        texts, pairs = read_texts(args.input or "-", args.text_column or text_column,
+                                  args.text_pair_column or pair_column, label_column,
+                                  args.input_format)
+    predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len, args.batch_size)
+    out = open_output(args.output)
+    try:
+        write_predictions(out, texts, predictions, args.output)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.output:
+        print(f"{len(texts)} predictions written to {args.output}", file=sys.stderr)
 
 
-def cmd_predict(a):
-    from .predict import predict_texts
-    task, model, tok, _ = _load_finetuned(a.model)
-    texts = a.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    for text, pred in zip(texts, predict_texts(model, tok, task, texts, a.max_len)):
-        print(json.dumps({"text": text, **pred}, ensure_ascii=False))
+def run_plot(args):
+    print(plot_run(args.run_dir, args.out, args.metric))
+
+
+def run_attention(args):
+    from .io import resolve_model_dir
+    path, warning = run_model_dir(resolve_model_dir(args.model))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    model = BertModel.from_pretrained(path)
+    tokens, probs = attention_probabilities(model, Tokenizer.from_pretrained(path), args.text)
+    out = args.out or f"attention_L{args.layer}" + ("" if args.head is None
+                                                   else f"_H{args.head}") + ".png"
+    print(plot_attention(tokens, probs, out, args.layer, args.head))
+
+
+@dataclass(frozen=True)
+class Command:
+    options: type          # the dataclass of its flags
+    run: callable          # run(options instance)
+    help: str
+
+
+# The subcommands, in the order `minitune --help` lists them.
+COMMANDS = {
+    "train": Command(TrainArgs, run_train, "fine-tune a BERT checkpoint"),
+    "eval": Command(EvalArgs, run_eval, "score a fine-tuned model on a labelled file"),
+    "predict": Command(PredictArgs, run_predict, "label texts (arguments, --input FILE or stdin)"),
+    "plot": Command(PlotArgs, run_plot, "training curves of a run (loss, lr, dev metric) as a "
+                    "PNG"),
+    "attention": Command(AttentionArgs, run_attention, "attention maps of a text (heat maps, "
+                         "tokens on both axes) as a PNG"),
+}
+
+
+def add_options(parser, options):
+    """One argument per field of the dataclass ``options``: --name-with-dashes, its type, its
+    default (shown by --help), its help text; a bool is a --flag / --no-flag pair."""
+    for f in fields(options):
+        m, kind = f.metadata, value_type(options, f)
+        default = f.default if f.default is not MISSING else None
+        help_text = m.get("help", "")
+        if m.get("required"):
+            help_text += " (required)"
+        elif kind is not bool and default is not None:
+            help_text += f" (default: {default})"
+        if m.get("positional"):                     # a list: zero or more; else exactly one
+            parser.add_argument(f.name, nargs="*" if kind is list else None, help=help_text,
+                                default=[] if kind is list else None, metavar=m.get("metavar"))
+        elif kind is bool:
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction,
+                                default=default, help=help_text + " (default: %(default)s)")
+        else:
+            parser.add_argument(flag(f.name), dest=f.name, type=kind, default=default,
+                                choices=m.get("choices"), metavar=m.get("metavar"),
+                                help=help_text)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="minitune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minitune {__version__}")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="BLAS threads (default: the BLAS library's choice). On a shared "
+                             "or small machine 1 is often fastest")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.options.__doc__)
+        add_options(p, command.options)
+    return parser
 
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -160,26 +160,19 @@ def main(argv=None):
     if argv is None:                       # a real command line (not a call from Python)
         argv = sys.argv[1:]
         _restart_with_threads(argv)
-    parser = argparse.ArgumentParser(prog="minitune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int,
-                        help="BLAS threads (default: the BLAS library's choice). On a shared "
-                             "or small machine 1 is often fastest")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub)
-    _add_eval(sub)
-    _add_predict(sub)
-    a = parser.parse_args(argv)
+    parsed = vars(build_parser().parse_args(argv))
+    name = parsed.pop("command")
+    parsed.pop("threads")
+    command = COMMANDS[name]
     try:
-        {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[a.command](a)
+        command.run(command.options(**parsed).validate())
     except KeyboardInterrupt:
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"minitune {a.command}: error: {e}", file=sys.stderr)
+        print(f"minitune {name}: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

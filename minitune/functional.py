@@ -6,7 +6,7 @@ import numpy as np
 
 from .ops import nn as _nn
 from .ops.elementwise import exp, log, sqrt, tanh
-from .ops.loss import CrossEntropy
+from .ops.loss import IGNORE_INDEX, CrossEntropy
 from .ops.matmul import linear, matmul
 from .ops.reduce import max, mean, sum
 from .ops.shape import concatenate, reshape, stack, transpose
@@ -118,7 +118,7 @@ def masked_fill(x, mask, value):
     return _nn.MaskedFill(value).apply(x, _data(mask))
 
 
-def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
+def cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="mean"):
     """Cross-entropy between logits (..., K) and integer targets (...).
 
     Targets equal to ``ignore_index`` are skipped; "mean" divides by the number of counted

@@ -22,7 +22,6 @@ __all__ = [
     "span_precision_recall_f1",
     "span_f1",
     "ner_classification_report",
-    "ner_report",
 ]
 
 
@@ -333,5 +332,3 @@ def ner_classification_report(y_true, y_pred, digits=4):
         lines.append(row_fmt.format(f"{average} avg", ap, ar, af, total, w=width, d=digits))
     return "".join(lines)
 
-
-ner_report = ner_classification_report

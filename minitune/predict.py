@@ -1,66 +1,88 @@
-"""Predictions for raw text: a label with its probability (classify), or entities with
-character spans (ner)."""
-from . import functional as F
-from .autograd import no_grad
-from .backend import asnumpy
-from .metrics import get_entities
+"""Using a fine-tuned model: load it (from a run directory or a model directory), label raw
+texts, score a labelled file, write predictions as JSON lines or CSV.
+
+    model, tokenizer = load_finetuned("runs/sst2")          # runs/sst2/best
+    predict_texts(model, tokenizer, ["a gorgeous, witty film"])
+    [{"label": "1", "probability": 0.98, "probabilities": {"0": 0.02, "1": 0.98}}]
+
+A model trained by minitune carries in its config.json the --max-len and the columns it was
+trained with; scoring and prediction reuse them unless told otherwise.
+"""
+import csv
+import json
+import sys
+from pathlib import Path
+
+from .models import BertConfig
+from .tokenizer import Tokenizer
+from .train.checkpoints import run_model_dir
+from .train.evaluation import evaluate, id2label_of, predict_texts, trained_max_length
+from .train.tasks import task_of, task_of_architecture
+
+__all__ = ["load_finetuned", "predict_texts", "evaluate_file", "trained_max_length",
+           "trained_columns", "write_predictions"]
 
 
-def split_words(text):
-    """Split text into words the way BERT's pre-tokenizer does (whitespace, and each
-    punctuation mark on its own), with character offsets: [(word, (start, end)), ...]."""
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-    return BertPreTokenizer().pre_tokenize_str(text)
+def load_finetuned(path, warn=True):
+    """The model and tokenizer of a run directory (its best/, else last/ with a warning) or of
+    a model directory written by ``minitune train`` / ``save_pretrained``.
+
+    Returns (model in eval mode, tokenizer)."""
+    from .io import resolve_model_dir
+    model_dir, warning = run_model_dir(resolve_model_dir(path))
+    if warning and warn:
+        print(f"warning: {warning}", file=sys.stderr)
+    config = BertConfig.from_json_file(model_dir / "config.json")
+    architecture = (config.extra.get("architectures") or ["BertForSequenceClassification"])[0]
+    task = task_of_architecture(architecture, model_dir / "config.json")
+    model = task.model_class.from_pretrained(model_dir)
+    model.name_or_path = str(model_dir)
+    return model, Tokenizer.from_pretrained(model_dir)
 
 
-def trained_max_length(model):
-    """The --max-len the model was fine-tuned with (kept in config.json), else its position
-    limit."""
-    return int(model.config.extra.get("minitune_max_length",
-                                      model.config.max_position_embeddings))
+def trained_columns(model):
+    """(text, text pair, label) column names the model was fine-tuned with (None: default)."""
+    saved = model.config.extra.get("minitune_columns") or {}
+    return saved.get("text"), saved.get("text_pair"), saved.get("label")
 
 
-def predict_texts(model, tokenizer, task, texts, max_len=None, batch_size=64):
-    """Label each text. Returns one dict per text:
+def evaluate_file(model, tokenizer, path, columns=(None, None, None), max_len=None,
+                  batch_size=128):
+    """Score a labelled file in the training format. ``columns`` = (text, text pair, label);
+    each one left None is the column the model was trained with. Returns (scores, report)."""
+    task, id2label = task_of(model), id2label_of(model)
+    columns = tuple(given or saved for given, saved in zip(columns, trained_columns(model)))
+    raw = task.read(path, columns)
+    examples, _ = task.encode(tokenizer, raw, id2label, max_len or trained_max_length(model))
+    scores, predictions = evaluate(model, task, raw, examples, id2label, batch_size,
+                                   tokenizer.pad_token_id)
+    return scores, task.report(raw, predictions)
 
-    classify: {"label", "probability", "probabilities": {label: p}}
-    ner: {"entities": [{"type", "text", "start", "end"}], "tags": [word tags]}
-    """
-    max_len = max_len or trained_max_length(model)
-    id2label = model.config.id2label
-    model.eval()
-    results = []
-    for s in range(0, len(texts), batch_size):
-        chunk = texts[s:s + batch_size]
-        if task == "classify":
-            enc = tokenizer(chunk, max_length=max_len, padding=True, truncation=True)
-            with no_grad():
-                logits = model(enc["input_ids"], enc["attention_mask"],
-                               enc["token_type_ids"]).logits
-            probs = asnumpy(F.softmax(logits, axis=-1).data)
-            for row in probs:
-                k = int(row.argmax())
-                results.append({"label": id2label[k], "probability": float(row[k]),
-                                "probabilities": {id2label[i]: float(p)
-                                                  for i, p in enumerate(row)}})
-            continue
-        words = [split_words(t) for t in chunk]
-        enc = tokenizer([[w for w, _ in ws] or [""] for ws in words], is_split_into_words=True,
-                        max_length=max_len, padding=True, truncation=True)
-        with no_grad():
-            logits = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits
-        pred = asnumpy(logits.data).argmax(-1)
-        for i, (text, ws) in enumerate(zip(chunk, words)):
-            tags = ["O"] * len(ws)
-            seen = set()
-            for pos, w in enumerate(enc.word_ids(i)):
-                if w is not None and w not in seen and w < len(ws):
-                    tags[w] = id2label[int(pred[i, pos])]
-                    seen.add(w)
-            entities = []
-            for etype, first, last in get_entities(tags):
-                start, end = ws[first][1][0], ws[last][1][1]
-                entities.append({"type": etype, "text": text[start:end], "start": start,
-                                 "end": end})
-            results.append({"entities": entities, "tags": tags})
-    return results
+
+def write_predictions(out, texts, predictions, path=None):
+    """Write one record per text to ``out`` (a text stream): JSON lines, or CSV when ``path``
+    ends in .csv. CSV columns: text, label, probability, p(<label>)... (classify); text,
+    words (word/TAG ...), entities (TYPE:start-end ...) (ner)."""
+    if path is None or not str(path).lower().endswith(".csv"):
+        for text, pred in zip(texts, predictions):
+            out.write(json.dumps({"text": text, **pred}, ensure_ascii=False) + "\n")
+        return
+    writer = csv.writer(out)
+    if predictions and "label" in predictions[0]:
+        labels = list(predictions[0]["probabilities"])
+        writer.writerow(["text", "label", "probability"] + [f"p({label})" for label in labels])
+        for text, p in zip(texts, predictions):
+            writer.writerow([text, p["label"], f"{p['probability']:.6f}"]
+                            + [f"{p['probabilities'][label]:.6f}" for label in labels])
+        return
+    writer.writerow(["text", "words", "entities"])
+    for text, p in zip(texts, predictions):
+        writer.writerow([text, " ".join(f"{w['word']}/{w['tag']}" for w in p["words"]),
+                         " ".join(f"{e['type']}:{e['start']}-{e['end']}" for e in p["entities"])])
+
+
+def open_output(path):
+    """A text stream for ``path`` (stdout when None); CSV needs newline=''."""
+    if path is None:
+        return sys.stdout
+    return open(Path(path), "w", encoding="utf-8", newline="")

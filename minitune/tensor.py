@@ -1,120 +1,15 @@
-"""``Tensor``: an array plus what autograd needs (grad, creator, generation).
+"""``Tensor``'s operators and the ``tensor()`` factory.
 
-Operators are bound explicitly at the bottom of this file to the op functions in ``ops/``.
+The class itself (an array plus grad, creator, generation, and ``backward``) is defined in
+autograd.py, beside ``Function``. This module binds its operators (``a + b``, ``a @ b``,
+``a[i]``, ``a.sum()``, ...) explicitly to the op functions of ``ops/``, so the import order is
+one way: backend <- autograd <- ops <- tensor.
 """
 import numpy as np
 
-from . import autograd
-from .backend import asnumpy, get_array_module
-
-
-class Tensor:
-    """An n-dimensional array that can record the ops applied to it.
-
-    Args:
-        data: a numpy or cupy array (kept as is; Python scalars become 0-d arrays).
-        requires_grad: collect ``.grad`` for this tensor in ``backward()``. Floating dtypes only.
-    """
-    __array_priority__ = 1000   # numpy_array + tensor calls Tensor.__radd__, not numpy's loop
-
-    def __init__(self, data, requires_grad=False):
-        if not hasattr(data, "dtype"):
-            data = np.asarray(data)
-        self.data = data
-        self.grad = None
-        self.creator = None
-        self.generation = 0
-        self.requires_grad = False
-        if requires_grad:
-            self.requires_grad_()
-
-    def requires_grad_(self, flag=True):
-        """Mark this leaf tensor as needing a gradient (in place); returns self."""
-        if flag and self.data.dtype.kind != "f":
-            raise ValueError(f"only floating-point tensors can require grad; "
-                             f"this one is {self.data.dtype} (cast it with .astype first)")
-        self.requires_grad = bool(flag)
-        return self
-
-    # ---- array-like attributes
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def ndim(self):
-        return self.data.ndim
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def size(self):
-        return self.data.size
-
-    def __len__(self):
-        return len(self.data)
-
-    def __repr__(self):
-        body = repr(self.data).replace("\n", "\n" + " " * 7)
-        grad = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor({body}{grad})"
-
-    def numpy(self):
-        """The data as a numpy array (copied from the GPU when needed)."""
-        return asnumpy(self.data)
-
-    def item(self):
-        """The value of a one-element tensor as a Python number."""
-        if self.data.size != 1:
-            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.item()
-
-    def detach(self):
-        """A new tensor sharing the data, cut from the graph."""
-        return Tensor(self.data)
-
-    def astype(self, dtype):
-        """A copy converted to ``dtype`` (no gradient flows through a dtype change)."""
-        return Tensor(self.data.astype(dtype))
-
-    def zero_grad(self):
-        self.grad = None
-
-    # ---- autograd
-    def backward(self, grad=None, retain_graph=False):
-        """Compute d(self)/d(leaf) for every leaf that requires grad, accumulating into ``.grad``.
-
-        Args:
-            grad: gradient of some scalar with respect to this tensor, same shape; may be omitted
-                only when this tensor holds a single element (then it is 1).
-            retain_graph: keep the graph so backward can run through it again.
-        """
-        if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad: no input of "
-                               "the computation had requires_grad=True (or it ran under no_grad)")
-        xp = get_array_module(self.data)
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(f"backward() without a grad needs a scalar output, got shape "
-                                   f"{self.shape}; pass grad= of that shape or reduce first")
-            grad = xp.ones_like(self.data)
-        else:
-            grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward(): grad shape {grad.shape} != tensor shape "
-                                 f"{self.shape}")
-        if self.creator is None:
-            # copy: the caller's array must not become (and later change) this leaf's .grad
-            self.grad = grad.copy() if self.grad is None else self.grad + grad
-            return
-        autograd.run_backward(self, grad, retain_graph=retain_graph)
-
-
-def as_tensor(x):
-    """Wrap a constant (Python scalar, numpy/cupy array) as a Tensor; Tensors pass through."""
-    return x if isinstance(x, Tensor) else Tensor(x if hasattr(x, "dtype") else np.asarray(x))
+from .autograd import Tensor
+from .backend import get_array_module
+from .ops import elementwise as E, matmul as M, reduce as R, shape as S
 
 
 def tensor(data, dtype=None, requires_grad=False):
@@ -138,8 +33,6 @@ def tensor(data, dtype=None, requires_grad=False):
 
 def _bind_operators():
     """Attach operators and methods; done here, explicitly, rather than by a registry."""
-    from .ops import elementwise as E, reduce as R, shape as S, matmul as M
-
     def rsub(a, b):
         return E.sub(b, a)
 

@@ -10,8 +10,8 @@ a tokenizer built from ``vocab.txt`` with the options of ``tokenizer_config.json
 those of the normalizer in ``tokenizer.json`` when they differ.
 
 A ``tokenizer.json`` can carry preset padding/truncation (all-MiniLM-L6-v2's pads every
-sequence to 128). ``Tokenizer.__call__`` therefore clears both and sets exactly what the
-call asks for, every time.
+sequence to 128). The constructor clears both; each ``Tokenizer.__call__`` then sets exactly
+what it asks for, touching the Rust side only when that differs from the previous call.
 """
 
 import json
@@ -19,16 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .io.atomic import atomic_write_text
-from .io.hub import resolve_model_dir
-
 # Names of the special tokens in tokenizer_config.json / special_tokens_map.json.
 SPECIAL_TOKEN_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 DEFAULT_SPECIAL_TOKENS = {
     "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
     "cls_token": "[CLS]", "mask_token": "[MASK]",
 }
-ENCODING_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 class Encoding(dict):
@@ -86,7 +82,9 @@ class Tokenizer:
         self.pad_token_id = self._required_id("pad_token")
         self.cls_token_id = self._required_id("cls_token")
         self.mask_token_id = backend.token_to_id(self.special_tokens["mask_token"])
-        self._last = None
+        backend.no_padding()
+        backend.no_truncation()
+        self._settings = (None, False, False)     # (max_length, padding, truncation) set now
 
     def _required_id(self, key):
         token = self.special_tokens[key]
@@ -105,6 +103,10 @@ class Tokenizer:
         ``tokenizer_config.json`` and ``special_tokens_map.json`` when present.
         """
         from tokenizers import Tokenizer as RustTokenizer
+
+        # io/ (checkpoint readers, the unpickler) loads when a model is first read, not
+        # with `import minitune`
+        from .io.hub import resolve_model_dir
 
         model_dir = resolve_model_dir(path_or_name)
         config = _read_tokenizer_config(model_dir)
@@ -191,6 +193,11 @@ class Tokenizer:
         if max_length is None:
             max_length = self.model_max_length
         inputs = self._batch_inputs(texts, text_pairs, is_split_into_words)
+        n_special = 2 if text_pairs is None else 3            # [CLS] A [SEP] (B [SEP])
+        if truncation and max_length <= n_special:
+            # the Rust tokenizer would silently not truncate at all
+            raise ValueError(f"max_length {max_length} leaves no room for text: [CLS] and "
+                             f"[SEP] take {n_special} positions; use {n_special + 1} or more")
         self._configure(max_length, padding, truncation)
         try:
             encodings = self._backend.encode_batch(inputs, is_pretokenized=is_split_into_words)
@@ -198,23 +205,26 @@ class Tokenizer:
             raise ValueError(f"tokenization failed: {e}") from None
         if not truncation:
             _check_lengths(encodings, max_length)
-        self._last = Encoding(_collect(encodings, bool(padding)), encodings)
-        return self._last
+        return Encoding(_collect(encodings, bool(padding)), encodings)
 
     def _configure(self, max_length, padding, truncation):
-        """Clear any preset padding/truncation, then set what this call asks."""
+        """Set the padding and truncation of the Rust tokenizer to what a call asks, when they
+        differ from the last call's."""
+        if padding not in (True, False, "longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', "
+                             f"got {padding!r}")
+        if (max_length, padding, truncation) == self._settings:
+            return
         backend = self._backend
         backend.no_padding()
         backend.no_truncation()
         if truncation:
             backend.enable_truncation(max_length, strategy="longest_first")
-        if padding not in (True, False, "longest", "max_length", "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', "
-                             f"got {padding!r}")
         if padding and padding != "do_not_pad":
             length = max_length if padding == "max_length" else None
             backend.enable_padding(pad_id=self.pad_token_id, pad_type_id=0,
                                    pad_token=self.special_tokens["pad_token"], length=length)
+        self._settings = (max_length, padding, truncation)
 
     @staticmethod
     def _batch_inputs(texts, text_pairs, is_split_into_words):
@@ -227,16 +237,9 @@ class Tokenizer:
             raise ValueError(f"{len(texts)} texts but {len(pairs)} text_pairs")
         return list(zip(texts, pairs))
 
-    def word_ids(self, i=0):
-        """``word_ids`` of example ``i`` of the last ``__call__`` (see Encoding.word_ids)."""
-        if self._last is None:
-            raise ValueError("word_ids: the tokenizer has not encoded anything yet")
-        return self._last.word_ids(i)
-
     def tokenize(self, text):
         """The WordPiece tokens of one text, without [CLS]/[SEP]."""
-        self._backend.no_padding()
-        self._backend.no_truncation()
+        self._configure(None, False, False)
         return self._backend.encode(text, add_special_tokens=False).tokens
 
     # --- ids and tokens -----------------------------------------------------------------
@@ -298,10 +301,11 @@ class Tokenizer:
         Each file is written atomically. tokenizer.json is saved without padding or
         truncation (those are per-call settings). Returns the directory as a Path.
         """
+        from .io.atomic import atomic_write_text
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._backend.no_padding()
-        self._backend.no_truncation()
+        self._configure(None, False, False)
         atomic_write_text(directory / "tokenizer.json", self._backend.to_str(pretty=True))
         atomic_write_text(directory / "vocab.txt", "".join(t + "\n" for t in self._vocab_list()))
         atomic_write_text(directory / "tokenizer_config.json",

@@ -3,7 +3,7 @@
 Hypothesis profiles (choose with the environment variable HYPOTHESIS_PROFILE, default "ci"):
     ci        derandomized (the same examples on every run), 25 examples per test, no deadline
     thorough  500 random examples per test, for a local hunt:
-              HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_ops_*.py
+              HYPOTHESIS_PROFILE=thorough python -m pytest tests/ops
 
 Tests marked ``gpu`` (and the cupy case of ``xp``) are skipped when cupy sees no CUDA device;
 with REQUIRE_GPU=1 they fail instead, so a GPU job cannot pass by skipping everything.
@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from minitune import backend
+from pipeline_helpers import NER_SENTENCES, save_tiny_bert
 
 # Property tests draw shapes from hypothesis and values from a seeded numpy Generator; the
 # xp fixture is a module, so sharing it across examples is harmless.
@@ -50,3 +51,36 @@ def xp(request):
     if request.param == "numpy":
         return np
     return backend.get_array_module(backend.to_device(np.zeros(1), "gpu"))
+
+
+# ---- fixtures of the fine-tuning pipeline tests (tests/train/, test_cli.py, test_predict.py) --
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def sentiment_files(tmp_path_factory):
+    """train.tsv (40 rows) and dev.tsv (8 rows): label 1 for a positive word, 0 for a negative."""
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    pos, neg = ["good", "great", "fine", "lovely"], ["bad", "awful", "dull", "poor"]
+    rows = []
+    for i in range(48):
+        label = i % 2
+        word = rng.choice(pos if label else neg)
+        rows.append(f"{label}\tthe film was very {word} .")
+    (d / "train.tsv").write_text("label\ttext\n" + "\n".join(rows[:40]) + "\n")
+    (d / "dev.tsv").write_text("label\ttext\n" + "\n".join(rows[40:]) + "\n")
+    return d
+
+
+@pytest.fixture(scope="session")
+def ner_files(tmp_path_factory):
+    """train.txt (12 CoNLL sentences of 5, 6 and 8 words) and dev.txt (3 sentences)."""
+    d = tmp_path_factory.mktemp("conll")
+    sentences = ["\n".join(s) for s in NER_SENTENCES]
+    (d / "train.txt").write_text("-DOCSTART- O\n\n" + "\n\n".join(sentences * 4) + "\n")
+    (d / "dev.txt").write_text("\n\n".join(sentences) + "\n")
+    return d

@@ -3,9 +3,9 @@
 Builds every SST2-A and CONLL-A training batch both ways (the reference helpers in
 ../shared/reference with the Hugging Face tokenizer; minitune's readers, Tokenizer,
 subset and DataLoader) and compares input_ids, attention_mask and labels. Needs the
-reference venv (torch, transformers) and the shared data:
+reference venv (torch, transformers; `make refenv`) and the shared data:
 
-    /work/refvenv/bin/python tools/check_data_against_reference.py [--seed 0]
+    .refenv/bin/python tools/check_data_against_reference.py [--seed 0]
 """
 
 import argparse

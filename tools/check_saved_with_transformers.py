@@ -2,7 +2,7 @@
 
 Run by hand with the reference environment (PyTorch + transformers), from anywhere:
 
-    HF_HUB_OFFLINE=1 /work/refvenv/bin/python tools/check_saved_with_transformers.py OUT_DIR \
+    HF_HUB_OFFLINE=1 .refenv/bin/python tools/check_saved_with_transformers.py OUT_DIR \
         [--text "some text" --text "another"] [--tokenizer DIR]
 
 It loads OUT_DIR with transformers (AutoModelForSequenceClassification or

@@ -8,7 +8,7 @@ epoch. Printed: each step's loss on both sides, and after the last step the larg
 parameter difference. Agreement to float32 round-off means minitune's forward, backward,
 optimiser and schedule do what the reference recipe does.
 
-    HF_HUB_OFFLINE=1 /work/refvenv/bin/python tools/compare_first_steps.py [--steps 10]
+    HF_HUB_OFFLINE=1 .refenv/bin/python tools/compare_first_steps.py [--steps 10]
 
 Needs torch + transformers (not minitune dependencies) and ../shared/data/sst2.
 """

@@ -7,12 +7,12 @@
 # Needs python with numpy, cupy and pytest; torch is optional (the benchmarks' reference);
 # hypothesis, tokenizers, safetensors and scipy are not needed. Steps (worst case in brackets):
 #   1. $OUT/env.txt       nvidia-smi, cupy.show_config(), package versions            (<= 30 s)
-#   2. $OUT/pytest.txt    REQUIRE_GPU=1 pytest -m gpu tests/test_gpu.py tests/cuda: ops, tiny
+#   2. $OUT/pytest.txt    REQUIRE_GPU=1 pytest -m gpu tests/test_backend.py tests/cuda: ops, tiny
 #                         BERT and AdamW steps on cupy against numpy; every kernel against its
 #                         reference and the CuPy path (BERT and odd shapes, fwd and bwd);
 #                         whole models with the kernels on; dropout statistics and
 #                         determinism. A run without a device errors instead of skipping.
-#                         $OUT/errors.jsonl: worst error per comparison of test_gpu.py (<= 140 s)
+#                         $OUT/errors.jsonl: worst error per comparison of test_backend.py (<= 140 s)
 #   3. $OUT/bench_kernels.txt  benchmarks/bench_kernels.py: each kernel vs the CuPy path vs
 #                         PyTorch; the MiniLM step (dropout 0.1) with kernels on/off vs PyTorch
 #                         eager; peak memory. JSON in $OUT/bench_kernels.json       (<= 170 s)
@@ -63,7 +63,7 @@ echo "env recorded ($(elapsed) s)"
 # repeat conftest's skip/REQUIRE_GPU rule, or need a device anyway).
 CONFTEST=()
 if ! "$PY" -c 'import hypothesis' 2>/dev/null; then CONFTEST=(--noconftest); fi
-GPU_TESTS=(tests/test_gpu.py tests/cuda/test_attention.py tests/cuda/test_row_kernels.py
+GPU_TESTS=(tests/test_backend.py tests/cuda/test_attention.py tests/cuda/test_row_kernels.py
            tests/cuda/test_models_kernels.py)
 rm -f "$OUT/errors.jsonl"
 REQUIRE_GPU=1 MINITUNE_GPU_ERRLOG="$OUT/errors.jsonl" timeout -k 5 140 \

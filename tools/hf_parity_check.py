@@ -2,9 +2,9 @@
 
 Run by hand with the reference environment (PyTorch + transformers):
 
-    HF_HUB_OFFLINE=1 /work/refvenv/bin/python tools/hf_parity_check.py [--dtype float64]
+    HF_HUB_OFFLINE=1 .refenv/bin/python tools/hf_parity_check.py [--dtype float64]
 
-Unlike tests/test_parity_hf.py (fixed fixtures), this encodes inputs that are not in the
+Unlike tests/models/test_bert_parity.py (fixed fixtures), this encodes inputs that are not in the
 fixtures: texts near the 128-token limit (and past it, so truncation kicks in), a batch mixing
 a 3-token text with a 128-token one (heavy padding), and text pairs (one truncated). Token ids
 come from transformers' tokenizer and are fed to both models; minitune's Tokenizer is compared

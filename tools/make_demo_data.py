@@ -3,7 +3,7 @@
 Short movie-review sentences composed from templates: a subject ("the plot"), a
 positive or negative phrase, sometimes negated ("is not boring" counts as positive,
 "is not funny" as negative), sometimes with an opener or a "but" clause (the clause after
-"but" decides the label). Labels 0 (negative) / 1 (positive), header "label<TAB>text",
+"but" decides the label). Labels "negative" / "positive", header "label<TAB>text",
 lower-case with spaces around punctuation, like SST-2. Clear sentiment words make it
 learnable by fine-tuning MiniLM for an epoch; dev shares no sentence with train and also
 uses a few adjectives that train never shows.
@@ -95,7 +95,8 @@ def make_split(rng, n, pos_adj, neg_adj, taken):
 
 
 def write_tsv(path, rows):
-    lines = ["label\ttext"] + [f"{label}\t{text}" for label, text in rows]
+    names = ("negative", "positive")
+    lines = ["label\ttext"] + [f"{names[label]}\t{text}" for label, text in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     n_pos = sum(label for label, _ in rows)
     print(f"wrote {path}: {len(rows)} rows ({n_pos} positive)")

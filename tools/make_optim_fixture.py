@@ -1,7 +1,7 @@
 """Record optimizer trajectories from PyTorch into tests/fixtures/adamw_steps.npz.
 
 Needs torch and transformers (not minitune's dependencies); run from the repo root with e.g.
-    /work/refvenv/bin/python tools/make_optim_fixture.py
+    .refenv/bin/python tools/make_optim_fixture.py
 
 The problem: a 2-layer MLP (6 -> 8 -> tanh -> 3, cross-entropy) on fixed random data. Data and
 initial weights come from numpy's default_rng(0), so they do not depend on torch's RNG. Every step

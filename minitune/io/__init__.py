@@ -7,7 +7,7 @@ See docs/checkpoints.md for the file formats.
 from .atomic import atomic_write_bytes, atomic_write_text
 from .checkpoint import find_checkpoint_file, load_checkpoint, read_config_json
 from .errors import CheckpointError, UnsafeCheckpointError
-from .hf_bert import LoadReport, map_bert_state_dict, to_hf_state_dict
+from .hf_bert import LoadReport, map_bert_state_dict
 from .hub import resolve_model_dir
 from .safetensors_io import read_safetensors, write_safetensors
 from .torch_pickle import read_torch_bin
@@ -25,6 +25,5 @@ __all__ = [
     "read_safetensors",
     "read_torch_bin",
     "resolve_model_dir",
-    "to_hf_state_dict",
     "write_safetensors",
 ]

@@ -69,23 +69,6 @@ class LoadReport:
     mismatched: list = field(default_factory=list)
     renamed: dict = field(default_factory=dict)
 
-    def summary(self):
-        """One line per non-empty category (for logs)."""
-        lines = [f"loaded {len(self.loaded)} tensors"]
-        if self.renamed:
-            lines.append(f"renamed {len(self.renamed)} (e.g. {next(iter(self.renamed.items()))})")
-        if self.ignored:
-            lines.append(f"ignored {len(self.ignored)}: {', '.join(self.ignored)}")
-        if self.missing:
-            lines.append(f"newly initialized (not in checkpoint): {', '.join(self.missing)}")
-        if self.mismatched:
-            lines.append("shape mismatches (dropped): " + ", ".join(
-                f"{k} {list(c)} vs {list(m)}" for k, c, m in self.mismatched))
-        if self.unexpected:
-            lines.append(f"unexpected: {', '.join(self.unexpected)}")
-        return "\n".join(lines)
-
-
 def strip_prefix(name):
     """``bert.encoder.x`` -> ``encoder.x``; other names unchanged."""
     return name.removeprefix(BERT_PREFIX)
@@ -248,28 +231,3 @@ def _transpose_hint(ckpt_shape, model_shape):
     if len(ckpt_shape) == 2 and tuple(ckpt_shape[::-1]) == tuple(model_shape):
         return " (transposed: a TensorFlow/Conv1D (in, out) layout?)"
     return ""
-
-
-def to_hf_state_dict(model_state, prefix=""):
-    """Model parameters -> a Hugging Face state dict of NumPy arrays for saving.
-
-    Our names are Hugging Face's, so this is the identity on names; it checks that
-    the encoder names carry ``prefix`` and brings values to host NumPy arrays.
-
-    Args:
-        model_state: dict name -> np.ndarray, a cupy array, or a Tensor/Parameter
-            (anything with a ``.data`` array).
-        prefix: ``"bert."`` for task models, ``""`` for BertModel.
-
-    Returns:
-        dict name -> np.ndarray (C-contiguous), ready for ``write_safetensors``.
-    """
-    _check_prefix(model_state, prefix)
-    out = {}
-    for name, value in model_state.items():
-        if not isinstance(value, np.ndarray) and hasattr(value, "data"):
-            value = value.data  # a Tensor: take its array
-        if hasattr(value, "get") and not isinstance(value, np.ndarray):
-            value = value.get()  # a cupy array: explicit device -> host copy
-        out[name] = np.array(value, order="C")
-    return out

@@ -25,7 +25,8 @@ import numpy as np
 from .atomic import atomic_write_bytes
 from .errors import CheckpointError
 
-# safetensors dtype code -> (numpy dtype of the stored bytes, bytes per element).
+# safetensors dtype code -> numpy dtype of the stored bytes (little-endian; its itemsize is the
+# bytes per element).
 _DTYPES = {
     "F64": np.dtype("<f8"),
     "F32": np.dtype("<f4"),

@@ -59,7 +59,7 @@ STORAGE_DTYPES = {
     "ComplexDoubleStorage": np.dtype("<c16"),
 }
 
-# Tensor type names of the tar format's "tensors" member (informational only).
+# Tensor type names the tar format's "tensors" member may name: its allow-list of globals.
 _TAR_TENSOR_TYPES = [name.replace("Storage", "Tensor") for name in STORAGE_DTYPES]
 
 

@@ -112,6 +112,7 @@ class ModelOutput:
     loss: Tensor = None
     last_hidden_state: Tensor = None
     pooler_output: Tensor = None
+    attentions: tuple = None        # per layer (B, NH, T, T), with output_attentions=True
 
 
 # --------------------------------------------------------------------------- layers
@@ -156,14 +157,23 @@ class BertSelfAttention(Module):
         B, T, H = x.shape
         return x.reshape(B, T, self.num_heads, self.head_size).transpose(0, 2, 1, 3)  # (B,NH,T,HS)
 
-    def forward(self, x, mask_bias):
+    def forward(self, x, mask_bias, attentions=None):
+        """attentions: a list to append this layer's probabilities (B, NH, T, T) to; given, the
+        reference (unfused) attention runs, so the probabilities are the ones used."""
         q = self.split_heads(self.query(x))
         k = self.split_heads(self.key(x))
         v = self.split_heads(self.value(x))
-        # softmax(q k^T / sqrt(HS) + mask_bias) with dropout, times v: one fused op
-        context = F.scaled_dot_product_attention(
-            q, k, v, mask_bias, dropout_p=self.dropout.p, training=self.training,
-            rng=self.dropout.rng, scale=1.0 / math.sqrt(self.head_size))       # (B,NH,T,HS)
+        if attentions is None:
+            # softmax(q k^T / sqrt(HS) + mask_bias) with dropout, times v: one fused op
+            context = F.scaled_dot_product_attention(
+                q, k, v, mask_bias, dropout_p=self.dropout.p, training=self.training,
+                rng=self.dropout.rng, scale=1.0 / math.sqrt(self.head_size))   # (B,NH,T,HS)
+        else:
+            # the reference path, step by step, so the probabilities can be returned
+            scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(self.head_size))
+            probs = self.dropout(F.softmax(scores + mask_bias, axis=-1))        # (B,NH,T,T)
+            attentions.append(probs)
+            context = probs @ v                                                 # (B,NH,T,HS)
         B, NH, T, HS = context.shape
         return context.transpose(0, 2, 1, 3).reshape(B, T, NH * HS)             # (B,T,H)
 
@@ -173,8 +183,8 @@ class BertAttention(Module):
         self.self = BertSelfAttention(c, rng)
         self.output = BertOutput(c, rng, in_size=c.hidden_size)   # HF's BertSelfOutput
 
-    def forward(self, x, mask_bias):
-        return self.output(self.self(x, mask_bias), x)
+    def forward(self, x, mask_bias, attentions=None):
+        return self.output(self.self(x, mask_bias, attentions), x)
 
 
 class BertIntermediate(Module):
@@ -209,8 +219,8 @@ class BertLayer(Module):
         self.intermediate = BertIntermediate(c, rng)
         self.output = BertOutput(c, rng, in_size=c.intermediate_size)
 
-    def forward(self, x, mask_bias):
-        a = self.attention(x, mask_bias)
+    def forward(self, x, mask_bias, attentions=None):
+        a = self.attention(x, mask_bias, attentions)
         return self.output(self.intermediate(a), a)
 
 
@@ -218,9 +228,9 @@ class BertEncoder(Module):
     def __init__(self, c, rng):
         self.layer = ModuleList([BertLayer(c, rng) for _ in range(c.num_hidden_layers)])
 
-    def forward(self, x, mask_bias):
+    def forward(self, x, mask_bias, attentions=None):
         for layer in self.layer:
-            x = layer(x, mask_bias)
+            x = layer(x, mask_bias, attentions)
         return x
 
 
@@ -275,6 +285,9 @@ class BertPreTrainedModel(Module):
             dtype: float32 (default) or float64.
             seed: seeds the new head's initialisation and the dropout masks.
             config_overrides: config fields to change (e.g. hidden_dropout_prob=0.0).
+
+        Returns the model in eval mode (dropout off), as transformers does; call
+        ``model.train()`` before training.
         """
         from ..io import load_checkpoint, map_bert_state_dict, resolve_model_dir
         model_dir = resolve_model_dir(path_or_name)
@@ -301,7 +314,9 @@ class BertPreTrainedModel(Module):
                         cls.__name__, ", ".join(new))
         model.loading_report = report
         model.name_or_path = str(path_or_name)
-        return model.astype(dtype) if dtype != np.float32 else model
+        if dtype != np.float32:
+            model.astype(dtype)
+        return model.eval()     # as transformers: dropout off until model.train()
 
     def save_pretrained(self, directory, tokenizer=None):
         """Write config.json + model.safetensors in Hugging Face's format (atomically per file)
@@ -346,8 +361,13 @@ class BertModel(BertPreTrainedModel):
         self.encoder = BertEncoder(config, rng)
         self.pooler = BertPooler(config, rng) if add_pooling_layer else None
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-        """input_ids, attention_mask, token_type_ids: (B, T) integers (arrays or Tensors)."""
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None,
+                output_attentions=False):
+        """input_ids, attention_mask, token_type_ids: (B, T) integers (arrays or Tensors).
+
+        output_attentions: also return every layer's attention probabilities, a tuple of
+        (B, NH, T, T) Tensors (``attentions``), computed on the reference attention path.
+        """
         # inputs usually arrive as numpy (tokenizer, DataLoader): copy them to the parameters'
         # device once, here, explicitly (a no-op on the CPU)
         device = device_of(self.embeddings.word_embeddings.weight.data)
@@ -369,9 +389,11 @@ class BertModel(BertPreTrainedModel):
                                  f"{ids.shape}")
         dtype = self.embeddings.word_embeddings.weight.dtype
         h = self.embeddings(ids, types)
-        h = self.encoder(h, self._mask_bias(attention_mask, ids, dtype))
+        attentions = [] if output_attentions else None
+        h = self.encoder(h, self._mask_bias(attention_mask, ids, dtype), attentions)
         pooled = self.pooler(h) if self.pooler is not None else None
-        return ModelOutput(last_hidden_state=h, pooler_output=pooled)
+        return ModelOutput(last_hidden_state=h, pooler_output=pooled,
+                           attentions=tuple(attentions) if output_attentions else None)
 
 
 class _BertWithHead(BertPreTrainedModel):
@@ -420,12 +442,13 @@ class BertForTokenClassification(_BertWithHead):
     add_pooling_layer = False
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        """labels: (B, T) tag ids, -100 where no loss is taken -> logits (B, T, K), loss."""
+        """labels: (B, T) tag ids, IGNORE_INDEX (-100) where no loss is taken -> logits
+        (B, T, K), loss."""
         out = self.bert(input_ids, attention_mask, token_type_ids)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits, _labels(labels, logits.shape[:-1]), ignore_index=-100)
+            loss = F.cross_entropy(logits, _labels(labels, logits.shape[:-1]))
         return ModelOutput(logits=logits, loss=loss)
 
 

@@ -28,7 +28,19 @@ class Module:
     training = True
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in self.__dict__.get("_forward_hooks", ()):
+            replaced = hook(self, args, out)
+            out = out if replaced is None else replaced
+        return out
+
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, args, output)`` after every forward of this module; a hook
+        may return a replacement output. Returns a handle whose ``remove()`` unregisters it.
+        Used by ``minitune.nn.inspect`` (summary, capture) to look inside a running model."""
+        hooks = self.__dict__.setdefault("_forward_hooks", [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError
@@ -57,9 +69,6 @@ class Module:
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
-
-    def num_parameters(self):
-        return sum(p.size for p in self.parameters())
 
     # ---- modes and grads
     def train(self, mode=True):
@@ -127,6 +136,15 @@ class Module:
                 p.data = xp.array(v, dtype=p.dtype)
                 p.grad = None
         return missing, unexpected
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
 
 
 class ModuleList(Module):

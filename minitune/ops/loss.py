@@ -11,6 +11,10 @@ from ..autograd import Function
 from ..backend import device_of, get_array_module, to_device
 from .nn import _logsumexp
 
+#: The target of positions the loss skips (sub-tokens after a word's first, [CLS], [SEP],
+#: padding); the same value as PyTorch's default, so label arrays port unchanged.
+IGNORE_INDEX = -100
+
 
 def cross_entropy_forward(logits, target, ignore_index, reduction):
     """loss_i = logsumexp(z_i) - z_i[t_i] over rows whose target is not ``ignore_index``.

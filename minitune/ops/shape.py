@@ -2,7 +2,7 @@
 them, so each backward moves the gradient back the same way."""
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, Tensor
 from ..backend import device_of, get_array_module, to_device
 
 
@@ -125,7 +125,6 @@ def transpose(x, *axes):
 
 def getitem(x, index):
     """``x[index]`` with basic (ints, slices, None, Ellipsis) or integer/boolean array indices."""
-    from ..tensor import Tensor
     if isinstance(index, Tensor):
         index = index.data
     elif isinstance(index, tuple):

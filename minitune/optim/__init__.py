@@ -2,12 +2,13 @@
 
 All of them work on raw arrays: ``p.data`` is updated in place from ``p.grad``.
 """
-from minitune.optim.adam import Adam, AdamW
-from minitune.optim.clip import clip_grad_norm
-from minitune.optim.optimizer import Optimizer, param_groups_with_weight_decay
-from minitune.optim.schedule import (LambdaSchedule, LinearWarmupSchedule,
-                                     linear_schedule_with_warmup, warmup_steps_from_ratio)
-from minitune.optim.sgd import SGD
+from .adam import Adam, AdamW
+from .clip import clip_grad_norm
+from .groups import param_groups_with_weight_decay
+from .optimizer import Optimizer
+from .schedule import (LambdaSchedule, LinearWarmupSchedule, linear_schedule_with_warmup,
+                       warmup_steps_from_ratio)
+from .sgd import SGD
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW",

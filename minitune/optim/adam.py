@@ -22,9 +22,9 @@ because a BERT step touches every one of ~22M weights and temporaries would doub
 """
 import math
 
-from minitune import dispatch
-from minitune.backend import get_array_module
-from minitune.optim.optimizer import Optimizer
+from .. import dispatch
+from ..backend import get_array_module
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):

@@ -12,7 +12,7 @@ ordinary steps.
 """
 import math
 
-from minitune import backend
+from .. import backend
 
 
 def clip_grad_norm(params, max_norm, norm_type=2.0):

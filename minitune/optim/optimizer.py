@@ -14,7 +14,7 @@ like torch, so a state_dict can be loaded into a fresh optimizer built over a fr
 """
 import copy
 
-from minitune import backend
+from .. import backend
 
 
 class Optimizer:
@@ -175,6 +175,29 @@ class Optimizer:
                 if key != "params":
                     group[key] = copy.deepcopy(value)
 
+    def state_arrays(self):
+        """``state_dict()`` split for saving: (arrays, rest). ``arrays`` maps
+        "state.{index}.{key}" to each NumPy array (for safetensors); ``rest`` holds everything
+        else and is JSON-serialisable. ``load_state_arrays`` takes the pair back."""
+        sd = self.state_dict()
+        arrays, scalars = {}, {}
+        for i, s in sd["state"].items():
+            scalars[str(i)] = {}
+            for k, v in s.items():
+                if hasattr(v, "shape"):
+                    arrays[f"state.{i}.{k}"] = v
+                else:
+                    scalars[str(i)][k] = v
+        return arrays, {"scalars": scalars, "param_groups": sd["param_groups"]}
+
+    def load_state_arrays(self, arrays, rest):
+        """Restore the pair written by ``state_arrays()``."""
+        state = {int(i): dict(s) for i, s in rest["scalars"].items()}
+        for key, v in arrays.items():
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v
+        self.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+
     def __repr__(self):
         lines = [f"{type(self).__name__}("]
         for i, group in enumerate(self.param_groups):
@@ -188,34 +211,3 @@ def _snapshot(value):
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return backend.asnumpy(value).copy()
     return copy.deepcopy(value)
-
-
-def param_groups_with_weight_decay(named_parameters, weight_decay,
-                                   no_decay=("bias", "LayerNorm", "layer_norm")):
-    """Split parameters into a decayed group and a group with ``weight_decay = 0.0``.
-
-    A parameter skips decay when its name ends with one of ``no_decay`` (``...bias``) or has it
-    as a module name (``...LayerNorm.weight``, ``...layer_norm.weight``). With the default this
-    is the usual BERT fine-tuning rule: biases and LayerNorm parameters are not decayed, every
-    weight matrix and embedding table is. Parameters with ``requires_grad = False`` are left out.
-
-    Args:
-        named_parameters: iterable of (name, parameter), e.g. ``model.named_parameters()``.
-        weight_decay: decay of the first group.
-        no_decay: name patterns (see above); a Hugging Face-style ("bias", "LayerNorm.weight")
-            selects the same BERT parameters.
-
-    Returns:
-        ``[{"params": decayed, "weight_decay": weight_decay},
-        {"params": not_decayed, "weight_decay": 0.0}]`` (either list may be empty).
-    """
-    decay, skip = [], []
-    for name, p in named_parameters:
-        if not getattr(p, "requires_grad", True):
-            continue
-        if any(name.endswith(pat) or (pat + ".") in name for pat in no_decay):
-            skip.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": skip, "weight_decay": 0.0}]

@@ -10,7 +10,7 @@ For a weight w with gradient g:
 
 With momentum == 0 this is plain SGD, w = w - lr * (g + wd * w), and no state is kept.
 """
-from minitune.optim.optimizer import Optimizer
+from .optimizer import Optimizer
 
 
 class SGD(Optimizer):

@@ -2,7 +2,9 @@
 
 An element passes when |actual - expected| <= atol + rtol * |expected|. Unless given, rtol and
 atol come from the less precise dtype of the two arguments (float16 < float32 < float64); integer
-and boolean arrays must match exactly.
+and boolean arrays must match exactly. This is the one comparison helper of the project and its
+tests: a check relative to a tensor's scale passes ``atol=tol * max|expected|``, a bitwise one
+``rtol=0, atol=0``.
 """
 import numpy as np
 
@@ -32,7 +34,8 @@ def _default_tolerances(*dtypes):
     return DEFAULT_TOLERANCES.get(least, DEFAULT_TOLERANCES[np.dtype(np.float64)])
 
 
-def assert_close(actual, expected, rtol=None, atol=None, equal_nan=False, msg=""):
+def assert_close(actual, expected, rtol=None, atol=None, equal_nan=False, check_dtype=False,
+                 msg=""):
     """Raise AssertionError unless ``actual`` and ``expected`` agree elementwise.
 
     Args:
@@ -41,12 +44,19 @@ def assert_close(actual, expected, rtol=None, atol=None, equal_nan=False, msg=""
         rtol, atol: tolerances; each one left None is taken from ``DEFAULT_TOLERANCES`` for the
             less precise dtype of the two (0 for integers and booleans).
         equal_nan: treat NaN in the same position on both sides as equal.
+        check_dtype: also require equal dtypes.
         msg: prefix of the error message.
+
+    Returns:
+        The headroom used: max |actual - expected| / (atol + rtol * |expected|), at most 1 when
+        the check passes (0 for identical arrays), for reports of how tight a tolerance is.
     """
     a, e = _as_array(actual), _as_array(expected)
     prefix = f"{msg}: " if msg else ""
     if a.shape != e.shape:
         raise AssertionError(f"{prefix}shapes differ: actual {a.shape}, expected {e.shape}")
+    if check_dtype and a.dtype != e.dtype:
+        raise AssertionError(f"{prefix}dtypes differ: actual {a.dtype}, expected {e.dtype}")
     d_rtol, d_atol = _default_tolerances(a.dtype, e.dtype)
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol
@@ -58,7 +68,9 @@ def assert_close(actual, expected, rtol=None, atol=None, equal_nan=False, msg=""
     if equal_nan:
         ok |= np.isnan(a64) & np.isnan(e64)
     if ok.all():
-        return
+        with np.errstate(invalid="ignore", divide="ignore"):
+            used = np.where(a64 == e64, 0.0, diff / (atol + rtol * np.abs(e64)))
+        return float(np.nan_to_num(used, nan=0.0).max()) if used.size else 0.0
     bad = ~ok
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(bad, np.nan_to_num(diff - rtol * np.abs(e64), nan=np.inf), -np.inf)

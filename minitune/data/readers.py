@@ -1,0 +1,382 @@
+"""Readers of fine-tuning files: text classification (TSV, CSV, JSON lines) and CoNLL NER.
+
+``read_labelled(path, task, ...)`` is the one entry point the pipeline uses: it picks the
+reader for the task and the file's format. Errors name the file and line
+(``path:line: what is wrong: 'the line'``) and, for columns, the flag that names them.
+
+CoNLL and the reference protocol: the reference trains on the tags exactly as written in the
+file; ``read_conll`` rewrites an ``I-X`` that opens an entity as ``B-X`` (IOB1 -> IOB2), which
+changes 267 tags of the CoNLL-2003 training file (entity F1 is unaffected: seqeval reads both
+spellings as the same entities). Pass ``to_iob2=False`` to train on the raw tags as the
+reference does.
+"""
+
+import contextlib
+import csv
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEXT_COLUMNS = ("text", "sentence", "sentence1", "content")
+PAIR_COLUMNS = ("text_pair", "sentence2")
+NER_TAG = re.compile(r"^(O|[BI]-\S+)$")
+
+
+def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None):
+    """Read a labelled file of ``task`` ("classify" or "ner"), choosing the reader by task and
+    file format: ClassificationData (TSV/CSV/JSON lines) or ConllData (CoNLL columns)."""
+    if task == "ner":
+        return read_conll(path)
+    return read_classification(path, text_column, text_pair_column, label_column)
+
+
+def _show(line, limit=200):
+    """A line for an error message: quoted, shortened when long."""
+    line = line.rstrip("\r\n")
+    if len(line) > limit:
+        line = line[:limit] + "..."
+    return repr(line)
+
+
+def _line_error(path, lineno, what, line):
+    return ValueError(f"{path}:{lineno}: {what}: {_show(line)}")
+
+
+# ----------------------------------------------------------------- classification files
+
+
+@dataclass
+class ClassificationData:
+    """Texts with string labels, as read from a file.
+
+    Attributes:
+        texts: N strings.
+        labels: N label strings (as written in the file; map them with a label map).
+        text_pairs: N second segments (sentence-pair tasks), or None.
+        lines: N source line numbers (1-based) for error messages.
+        path: the file read.
+    """
+
+    texts: list
+    labels: list
+    text_pairs: list = None
+    lines: list = field(default_factory=list)
+    path: str = ""
+
+    def __len__(self):
+        return len(self.texts)
+
+    def select(self, indices):
+        """A new ClassificationData with the examples at `indices`, in that order."""
+        pick = lambda values: None if values is None else [values[i] for i in indices]  # noqa: E731
+        return ClassificationData(pick(self.texts), pick(self.labels), pick(self.text_pairs),
+                                  pick(self.lines) if self.lines else [], self.path)
+
+
+def _pick_columns(columns, text_column, text_pair_column, label_column, where,
+                  need_label=True):
+    """Resolve column names against a header. Returns (text, pair or None, label).
+
+    Without ``need_label`` (texts to predict) a label column is optional and comes back None
+    when absent. A missing column's error names the flag that chooses it (``--label-column``;
+    in Python the argument of the same name, ``label_column=``)."""
+    found = f"columns found: {', '.join(repr(c) for c in columns)}"
+
+    def need(name, role, option, given):
+        if name not in columns:
+            hint = "" if given else f"; name yours with {option}"
+            raise ValueError(f"{where}: no {role} column {name!r} ({found}){hint}")
+        return name
+
+    if need_label:
+        label = need(label_column or "label", "label", "--label-column", label_column)
+    else:                                     # texts to predict: a label column is ignored
+        label = label_column or "label"
+        label = label if label in columns else None
+    if text_column is not None:
+        text = need(text_column, "text", "--text-column", True)
+    else:
+        text = next((c for c in TEXT_COLUMNS if c in columns), None)
+        others = [c for c in columns if c != label and c != text_pair_column]
+        if text is None and len(others) == 1:
+            text = others[0]  # whatever is not the label (or the pair) is the text
+        if text is None:
+            raise ValueError(
+                f"{where}: no text column (looked for {', '.join(TEXT_COLUMNS)}; {found}); "
+                "name yours with --text-column")
+    if text_pair_column is not None:
+        pair = need(text_pair_column, "text pair", "--text-pair-column", True)
+    else:
+        pair = next((c for c in PAIR_COLUMNS if c in columns and c != text), None)
+    return text, pair, label
+
+
+@contextlib.contextmanager
+def _open(path, newline=None):
+    """A text stream of ``path``; "-" is stdin. Universal newlines turn \\r\\n into \\n."""
+    if str(path) == "-":
+        yield sys.stdin
+        return
+    with open(path, encoding="utf-8-sig", newline=newline) as f:
+        yield f
+
+
+def _rows_tsv(path):
+    """Yield (line number, raw line, fields) of a tab-separated file, header first.
+
+    Fields are split on every tab with no quoting rules (SST-2 texts contain quote
+    characters that csv's TSV dialect would misread)."""
+    with _open(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\n")
+            if line.strip():
+                yield lineno, line, line.split("\t")
+
+
+def _rows_csv(path):
+    """Yield (line number, raw text, fields) of a CSV file (quoted fields may span lines)."""
+    with _open(path, newline="") as f:
+        reader = csv.reader(f)
+        start = 1
+        for row in reader:
+            if any(x.strip() for x in row):
+                yield start, ",".join(row), row
+            start = reader.line_num + 1
+
+
+def _header_and_rows(path, rows):
+    """Split a row stream into the header names and data rows."""
+    try:
+        _, _, header = next(rows)
+    except StopIteration:
+        raise ValueError(f"{path}: no examples (the file is empty)") from None
+    return [h.strip() for h in header], rows
+
+
+# file name suffix -> format
+FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
+           ".ndjson": "jsonl"}
+
+
+def file_format(path, formats=FORMATS):
+    """The format of ``path`` from its suffix, or a ValueError listing the known ones."""
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in formats:
+        raise ValueError(f"{path}: unknown file type {suffix!r}; expected "
+                         f"{', '.join(sorted(set(formats)))}")
+    return formats[suffix]
+
+
+def _records(path, fmt):
+    """The rows of a "tsv"/"csv" file with a header line, or of a "jsonl" file.
+
+    Returns (columns, records, where): records are (line number, raw line, {column: value});
+    ``where`` locates the column names for error messages. Bad rows raise "path:line: ...".
+    """
+    if fmt == "jsonl":
+        records = []
+        with _open(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                if line.strip():
+                    records.append((lineno, line, _json_record(path, lineno, line)))
+        if not records:
+            raise ValueError(f"{path}: no examples (the file is empty)")
+        # columns are resolved from the first record
+        return list(records[0][2]), records, f"{path}:{records[0][0]}"
+    columns, rows = _header_and_rows(path, _rows_csv(path) if fmt == "csv" else _rows_tsv(path))
+    records = []
+    for lineno, line, fields in rows:
+        if len(fields) != len(columns):
+            raise _line_error(path, lineno, f"expected {len(columns)} columns "
+                              f"({', '.join(columns)}), found {len(fields)}", line)
+        records.append((lineno, line, dict(zip(columns, fields))))
+    if not records:
+        raise ValueError(f"{path}: no examples (only a header line)")
+    return columns, records, f"{path}:1 (header)"
+
+
+def _json_record(path, lineno, line):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise _line_error(path, lineno, f"invalid JSON ({e.msg})", line) from None
+    if not isinstance(record, dict):
+        raise _line_error(path, lineno, "expected a JSON object per line", line)
+    return record
+
+
+def _check_strings(path, lineno, line, record, keys, what):
+    for key in keys:
+        if key is not None and not isinstance(record.get(key), str):
+            raise _line_error(path, lineno, f"{what} {key!r} must be a string", line)
+
+
+def read_classification(path, text_column=None, text_pair_column=None, label_column=None):
+    """Read a text-classification file: TSV (.tsv), CSV (.csv) or JSON lines (.jsonl/.json).
+
+    TSV and CSV files need a header line; JSON lines are objects keyed by column name.
+    Default columns: label "label"; text "text", "sentence", "sentence1" or "content" (the
+    first present; in a two-column file, the column that is not the label); text pair
+    "text_pair" or "sentence2" when present. Blank lines are skipped.
+
+    Returns:
+        ClassificationData with N examples.
+
+    Raises:
+        ValueError "path:line: what is wrong: 'the line'" for a missing label, a wrong
+        number of columns or bad JSON; "path: ..." for an empty file or a missing column
+        (listing the columns found).
+    """
+    path = str(path)
+    fmt = file_format(path)
+    columns, records, where = _records(path, fmt)
+    text_col, pair_col, label_col = _pick_columns(
+        columns, text_column, text_pair_column, label_column, where)
+    what = "key" if fmt == "jsonl" else "column"
+    data = ClassificationData([], [], [] if pair_col else None, [], path)
+    for lineno, line, record in records:
+        label = record.get(label_col)
+        if label is None or str(label).strip() == "":
+            raise _line_error(path, lineno, f"missing label ({what} {label_col!r})", line)
+        _check_strings(path, lineno, line, record, (text_col, pair_col), what)
+        data.labels.append(str(label).strip())
+        data.texts.append(record[text_col])
+        if pair_col:
+            data.text_pairs.append(record[pair_col])
+        data.lines.append(lineno)
+    return data
+
+
+TEXT_FORMATS = {**FORMATS, ".txt": "txt", ".text": "txt", "": "txt"}
+
+
+def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None):
+    """Texts to label, from a file or stdin.
+
+    Args:
+        path: a file, or "-" for stdin.
+        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (a header line)
+            or "jsonl"; default: from the file name (.txt, .tsv, .csv, .jsonl), stdin "txt".
+        text_column, text_pair_column: the columns of a tsv/csv/jsonl file (default: those
+            of ``read_classification``); a label column (``label_column``, default "label")
+            may be present and is ignored.
+
+    Returns:
+        (texts, text_pairs or None).
+    """
+    fmt = fmt or ("txt" if str(path) == "-" else file_format(path, TEXT_FORMATS))
+    if fmt == "txt":
+        with _open(path) as f:
+            return [line.rstrip("\r\n") for line in f if line.strip()], None
+    columns, records, where = _records(path, fmt)
+    text_col, pair_col, _ = _pick_columns(columns, text_column, text_pair_column, label_column,
+                                          where, need_label=False)
+    what = "key" if fmt == "jsonl" else "column"
+    texts, pairs = [], [] if pair_col else None
+    for lineno, line, record in records:
+        _check_strings(path, lineno, line, record, (text_col, pair_col), what)
+        texts.append(record[text_col])
+        if pair_col:
+            pairs.append(record[pair_col])
+    return texts, pairs
+
+
+# ----------------------------------------------------------------- CoNLL files
+
+
+class ConllData(list):
+    """A list of (tokens, tags) sentences, with where they came from.
+
+    Attributes:
+        lines: the 1-based line number of each sentence's first token (token j of
+            sentence i is on line lines[i] + j).
+        path: the file read.
+        n_converted: how many I-X tags were rewritten as B-X (IOB1 -> IOB2).
+    """
+
+    def __init__(self, sentences=(), lines=(), path="", n_converted=0):
+        super().__init__(sentences)
+        self.lines = list(lines)
+        self.path = path
+        self.n_converted = n_converted
+
+
+def _to_iob2(tags):
+    """IOB1 -> IOB2: an I-X that opens an entity (after O, or after another type)
+    becomes B-X. IOB2 input comes back unchanged. Returns (new tags, number changed)."""
+    out, changed, prev_type = [], 0, None
+    for tag in tags:
+        entity_type = None if tag == "O" else tag[2:]
+        if tag.startswith("I-") and prev_type != entity_type:
+            tag = "B-" + entity_type
+            changed += 1
+        out.append(tag)
+        prev_type = entity_type
+    return out, changed
+
+
+def read_conll(path, labels=None, to_iob2=True):
+    """Read a CoNLL-style NER file: one 'token ... TAG' per line, a blank line between
+    sentences; the token is the first column and the tag the last. ``-DOCSTART-`` lines
+    are skipped.
+
+    Args:
+        path: the file.
+        labels: optional collection of allowed tags (e.g. the training label map);
+            any other tag is an error naming its line.
+        to_iob2: rewrite IOB1 tags as IOB2 (an I-X that opens an entity becomes B-X).
+
+    Returns:
+        ConllData: a list of (tokens, tags) pairs of equal-length string lists.
+
+    Raises:
+        ValueError "path:line: ..." for a line without a tag column, a tag that is not
+        O / B-TYPE / I-TYPE, or a tag outside `labels`; "path: no sentences" when empty.
+    """
+    path = str(path)
+    allowed = None if labels is None else set(labels)
+    data = ConllData(path=path)
+    tokens, tags, tag_lines, start = [], [], [], 0
+
+    def finish():
+        if not tokens:
+            return
+        new_tags, changed = _to_iob2(tags) if to_iob2 else (list(tags), 0)
+        data.n_converted += changed
+        if allowed is not None:
+            for j, tag in enumerate(new_tags):
+                if tag not in allowed:
+                    lineno, line = tag_lines[j]
+                    note = "" if tag == tags[j] else f" (read as {tag} in IOB2)"
+                    raise _line_error(path, lineno, f"tag {tags[j]!r}{note} is not one of the "
+                                      f"labels {sorted(allowed)}", line)
+        data.append((list(tokens), new_tags))
+        data.lines.append(start)
+
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                finish()
+                tokens, tags, tag_lines = [], [], []
+                continue
+            if parts[0] == "-DOCSTART-":
+                continue
+            if len(parts) < 2:
+                raise _line_error(path, lineno, "expected 'token TAG' (two or more "
+                                  "whitespace-separated columns), found one column", line)
+            tag = parts[-1]
+            if not NER_TAG.match(tag):
+                raise _line_error(path, lineno, f"unknown tag {tag!r} (expected O, B-TYPE or "
+                                  "I-TYPE)", line)
+            if not tokens:
+                start = lineno
+            tokens.append(parts[0])
+            tags.append(tag)
+            tag_lines.append((lineno, line))
+    finish()
+    if not data:
+        raise ValueError(f"{path}: no sentences")
+    return data

@@ -1,0 +1,143 @@
+"""The minitune command as a user meets it: flags generated from the options dataclasses,
+--help with defaults, --version, bad values, and train -> eval -> predict on a user's own CSV
+files with their own column names."""
+import csv
+import io
+import json
+import sys
+
+import pytest
+
+from minitune import __version__, cli
+
+
+def run(capsys, *argv):
+    """cli.main(argv) -> (exit status, stdout, stderr)."""
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as e:                # argparse: --help, --version, a bad choice
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_help_shows_every_default_and_version(capsys):
+    rc, out, _ = run(capsys, "train", "--help")
+    assert rc == 0
+    for text in ("--lr LR", "(default: 5e-05)", "--grad-accum-steps", "(default: 1)",
+                 "--early-stopping-patience", "--no-progress", "(default: classify)"):
+        assert text in " ".join(out.split()), text
+    assert run(capsys, "--version")[1].strip() == f"minitune {__version__}"
+    rc, out, _ = run(capsys, "predict", "--help")
+    assert rc == 0 and "--input FILE" in out and "--output FILE" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-grad-norm=-1"], "--max-grad-norm must be > 0, got -1.0"),
+    (["--max-steps", "0"], "--max-steps must be >= 1, got 0"),
+    (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+    (["--max-len", "1"], "--max-len must be >= 3, got 1"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--epochs", "abc"], "argument --epochs: invalid float value: 'abc'"),
+    (["--task", "tag"], "argument --task: invalid choice: 'tag'"),
+])
+def test_bad_values_exit_2_naming_the_flag(capsys, argv, message):
+    rc, _, err = run(capsys, "train", "--train", "x.tsv", *argv)
+    assert rc == 2 and message in err, err
+
+
+def test_missing_inputs_are_explained(capsys, tmp_path, tiny_model_dir):
+    rc, _, err = run(capsys, "train", "--out", tmp_path / "x")
+    assert rc == 2 and "a training file is required: --train FILE" in err
+    rc, _, err = run(capsys, "train", "--resume", "--out", tmp_path)
+    assert rc == 2 and f"--resume: {tmp_path} holds no run to continue (it is empty)" in err
+    rc, _, err = run(capsys, "train", "--train", "missing.tsv", "--out", tmp_path / "x",
+                     "--model", tiny_model_dir, "--no-progress")
+    assert rc == 2 and "missing.tsv" in err
+    rc, _, err = run(capsys, "eval", "--data", "dev.tsv")
+    assert rc == 2 and "--model is required" in err
+
+
+@pytest.fixture(scope="module")
+def csv_files(sentiment_files, tmp_path_factory):
+    """The sentiment data as a user's CSV (columns review, sentiment; label names) and JSONL."""
+    d = tmp_path_factory.mktemp("csv")
+    for split in ("train", "dev"):
+        lines = (sentiment_files / f"{split}.tsv").read_text().splitlines()[1:]
+        rows = [(text, ["negative", "positive"][int(label)])
+                for label, text in (line.split("\t") for line in lines)]
+        with open(d / f"{split}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("review", "sentiment")] + rows)
+        with open(d / f"{split}.jsonl", "w") as f:
+            f.writelines(json.dumps({"review": t, "sentiment": s}) + "\n" for t, s in rows)
+    return d
+
+
+@pytest.fixture(scope="module")
+def csv_run(csv_files, tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "csv"
+    rc = cli.main(["train", "--model", str(tiny_model_dir), "--train", str(csv_files / "train.csv"),
+                   "--dev", str(csv_files / "dev.csv"), "--label-column", "sentiment",
+                   "--epochs", "12", "--batch-size", "8", "--lr", "3e-3", "--max-len", "16",
+                   "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def test_train_prints_the_scores_and_eval_reuses_the_runs_columns(capsys, csv_run, csv_files):
+    results = json.loads((csv_run / "results.json").read_text())
+    assert results["dev"]["accuracy"] >= 0.75
+    # the JSONL dev file has the same columns; eval needs no --label-column again
+    rc, out, _ = run(capsys, "eval", "--model", csv_run, "--data", csv_files / "dev.jsonl")
+    assert rc == 0
+    lines = out.strip().splitlines()
+    assert "negative" in out and "positive" in out and "precision" in lines[0]
+    assert json.loads(lines[-1])["accuracy"] == pytest.approx(results["dev"]["accuracy"])
+    rc, _, err = run(capsys, "eval", "--model", csv_run, "--data", csv_files / "dev.jsonl",
+                     "--label-column", "polarity")
+    assert rc == 2 and "no label column 'polarity'" in err
+
+
+def test_predict_from_arguments_files_and_stdin(capsys, csv_run, csv_files, tmp_path,
+                                                monkeypatch):
+    rc, out, _ = run(capsys, "predict", "--model", csv_run, "the film was very lovely .",
+                     "the film was very dull .")
+    preds = [json.loads(x) for x in out.splitlines()]
+    assert rc == 0 and [p["label"] for p in preds] == ["positive", "negative"]
+    assert all(0.5 < p["probability"] <= 1 and set(p["probabilities"]) == {"negative",
+                                                                            "positive"}
+               for p in preds)
+
+    rc, _, err = run(capsys, "predict", "--model", csv_run, "--input", csv_files / "dev.csv",
+                     "--output", tmp_path / "p.csv")
+    assert rc == 0 and "8 predictions written" in err
+    rows = list(csv.DictReader(open(tmp_path / "p.csv", newline="")))
+    assert list(rows[0]) == ["text", "label", "probability", "p(negative)", "p(positive)"]
+    truth = [r["sentiment"] for r in csv.DictReader(open(csv_files / "dev.csv", newline=""))]
+    assert sum(r["label"] == t for r, t in zip(rows, truth)) >= 6
+
+    rc, _, _ = run(capsys, "predict", "--model", csv_run, "--input", csv_files / "dev.jsonl",
+                   "--output", tmp_path / "p.jsonl")
+    assert [json.loads(x)["label"] for x in open(tmp_path / "p.jsonl")] == \
+        [r["label"] for r in rows]
+
+    # stdin: plain lines (\r\n endings dropped), or a CSV with --input-format
+    monkeypatch.setattr(sys, "stdin", io.StringIO("the film was very good .\r\n\r\nbad\r\n"))
+    rc, out, _ = run(capsys, "predict", "--model", csv_run)
+    assert [json.loads(x)["text"] for x in out.splitlines()] == ["the film was very good .",
+                                                                "bad"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("review,sentiment\nthe film was good ."
+                                                  ",positive\n"))
+    rc, out, _ = run(capsys, "predict", "--model", csv_run, "--input-format", "csv")
+    assert [json.loads(x)["text"] for x in out.splitlines()] == ["the film was good ."]
+
+
+def test_a_run_without_dev_predicts_with_last_and_says_so(capsys, csv_files, tiny_model_dir,
+                                                          tmp_path):
+    out = tmp_path / "nodev"
+    assert run(capsys, "train", "--model", tiny_model_dir, "--train", csv_files / "train.csv",
+               "--label-column", "sentiment", "--max-steps", "2", "--max-len", "16", "--out",
+               out, "--no-progress")[0] == 0
+    rc, stdout, err = run(capsys, "predict", "--model", out, "good")
+    assert rc == 0 and json.loads(stdout)["text"] == "good"
+    assert f"warning: {out} has no best/ model" in err and str(out / "last") in err
