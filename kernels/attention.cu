@@ -57,13 +57,35 @@
 #define KT 32                       // keys (or queries) per shared-memory tile
 #define FULL 0xFFFFFFFFu
 
+// The parameter lists, written once: the kernels' entry points (bottom of the file) pass
+// them on to the template bodies.
+#define FORWARD_ARGS                                                                           \
+    const float *q, const float *k, const float *v, const float *bias, float *o, float *m_out, \
+    float *l_out, int NH, int T, int HS, int sb, int sh, int st, int osb, int osh, int ost,    \
+    int bias_sb, float scale, unsigned long long seed, unsigned offset, unsigned threshold,    \
+    float dscale
+#define FORWARD_PASS q, k, v, bias, o, m_out, l_out, NH, T, HS, sb, sh, st, osb, osh, ost,      \
+    bias_sb, scale, seed, offset, threshold, dscale
+#define DQ_ARGS                                                                                \
+    const float *q, const float *k, const float *v, const float *bias, const float *o,         \
+    const float *gout, const float *m_in, const float *l_in, float *dvec, float *gq, int NH,   \
+    int T, int HS, int sb, int sh, int st, int osb, int osh, int ost, int gsb, int gsh,        \
+    int gst, int bias_sb, float scale, unsigned long long seed, unsigned offset,               \
+    unsigned threshold, float dscale
+#define DQ_PASS q, k, v, bias, o, gout, m_in, l_in, dvec, gq, NH, T, HS, sb, sh, st, osb, osh,   \
+    ost, gsb, gsh, gst, bias_sb, scale, seed, offset, threshold, dscale
+#define DKDV_ARGS                                                                              \
+    const float *q, const float *k, const float *v, const float *bias, const float *gout,      \
+    const float *m_in, const float *l_in, const float *dvec, float *gk, float *gv, int NH,     \
+    int T, int HS, int sb, int sh, int st, int osb, int osh, int ost, int gsb, int gsh,        \
+    int gst, int bias_sb, float scale, unsigned long long seed, unsigned offset,               \
+    unsigned threshold, float dscale
+#define DKDV_PASS q, k, v, bias, gout, m_in, l_in, dvec, gk, gv, NH, T, HS, sb, sh, st, osb,    \
+    osh, ost, gsb, gsh, gst, bias_sb, scale, seed, offset, threshold, dscale
+
 // ---------------------------------------------------------------- variant 1: naive forward
 
-extern "C" __global__ void attention_forward_naive(
-        const float* q, const float* k, const float* v, const float* bias, float* o,
-        float* m_out, float* l_out, int NH, int T, int HS, int sb, int sh, int st, int osb,
-        int osh, int ost, int bias_sb, float scale, unsigned long long seed, unsigned offset,
-        unsigned threshold, float dscale) {
+extern "C" __global__ void attention_forward_naive(FORWARD_ARGS) {
     int i = blockIdx.x * blockDim.x + threadIdx.x, bh = blockIdx.y;
     int b = bh / NH, h = bh % NH;
     if (i >= T) return;                                   // no barriers in this kernel
@@ -195,11 +217,7 @@ __device__ __forceinline__ void load_bias(float* bs, const float* bias, long lon
 // ---------------------------------------------------------------- variant 2: tiled forward
 
 template <int SPLIT>
-__device__ __forceinline__ void forward_tiled(
-        const float* q, const float* k, const float* v, const float* bias, float* o,
-        float* m_out, float* l_out, int NH, int T, int HS, int sb, int sh, int st, int osb,
-        int osh, int ost, int bias_sb, float scale, unsigned long long seed, unsigned offset,
-        unsigned threshold, float dscale) {
+__device__ __forceinline__ void forward_tiled(FORWARD_ARGS) {
     const int ROWS = 128 / SPLIT, HSP = 32 * SPLIT;
     __shared__ __align__(16) float ks[KT * 32 * SPLIT];
     __shared__ __align__(16) float vs[KT * 32 * SPLIT];
@@ -256,12 +274,7 @@ __device__ __forceinline__ void forward_tiled(
 // ---------------------------------------------------------------- variant 3: backward, gq
 
 template <int SPLIT>
-__device__ __forceinline__ void backward_dq(
-        const float* q, const float* k, const float* v, const float* bias, const float* o,
-        const float* gout, const float* m_in, const float* l_in, float* dvec, float* gq, int NH,
-        int T, int HS, int sb, int sh, int st, int osb, int osh, int ost, int gsb, int gsh,
-        int gst, int bias_sb, float scale, unsigned long long seed, unsigned offset,
-        unsigned threshold, float dscale) {
+__device__ __forceinline__ void backward_dq(DQ_ARGS) {
     const int ROWS = 128 / SPLIT, HSP = 32 * SPLIT;
     __shared__ __align__(16) float ks[KT * 32 * SPLIT];
     __shared__ __align__(16) float vs[KT * 32 * SPLIT];
@@ -303,12 +316,7 @@ __device__ __forceinline__ void backward_dq(
 // ---------------------------------------------------------------- variant 4: backward, gk gv
 
 template <int SPLIT>
-__device__ __forceinline__ void backward_dkdv(
-        const float* q, const float* k, const float* v, const float* bias, const float* gout,
-        const float* m_in, const float* l_in, const float* dvec, float* gk, float* gv, int NH,
-        int T, int HS, int sb, int sh, int st, int osb, int osh, int ost, int gsb, int gsh,
-        int gst, int bias_sb, float scale, unsigned long long seed, unsigned offset,
-        unsigned threshold, float dscale) {
+__device__ __forceinline__ void backward_dkdv(DKDV_ARGS) {
     const int ROWS = 128 / SPLIT, HSP = 32 * SPLIT;
     __shared__ __align__(16) float qs[KT * 32 * SPLIT];
     __shared__ __align__(16) float gs[KT * 32 * SPLIT];
@@ -355,30 +363,6 @@ __device__ __forceinline__ void backward_dkdv(
 }
 
 // ---------------------------------------------------------------- entry points
-
-#define FORWARD_ARGS                                                                           \
-    const float *q, const float *k, const float *v, const float *bias, float *o, float *m_out, \
-    float *l_out, int NH, int T, int HS, int sb, int sh, int st, int osb, int osh, int ost,    \
-    int bias_sb, float scale, unsigned long long seed, unsigned offset, unsigned threshold,    \
-    float dscale
-#define FORWARD_PASS q, k, v, bias, o, m_out, l_out, NH, T, HS, sb, sh, st, osb, osh, ost,      \
-    bias_sb, scale, seed, offset, threshold, dscale
-#define DQ_ARGS                                                                                \
-    const float *q, const float *k, const float *v, const float *bias, const float *o,         \
-    const float *gout, const float *m_in, const float *l_in, float *dvec, float *gq, int NH,   \
-    int T, int HS, int sb, int sh, int st, int osb, int osh, int ost, int gsb, int gsh,        \
-    int gst, int bias_sb, float scale, unsigned long long seed, unsigned offset,               \
-    unsigned threshold, float dscale
-#define DQ_PASS q, k, v, bias, o, gout, m_in, l_in, dvec, gq, NH, T, HS, sb, sh, st, osb, osh,   \
-    ost, gsb, gsh, gst, bias_sb, scale, seed, offset, threshold, dscale
-#define DKDV_ARGS                                                                              \
-    const float *q, const float *k, const float *v, const float *bias, const float *gout,      \
-    const float *m_in, const float *l_in, const float *dvec, float *gk, float *gv, int NH,     \
-    int T, int HS, int sb, int sh, int st, int osb, int osh, int ost, int gsb, int gsh,        \
-    int gst, int bias_sb, float scale, unsigned long long seed, unsigned offset,               \
-    unsigned threshold, float dscale
-#define DKDV_PASS q, k, v, bias, gout, m_in, l_in, dvec, gk, gv, NH, T, HS, sb, sh, st, osb,    \
-    osh, ost, gsb, gsh, gst, bias_sb, scale, seed, offset, threshold, dscale
 
 extern "C" __global__ void attention_forward_s1(FORWARD_ARGS) { forward_tiled<1>(FORWARD_PASS); }
 extern "C" __global__ void attention_forward_s2(FORWARD_ARGS) { forward_tiled<2>(FORWARD_PASS); }
