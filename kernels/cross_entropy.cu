@@ -15,8 +15,9 @@
 // counted target lies outside [0, K) (the launcher raises, naming the targets).
 // Launch: forward one warp per row, block 256 (8 rows), grid ceil(N / 8); lanes stride over K,
 //   so K = 2 (SST-2) and K = 30522 (a vocabulary) both work. cross_entropy_reduce: one block
-//   of 256 threads adds losses and counts in a fixed order (deterministic). Backward:
-//   grid-stride over N * K, block 256.
+//   of 256 threads adds losses and counts in a fixed order (deterministic). Backward: thread
+//   = column, block min(256, K rounded up to 32), grid (ceil(K / block), min(N, 65535)),
+//   block row y walks rows y, y + gridDim.y, ...
 // Variants:
 //   1. the three kernels above.
 // Traffic: forward reads z once, writes 8 bytes a row (the unfused path writes and reads back
@@ -83,12 +84,11 @@ extern "C" __global__ void cross_entropy_backward(const float* z, const long lon
                                                   const float* lse, const float* gy,
                                                   const float* count, float* g, int N, int K,
                                                   long long ignore_index, int mode) {
-    long long n = (long long)N * K;
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= K) return;                                   // no barriers in this kernel
     float shared_scale = mode == 2 ? gy[0] / fmaxf(count[0], 1.0f) : mode == 1 ? gy[0] : 0.0f;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
-         e += (long long)gridDim.x * blockDim.x) {
-        int row = (int)(e / K), j = (int)(e % K);
-        long long target = t[row];
+    for (int row = blockIdx.y; row < N; row += gridDim.y) {
+        long long target = t[row], e = (long long)row * K + j;
         float scale = target == ignore_index ? 0.0f : mode == 0 ? gy[row] : shared_scale;
         g[e] = (expf(z[e] - lse[row]) - (j == target ? 1.0f : 0.0f)) * scale;
     }

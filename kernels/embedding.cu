@@ -14,8 +14,8 @@
 //                  ^     ^ ^          block 3 -> gw[7],  block 4 -> gw[9]; blocks 1, 2, 5 idle
 //
 // Shapes and dtypes: ids, order, sorted (N,) int64; w, gw (V, H), y, gy (N, H) float32.
-// Launch: forward grid-stride over N * H, block 256. Backward grid N, block 128 (threads walk
-//   the H columns).
+// Launch: forward grid min(N, 65535) blocks of 128 (block = position, threads walk the H
+//   columns). Backward grid N, block 128 (the same).
 // Variants:
 //   1. embedding_forward, embedding_backward as above.
 // Traffic: backward reads gy once and writes each used row of gw once (plus the sort of N
@@ -26,10 +26,11 @@
 
 extern "C" __global__ void embedding_forward(const long long* ids, const float* w, float* y,
                                              int N, int H) {
-    long long n = (long long)N * H;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
-         e += (long long)gridDim.x * blockDim.x)
-        y[e] = w[ids[e / H] * H + e % H];
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {     // block = position, thread = column
+        const float* row = w + ids[n] * H;
+        for (int col = threadIdx.x; col < H; col += blockDim.x)
+            y[(long long)n * H + col] = row[col];
+    }
 }
 
 extern "C" __global__ void embedding_backward(const long long* sorted, const long long* order,

@@ -8,10 +8,11 @@
 // and Phi(u), two more (N, I) arrays).
 //
 // Shapes and dtypes: x, y, gy, gx (N, I) float32 contiguous (N = B * T), bias (I,) or null.
-// Launch: forward grid-stride over the N * I elements, block 256, grid min(ceil(n / 256),
-//   4096). Backward: block 256 = 256 consecutive columns, grid (ceil(I / 256), P) with
-//   P = min(N, 64) row chunks; thread (col) walks its chunk's rows in order, so gy/gx
-//   accesses are coalesced and its partial bias gradient is deterministic.
+// Launch: block 256 = 256 consecutive columns (thread = column: the bias is read once, and no
+//   index division per element). Forward grid (ceil(I / 256), min(N, 1024)), block row y
+//   walks rows y, y + gridDim.y, ... Backward grid (ceil(I / 256), P) with P = min(N, 64)
+//   chunks of consecutive rows; a thread walks its chunk in order, so gy/gx accesses are
+//   coalesced and its partial bias gradient is deterministic.
 //
 //          cols c0 .. c0+255 (one block)
 //   rows   | t0 t1 ... t255 |   chunk p of the N rows  -> partial[p, c0 .. c0+255]
@@ -27,11 +28,14 @@
 #define SQRT_HALF 0.70710678118654752f
 #define INV_SQRT_2PI 0.39894228040143268f
 
-extern "C" __global__ void gelu_forward(const float* x, const float* bias, float* y, long long n,
+extern "C" __global__ void gelu_forward(const float* x, const float* bias, float* y, int N,
                                         int I) {
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
-         e += (long long)gridDim.x * blockDim.x) {
-        float u = x[e] + (bias ? bias[e % I] : 0.0f);
+    int col = blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= I) return;                                 // no barriers in this kernel
+    float b = bias ? bias[col] : 0.0f;
+    for (int row = blockIdx.y; row < N; row += gridDim.y) {
+        long long e = (long long)row * I + col;
+        float u = x[e] + b;
         y[e] = u * (0.5f * (1.0f + erff(u * SQRT_HALF)));
     }
 }

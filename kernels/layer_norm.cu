@@ -17,7 +17,7 @@
 // rstd (N,). H <= 8 * blockDim.x (2048 with 256 threads).
 // Launch: block 128 threads for H <= 512, else 256; a block walks rows blockIdx.x,
 //   blockIdx.x + gridDim.x, ...; thread t keeps columns t, t + blockDim.x, ... in registers.
-//   Forward grid: N blocks (capped at 65535). Backward grid: P = min(N, 256) blocks -- a fixed
+//   Forward grid: N blocks (capped at 65535). Backward grid: P = min(N, 512) blocks -- a fixed
 //   number, so the partial sums (and gw, gb) are the same on every GPU -- then sum_partials.
 //
 //     row r:  [ t0 t1 ... t127 | t0 t1 ... t127 | t0 t1 ... ]   (H columns, one pass to

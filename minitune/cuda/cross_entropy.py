@@ -55,7 +55,8 @@ def backward(gy, saved):
     g = xp.empty_like(z)
     gy = xp.ascontiguousarray(gy, dtype=np.float32).reshape(-1)
     if N:
-        rt.launch(FILE, "cross_entropy_backward", min((N * K + 255) // 256, 65535), 256,
+        block = min(256, (K + 31) // 32 * 32)
+        rt.launch(FILE, "cross_entropy_backward", ((K + block - 1) // block, min(N, 65535)), block,
                   (z, t, lse, gy, count, g, np.int32(N), np.int32(K), np.int64(ignore_index),
                    np.int32(MODES[reduction])))
     return g.reshape(shape)

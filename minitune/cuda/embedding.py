@@ -24,7 +24,7 @@ def forward(ids, weight):
     N = flat.size
     y = xp.empty((N, H), dtype=np.float32)
     if N:
-        rt.launch(FILE, "embedding_forward", min((N * H + 255) // 256, 65535), 256,
+        rt.launch(FILE, "embedding_forward", min(N, 65535), 128,
                   (flat, xp.ascontiguousarray(weight), y, np.int32(N), np.int32(H)))
     return y.reshape(ids.shape + (H,)), (flat, V)
 

@@ -25,8 +25,9 @@ def forward(x, bias=None):
     width = x.shape[-1]                                   # I
     y = xp.empty_like(x)
     b = None if bias is None else xp.ascontiguousarray(bias, dtype=np.float32)
-    rt.launch(FILE, "gelu_forward", min((x.size + 255) // 256, 4096), 256,
-              (x, b, y, np.int64(x.size), np.int32(width)))
+    N = x.size // width
+    rt.launch(FILE, "gelu_forward", ((width + 255) // 256, min(N, 1024)), 256,
+              (x, b, y, np.int32(N), np.int32(width)))
     return y, (x, b, width)
 
 

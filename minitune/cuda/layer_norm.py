@@ -12,7 +12,7 @@ from . import runtime
 
 FILE = "layer_norm.cu"
 MAX_COLUMNS_PER_THREAD = 8            # MAXC in layer_norm.cu
-PARTIAL_BLOCKS = 256                  # P: blocks of the backward (fixed: same bits on any GPU)
+PARTIAL_BLOCKS = 512                  # P: blocks of the backward (fixed: same bits on any GPU)
 
 
 def supports(x, *rest):
