@@ -22,6 +22,7 @@ MUTATIONS = [  # (file, text, replacement)
     ("attention.cu", "gp * z - D", "gp - D"),
     ("reduce.cuh", "acc += partials", "acc = partials"),
     ("embedding.cu", "acc += gy", "acc = gy"),
+    ("embedding.cu", "acc += partial", "acc = partial"),
     ("adamw.cu", "__fadd_rn(__fdiv_rn(sqrtf(ve), root), eps)",
      "__fdiv_rn(__fadd_rn(sqrtf(ve), eps), root)"),
     ("dropout.cu", "draw16(r, 5)", "draw16(r, 4)"),
