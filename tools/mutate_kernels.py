@@ -20,6 +20,7 @@ MUTATIONS = [  # (file, text, replacement)
     ("attention.cu", "gp * z - ds[i]", "gp * z"),
     ("attention.cu", "l *= alpha;", "l *= 1.0f;"),
     ("attention.cu", "gp * z - D", "gp - D"),
+    ("attention.cu", "+ i % G);", "+ (i + 1) % G);"),
     ("reduce.cuh", "acc += partials", "acc = partials"),
     ("embedding.cu", "acc += gy", "acc = gy"),
     ("embedding.cu", "acc += partial", "acc = partial"),
