@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from ..io import atomic_write_text, read_safetensors, write_safetensors
+from ..io.checkpoint import read_json
 
 RUN_FILES = ("metrics.jsonl", "last", "best", "last.old", "best.old", "results.json")
 
@@ -109,13 +110,9 @@ def save_training_state(directory, model, tokenizer, optimizer, trainer_state):
 
 
 def load_trainer_state(directory):
-    """trainer_state.json of a checkpoint directory, as a dict."""
-    path = Path(directory) / "trainer_state.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise RunDirError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); the checkpoint is "
-                          f"damaged") from None
+    """trainer_state.json of a checkpoint directory, as a dict (io's JSON reader: errors name
+    the file, line and column)."""
+    return read_json(Path(directory) / "trainer_state.json", what="trainer state")
 
 
 def load_optimizer_arrays(directory):
