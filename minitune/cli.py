@@ -21,13 +21,14 @@ from dataclasses import MISSING, dataclass, fields
 
 from . import __version__
 from .data import read_texts
+from .data.readers import TEXT_FORMATS, file_format
 from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
-from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, trained_columns,
-                      write_predictions)
+from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, record_ids,
+                      trained_columns, write_predictions)
 from .models import BertModel
 from .tokenizer import Tokenizer
 from .train import AttentionArgs, EvalArgs, PlotArgs, PredictArgs, TrainArgs, Trainer
-from .train.args import flag, value_type
+from .train.args import flag, header_line, value_type
 from .train.checkpoints import run_model_dir
 from .viz.attention import attention_probabilities, plot_attention
 from .viz.curves import plot_run
@@ -43,7 +44,7 @@ def run_eval(args):
     model, tokenizer = load_finetuned(args.model)
     columns = (args.text_column, args.text_pair_column, args.label_column)
     scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
-                                   args.batch_size)
+                                   args.batch_size, header_line(args.header))
     print(report)
     print(json.dumps({"model": model.name_or_path, "data": args.data, **scores}))
 
@@ -56,11 +57,15 @@ def run_predict(args):
         text_column, pair_column, label_column = trained_columns(model)
         texts, pairs = read_texts(args.input or "-", args.text_column or text_column,
                                   args.text_pair_column or pair_column, label_column,
-                                  args.input_format)
+                                  args.input_format, header_line(args.header))
+    ids = None
+    if args.output_format == "cluener" and args.input and file_format(
+            args.input, TEXT_FORMATS) == "jsonl":
+        ids = record_ids(args.input)
     predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len, args.batch_size)
     out = open_output(args.output)
     try:
-        write_predictions(out, texts, predictions, args.output)
+        write_predictions(out, texts, predictions, args.output, args.output_format, ids)
     finally:
         if out is not sys.stdout:
             out.close()

@@ -7,7 +7,10 @@ truncation for each call, and returns NumPy arrays.
 Loading follows ``transformers``' BertTokenizerFast: ``tokenizer.json`` if present, else
 a tokenizer built from ``vocab.txt`` with the options of ``tokenizer_config.json``
 (``do_lower_case``, ``strip_accents``, ``tokenize_chinese_chars``), which also override
-those of the normalizer in ``tokenizer.json`` when they differ.
+those of the normalizer in ``tokenizer.json`` when they differ. Many Chinese checkpoints
+(bert-base-chinese, RoBERTa-wwm-ext, MacBERT) ship the second way: ``vocab.txt``, maybe
+``added_tokens.json``, and no ``tokenizer.json``; tests/models/test_bert_chinese_parity.py checks
+the ids against transformers' on every text of the shared Chinese data.
 
 A ``tokenizer.json`` can carry preset padding/truncation (all-MiniLM-L6-v2's pads every
 sequence to 128). The constructor clears both; each ``Tokenizer.__call__`` then sets exactly
@@ -115,7 +118,9 @@ class Tokenizer:
             _override_normalizer(backend, config)
             return cls(backend, config)
         if (model_dir / "vocab.txt").is_file():
-            return cls.from_vocab(model_dir / "vocab.txt", **_vocab_options(config))
+            tokenizer = cls.from_vocab(model_dir / "vocab.txt", **_vocab_options(config))
+            _add_listed_tokens(tokenizer.backend, model_dir / "added_tokens.json")
+            return tokenizer
         raise ValueError(
             f"{model_dir}: no tokenizer found; looked for tokenizer.json and vocab.txt"
         )
@@ -346,18 +351,42 @@ def _token_content(value):
     return value["content"] if isinstance(value, dict) else value
 
 
+def _read_json(path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+
+
 def _read_tokenizer_config(model_dir):
     """tokenizer_config.json updated with special_tokens_map.json (both optional)."""
     config = {}
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         path = model_dir / name
         if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-            config.update(data)
+            config.update(_read_json(path))
     return config
+
+
+def _add_listed_tokens(backend, path):
+    """Add the tokens of an added_tokens.json ({token: id}) after the vocabulary, as
+    transformers does: matched whole in the normalized text, not special (kept by decode).
+    Their ids must continue the vocabulary (vocab size, vocab size + 1, ...)."""
+    from tokenizers import AddedToken
+
+    if not path.is_file():
+        return
+    listed = _read_json(path)
+    if not isinstance(listed, dict):
+        raise ValueError(f"{path}: expected a JSON object {{token: id}}")
+    for token, token_id in sorted(listed.items(), key=lambda item: item[1]):
+        if backend.token_to_id(token) == token_id:
+            continue  # already in vocab.txt with that id
+        if token_id != backend.get_vocab_size(with_added_tokens=True):
+            raise ValueError(f"{path}: token {token!r} has id {token_id}, but the next free id "
+                             f"after the vocabulary is "
+                             f"{backend.get_vocab_size(with_added_tokens=True)}")
+        backend.add_tokens([AddedToken(token, normalized=True)])
 
 
 def _vocab_options(config):

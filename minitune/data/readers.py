@@ -24,12 +24,17 @@ PAIR_COLUMNS = ("text_pair", "sentence2")
 NER_TAG = re.compile(r"^(O|[BI]-\S+)$")
 
 
-def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None):
+def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None,
+                  header=None):
     """Read a labelled file of ``task`` ("classify" or "ner"), choosing the reader by task and
-    file format: ClassificationData (TSV/CSV/JSON lines) or ConllData (CoNLL columns)."""
+    file format: ClassificationData (TSV/CSV/JSON lines), SpanData (NER as CLUENER span
+    JSON lines: .json, .jsonl) or ConllData (NER as CoNLL columns: any other name)."""
     if task == "ner":
+        if FORMATS.get(Path(str(path)).suffix.lower()) == "jsonl":
+            from .cluener import read_cluener  # cluener.py builds on this module
+            return read_cluener(path)
         return read_conll(path)
-    return read_classification(path, text_column, text_pair_column, label_column)
+    return read_classification(path, text_column, text_pair_column, label_column, header)
 
 
 def _show(line, limit=200):
@@ -146,15 +151,6 @@ def _rows_csv(path):
             start = reader.line_num + 1
 
 
-def _header_and_rows(path, rows):
-    """Split a row stream into the header names and data rows."""
-    try:
-        _, _, header = next(rows)
-    except StopIteration:
-        raise ValueError(f"{path}: no examples (the file is empty)") from None
-    return [h.strip() for h in header], rows
-
-
 # file name suffix -> format
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
            ".ndjson": "jsonl"}
@@ -169,11 +165,16 @@ def file_format(path, formats=FORMATS):
     return formats[suffix]
 
 
-def _records(path, fmt):
-    """The rows of a "tsv"/"csv" file with a header line, or of a "jsonl" file.
+def _records(path, fmt, header=None, given=()):
+    """The rows of a "tsv"/"csv" file, or of a "jsonl" file.
 
-    Returns (columns, records, where): records are (line number, raw line, {column: value});
-    ``where`` locates the column names for error messages. Bad rows raise "path:line: ...".
+    A tsv/csv file has a header line or not: ``header`` True/False, or None to detect it
+    (``_has_header``; ``given`` are the column names asked for). Without one, the columns are
+    named by position, "0", "1", ...
+
+    Returns (columns, records, where, named): records are (line number, raw line, {column:
+    value}); ``where`` locates the column names for error messages; ``named`` is False when
+    the columns are positions. Bad rows raise "path:line: ...".
     """
     if fmt == "jsonl":
         records = []
@@ -184,8 +185,17 @@ def _records(path, fmt):
         if not records:
             raise ValueError(f"{path}: no examples (the file is empty)")
         # columns are resolved from the first record
-        return list(records[0][2]), records, f"{path}:{records[0][0]}"
-    columns, rows = _header_and_rows(path, _rows_csv(path) if fmt == "csv" else _rows_tsv(path))
+        return list(records[0][2]), records, f"{path}:{records[0][0]}", True
+    rows = list(_rows_csv(path) if fmt == "csv" else _rows_tsv(path))
+    if not rows:
+        raise ValueError(f"{path}: no examples (the file is empty)")
+    if header is None:
+        header = _has_header(rows, given)
+    if header:
+        columns, rows, where = [h.strip() for h in rows[0][2]], rows[1:], f"{path}:1 (header)"
+    else:
+        columns = [str(i) for i in range(len(rows[0][2]))]
+        where = f"{path} (no header: columns {', '.join(columns)})"
     records = []
     for lineno, line, fields in rows:
         if len(fields) != len(columns):
@@ -194,7 +204,31 @@ def _records(path, fmt):
         records.append((lineno, line, dict(zip(columns, fields))))
     if not records:
         raise ValueError(f"{path}: no examples (only a header line)")
-    return columns, records, f"{path}:1 (header)"
+    return columns, records, where, header
+
+
+def _has_header(rows, given):
+    """Does the first of the tsv/csv ``rows`` name columns? Yes when it holds a known column
+    name (or one in ``given``). A first row that names none is data when, in a two-column
+    file, its value in the label column is also a label of another row: a header's column
+    name is not."""
+    known = {"label", *TEXT_COLUMNS, *PAIR_COLUMNS, *(c for c in given if c is not None)}
+    first = [f.strip() for f in rows[0][2]]
+    if known & set(first) or len(first) != 2 or len(rows) < 2:
+        return True
+    others = [(n, line, dict(zip("01", fields))) for n, line, fields in rows[1:]
+              if len(fields) == 2]
+    k = _label_position(others)
+    return first[int(k)] not in {record[k].strip() for _, _, record in others}
+
+
+def _label_position(records):
+    """The label column, "0" or "1", of two-column header-less records: the one with fewer
+    distinct values, or on a tie the one with shorter values."""
+    def score(key):
+        values = [record[key].strip() for _, _, record in records]
+        return len(set(values)), sum(map(len, values))
+    return min("01", key=score)
 
 
 def _json_record(path, lineno, line):
@@ -213,13 +247,18 @@ def _check_strings(path, lineno, line, record, keys, what):
             raise _line_error(path, lineno, f"{what} {key!r} must be a string", line)
 
 
-def read_classification(path, text_column=None, text_pair_column=None, label_column=None):
+def read_classification(path, text_column=None, text_pair_column=None, label_column=None,
+                        header=None):
     """Read a text-classification file: TSV (.tsv), CSV (.csv) or JSON lines (.jsonl/.json).
 
-    TSV and CSV files need a header line; JSON lines are objects keyed by column name.
-    Default columns: label "label"; text "text", "sentence", "sentence1" or "content" (the
-    first present; in a two-column file, the column that is not the label); text pair
-    "text_pair" or "sentence2" when present. Blank lines are skipped.
+    TSV and CSV files have a header line or not (``header``: True, False, or None to detect
+    it, see ``_has_header``); JSON lines are objects keyed by column name. Default columns:
+    label "label"; text "text", "sentence", "sentence1" or "content" (the first present; in a
+    two-column file, the column that is not the label); text pair "text_pair" or "sentence2"
+    when present. Blank lines are skipped. Without a header the columns are named by
+    position, "0", "1", ...; in a two-column file the label column is then the one with fewer
+    distinct values, then shorter ones (ChnSentiCorp's ``text<TAB>positive``, GLUE's
+    ``0<TAB>text``); else name them (``label_column="2"``).
 
     Returns:
         ClassificationData with N examples.
@@ -231,9 +270,17 @@ def read_classification(path, text_column=None, text_pair_column=None, label_col
     """
     path = str(path)
     fmt = file_format(path)
-    columns, records, where = _records(path, fmt)
-    text_col, pair_col, label_col = _pick_columns(
-        columns, text_column, text_pair_column, label_column, where)
+    columns, records, where, named = _records(path, fmt, header,
+                                              (text_column, text_pair_column, label_column))
+    if not named and label_column is None and text_column is None and len(columns) == 2:
+        label_column = _label_position(records)
+    try:
+        text_col, pair_col, label_col = _pick_columns(
+            columns, text_column, text_pair_column, label_column, where)
+    except ValueError as e:
+        if not named or fmt == "jsonl":
+            raise
+        raise ValueError(f"{e}; if line 1 is data, not a header, pass --header no") from None
     what = "key" if fmt == "jsonl" else "column"
     data = ClassificationData([], [], [] if pair_col else None, [], path)
     for lineno, line, record in records:
@@ -252,13 +299,16 @@ def read_classification(path, text_column=None, text_pair_column=None, label_col
 TEXT_FORMATS = {**FORMATS, ".txt": "txt", ".text": "txt", "": "txt"}
 
 
-def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None):
+def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None,
+               header=None):
     """Texts to label, from a file or stdin.
 
     Args:
         path: a file, or "-" for stdin.
-        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (a header line)
-            or "jsonl"; default: from the file name (.txt, .tsv, .csv, .jsonl), stdin "txt".
+        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (with or without
+            a header line, see ``read_classification``) or "jsonl" (a CLUENER file is one:
+            its "text" is read, its "label" ignored); default: from the file name (.txt,
+            .tsv, .csv, .jsonl), stdin "txt".
         text_column, text_pair_column: the columns of a tsv/csv/jsonl file (default: those
             of ``read_classification``); a label column (``label_column``, default "label")
             may be present and is ignored.
@@ -270,7 +320,10 @@ def read_texts(path, text_column=None, text_pair_column=None, label_column=None,
     if fmt == "txt":
         with _open(path) as f:
             return [line.rstrip("\r\n") for line in f if line.strip()], None
-    columns, records, where = _records(path, fmt)
+    columns, records, where, named = _records(path, fmt, header,
+                                              (text_column, text_pair_column, label_column))
+    if not named and label_column is None and text_column is None and len(columns) == 2:
+        label_column = _label_position(records)
     text_col, pair_col, _ = _pick_columns(columns, text_column, text_pair_column, label_column,
                                           where, need_label=False)
     what = "key" if fmt == "jsonl" else "column"
@@ -301,6 +354,15 @@ class ConllData(list):
         self.lines = list(lines)
         self.path = path
         self.n_converted = n_converted
+
+    def location(self, i, j=None):
+        """Where sentence i (token j) came from, for messages."""
+        return f"line {self.lines[i] + (j or 0)}"
+
+    def scored_tags(self, pred_tags):
+        """(gold, predicted) tag sequences that entity scores compare: here the word tags
+        (SpanData compares characters)."""
+        return [list(tags) for _, tags in self], pred_tags
 
 
 def _to_iob2(tags):

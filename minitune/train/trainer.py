@@ -28,7 +28,7 @@ from ..optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
 from ..tokenizer import Tokenizer
 from ..viz.curves import plot_run_if_possible
 from . import checkpoints as C
-from .args import TrainArgs, flag
+from .args import TrainArgs, flag, header_line
 from .callbacks import CtrlC, EarlyStopping, ProgressBar
 from .evaluation import evaluate, predict_texts
 from .tasks import TASKS
@@ -106,7 +106,8 @@ class Trainer:
             if source is None:
                 continue
             is_path = isinstance(source, (str, Path))
-            raw[split] = self.task.read(source, self.args.columns) if is_path else source
+            raw[split] = (self.task.read(source, self.args.columns, header_line(self.args.header))
+                          if is_path else source)
         return raw
 
     def _label_map(self, saved, model):

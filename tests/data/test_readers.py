@@ -119,6 +119,62 @@ def test_read_labelled_picks_the_reader_by_task(tmp_path):
     assert data.read_labelled(conll, "ner") == [(["Paris"], ["B-LOC"])]
 
 
+# ----------------------------------------------------------------- header-less TSV/CSV
+
+CHNSENTICORP = SHARED_DATA / "chnsenticorp"
+
+
+def test_headerless_tsv_is_detected_text_then_label(tmp_path):
+    """ChnSentiCorp's layout: text<TAB>label, no header, string labels."""
+    path = write(tmp_path, "a.tsv", "房间太小。其他的都一般。\tnegative\n"
+                                    "15.4寸笔记本的键盘确实爽\tpositive\n\n"
+                                    "服务一般\tnegative\n")
+    got = data.read_classification(path)
+    assert got.texts[0] == "房间太小。其他的都一般。"
+    assert got.labels == ["negative", "positive", "negative"]
+    assert got.lines == [1, 2, 4]
+
+
+def test_headerless_label_first_and_csv(tmp_path):
+    tsv = write(tmp_path, "a.tsv", "1\ta gorgeous film\n0\tdull\n1\tgreat fun\n")
+    assert data.read_classification(tsv).labels == ["1", "0", "1"]
+    csv = write(tmp_path, "a.csv", '"好, 很好",pos\n差,neg\n不错,pos\n很差,neg\n')
+    got = data.read_classification(csv)
+    assert got.texts == ["好, 很好", "差", "不错", "很差"]
+    assert got.labels == ["pos", "neg", "pos", "neg"]
+
+
+def test_header_choice_overrides_detection(tmp_path):
+    # The first line's label ('rare') occurs nowhere else: it looks like a header.
+    path = write(tmp_path, "a.tsv", "一句\trare\n二句\tpos\n三句\tpos\n")
+    with pytest.raises(ValueError, match=r"a\.tsv:1 \(header\): no label column 'label' .*"
+                                         r"if line 1 is data, not a header, pass --header no"):
+        data.read_classification(path)
+    got = data.read_classification(path, header=False)
+    assert got.labels == ["rare", "pos", "pos"] and got.lines == [1, 2, 3]
+    got = data.read_classification(path, header=False, text_column="1", label_column="0")
+    assert got.labels == ["一句", "二句", "三句"]
+    assert data.read_labelled(path, "classify", header=False).labels[0] == "rare"
+
+
+def test_headerless_file_with_three_columns_needs_names(tmp_path):
+    path = write(tmp_path, "a.tsv", "7\tgood\tpos\n8\tbad\tneg\n")
+    with pytest.raises(ValueError, match=r"no header: columns 0, 1, 2\): no label column"):
+        data.read_classification(path, header=False)
+    got = data.read_classification(path, header=False, text_column="1", label_column="2")
+    assert got.texts == ["good", "bad"]
+
+
+@pytest.mark.skipif(not CHNSENTICORP.is_dir(), reason=f"ChnSentiCorp not found at {CHNSENTICORP}")
+def test_shared_chnsenticorp_reads_with_defaults():
+    train = data.read_classification(CHNSENTICORP / "train.tsv")
+    dev = data.read_classification(CHNSENTICORP / "dev.tsv")
+    assert (len(train), len(dev)) == (9600, 1200)
+    assert set(train.labels) == set(dev.labels) == {"positive", "negative"}
+    assert train.texts[0].startswith("选择珠江花园的原因就是方便") and train.lines[0] == 1
+    assert data.build_label_map(train.labels) == ["negative", "positive"]
+
+
 @pytest.mark.skipif(not SST2.is_dir(), reason=f"SST-2 not found at {SST2}")
 def test_shared_sst2_reads_with_defaults():
     train = data.read_classification(SST2 / "train.tsv")
@@ -158,6 +214,33 @@ def test_conll_reads_last_column_and_converts_iob1(tmp_path):
     ]
     assert sents.lines == [3, 8, 11]
     assert sents.n_converted == 4
+
+
+def test_conll_reads_one_character_per_line(tmp_path):
+    """MSRA / People's Daily layout: one character and its tag per line (tab or space)."""
+    sents = data.read_conll(write(tmp_path, "msra.txt", "中\tB-ORG\n共\tI-ORG\n中\tI-ORG\n"
+                                  "央\tI-ORG\n致\tO\n电\tO\n。\tO\n\n"
+                                  "张 B-PER\n三 I-PER\n在 O\n北 B-LOC\n京 I-LOC\n"))
+    assert list(sents) == [(list("中共中央致电。"), ["B-ORG"] + ["I-ORG"] * 3 + ["O"] * 3),
+                           (list("张三在北京"), ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])]
+    assert sents.lines == [1, 9]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cluener").is_dir(), reason="shared CLUENER not found")
+def test_conll_one_character_per_line_agrees_with_the_cluener_reader(tmp_path):
+    """The shared CLUENER dev file written one character per line (whitespace characters
+    left out, as such files do) reads back as the character tags of the span reader."""
+    spans = data.read_cluener(SHARED_DATA / "cluener" / "dev.json")
+    gold = [spans.char_tags(i) for i in range(len(spans))]
+    lines = []
+    for text, tags in zip(spans.texts, gold):
+        lines += [f"{c}\t{t}\n" for c, t in zip(text, tags) if not c.isspace()] + ["\n"]
+    sents = data.read_conll(write(tmp_path, "dev.char.txt", "".join(lines)))
+    assert len(sents) == len(spans) == 1000
+    for (chars, tags), text, want in zip(sents, spans.texts, gold):
+        kept = [i for i, c in enumerate(text) if not c.isspace()]
+        assert chars == [text[i] for i in kept]
+        assert tags == [want[i] for i in kept]
 
 
 def test_conll_can_keep_raw_tags(tmp_path):
