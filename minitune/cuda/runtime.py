@@ -26,14 +26,19 @@ from .source import load_source
 class GpuRuntime:
     """Kernels from ``cupy.RawModule``, on cupy arrays."""
 
-    def __init__(self):
-        self.xp = _import_cupy()
+    def __init__(self, cupy=None):
+        self.xp = cupy if cupy is not None else _import_cupy()
+        self._modules = {}
         self._functions = {}
 
     def function(self, name, kernel):
+        """Kernel ``kernel`` of kernels/``name``; the file is compiled once per process."""
         fn = self._functions.get((name, kernel))
         if fn is None:
-            module = self.xp.RawModule(code=load_source(name), options=OPTIONS)
+            module = self._modules.get(name)
+            if module is None:
+                module = self._modules[name] = self.xp.RawModule(code=load_source(name),
+                                                                 options=OPTIONS)
             fn = self._functions[(name, kernel)] = module.get_function(kernel)
         return fn
 
