@@ -48,13 +48,13 @@ def trained_columns(model):
 
 
 def evaluate_file(model, tokenizer, path, columns=(None, None, None), max_len=None,
-                  batch_size=128, header=None):
+                  batch_size=128, header=None, encoding="utf-8"):
     """Score a labelled file in the training format. ``columns`` = (text, text pair, label);
     each one left None is the column the model was trained with; ``header``: does a TSV/CSV
     file have a header line (None: detect it). Returns (scores, report)."""
     task, id2label = task_of(model), id2label_of(model)
     columns = tuple(given or saved for given, saved in zip(columns, trained_columns(model)))
-    raw = task.read(path, columns, header)
+    raw = task.read(path, columns, header, encoding)
     examples, _ = task.encode(tokenizer, raw, id2label, max_len or trained_max_length(model))
     scores, predictions = evaluate(model, task, raw, examples, id2label, batch_size,
                                    tokenizer.pad_token_id)

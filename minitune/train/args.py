@@ -160,6 +160,8 @@ class TrainArgs(Options):
     label_column: str | None = option(None, "label column of classify files (default: label)",
                                       metavar="NAME")
     header: str = header_option()
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     overwrite: bool = option(False, "replace a finished or stopped run in --out")
     resume: bool = option(False, "continue the run saved in --out (its own settings)")
     progress: bool = option(True, "show a progress bar")
@@ -195,6 +197,8 @@ class EvalArgs(Options):
     label_column: str | None = option(None, "label column (default: the training run's)",
                                       metavar="NAME")
     header: str = header_option()
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     max_len: int | None = option(None, "truncation (default: the training run's --max-len)",
                                  min=3)
     batch_size: int = option(128, "examples per pass", min=1)
@@ -220,6 +224,8 @@ class PredictArgs(Options):
     text_pair_column: str | None = option(None, "second text column (default: the training "
                                           "run's)", metavar="NAME")
     header: str = header_option()
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     output: str | None = option(None, "write the predictions to FILE: .jsonl or .csv "
                                 "(default: JSON lines on stdout)", metavar="FILE")
     output_format: str | None = option(None, "jsonl, csv, or cluener (NER: CLUENER's {\"id\", "

@@ -29,10 +29,10 @@ class ClassifyTask:
     model_class = BertForSequenceClassification
     main_metric = "accuracy"
 
-    def read(self, path, columns, header=None):
+    def read(self, path, columns, header=None, encoding="utf-8"):
         """A labelled file (TSV/CSV/JSON lines); ``columns`` = (text, text pair, label);
         ``header``: does a TSV/CSV file have a header line (None: detect it)."""
-        return D.read_labelled(path, self.name, *columns, header=header)
+        return D.read_labelled(path, self.name, *columns, header=header, encoding=encoding)
 
     def labels(self, raw):
         return raw.labels
@@ -71,10 +71,10 @@ class NerTask:
     model_class = BertForTokenClassification
     main_metric = "f1"
 
-    def read(self, path, columns, header=None):
+    def read(self, path, columns, header=None, encoding="utf-8"):
         """A CoNLL file, or CLUENER span JSON lines (.json/.jsonl); columns do not apply.
         Overlapping spans left out of a CLUENER file are printed (not silently dropped)."""
-        raw = D.read_labelled(path, self.name)
+        raw = D.read_labelled(path, self.name, encoding=encoding)
         for message in getattr(raw, "dropped", ()):
             print(message, file=sys.stderr)
         return raw

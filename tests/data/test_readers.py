@@ -3,7 +3,7 @@ and errors that name file, line and the flag to use.
 """
 import json
 import pytest
-from minitune import data
+from minitune import DataError, data
 from paths import SHARED_DATA, TESTS
 
 SST2 = SHARED_DATA / "sst2"
@@ -315,3 +315,67 @@ def test_read_texts_of_each_format(tmp_path):
 def test_read_texts_errors(tmp_path, name, text, kwargs, message):
     with pytest.raises(ValueError, match=message):
         data.read_texts(write(tmp_path, name, text), **kwargs)
+
+
+# --- hostile and awkward files: every problem is a DataError naming file and line ---------
+
+def write_bytes(tmp_path, name, raw):
+    path = tmp_path / name
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_line_numbers_with_any_line_ending(tmp_path, newline):
+    rows = ["label\ttext", "1\tgood", "0\tbad", "1"]
+    path = write_bytes(tmp_path, "a.tsv", newline.join(rows).encode() + newline.encode())
+    with pytest.raises(DataError, match=r"a\.tsv:4: expected 2 columns"):
+        data.read_classification(path)
+    rows = ["label,text", '1,"multi', 'line"', "0,bad", "1"]
+    path = write_bytes(tmp_path, "a.csv", newline.join(rows).encode() + newline.encode())
+    with pytest.raises(DataError, match=r"a\.csv:5: expected 2 columns"):
+        data.read_classification(path)
+    sentences = ["john B-PER", "smith", ""]
+    path = write_bytes(tmp_path, "a.txt", newline.join(sentences).encode())
+    with pytest.raises(DataError, match=r"a\.txt:2: expected 'token TAG'"):
+        data.read_conll(path)
+
+
+def test_non_utf8_names_file_and_line_and_encoding_reads_it(tmp_path):
+    path = write_bytes(tmp_path, "a.tsv", b"label\ttext\n1\tgood\n0\tcaf\xe9 noir\n")
+    with pytest.raises(DataError, match=r"a\.tsv:3: not utf-8 text .* --encoding"):
+        data.read_classification(path)
+    assert data.read_classification(path, encoding="latin-1").texts == ["good", "café noir"]
+    conll = write_bytes(tmp_path, "a.txt", b"caf\xe9 O\n\n")
+    with pytest.raises(DataError, match=r"a\.txt:1: not utf-8"):
+        data.read_conll(conll)
+    assert data.read_conll(conll, encoding="cp1252")[0] == (["café"], ["O"])
+    with pytest.raises(DataError, match="unknown text encoding 'klingon'"):
+        data.read_classification(path, encoding="klingon")
+
+
+def test_csv_fields_of_any_length_and_unterminated_quotes(tmp_path):
+    long_text = "word " * 100_000                                   # 500 KB in one field
+    path = write_bytes(tmp_path, "a.csv", f'label,text\n1,"{long_text}"\n'.encode())
+    assert data.read_classification(path).texts == [long_text]
+    path = write_bytes(tmp_path, "b.csv", b'label,text\n1,good\n0,"bad\n1,fine\n0,dull\n')
+    with pytest.raises(DataError, match=r'b\.csv:3: a quoted field begins on this line '
+                                             r'and is never closed'):
+        data.read_classification(path)
+    path = write_bytes(tmp_path, "c.csv", b'label,text\n1,"say ""hi""\nthere"\n0,"open\n')
+    with pytest.raises(DataError, match=r"c\.csv:4: a quoted field begins"):
+        data.read_classification(path)
+
+
+def test_duplicate_columns_and_keys_are_refused(tmp_path):
+    path = write_bytes(tmp_path, "a.tsv", b"text\tlabel\ttext\nx\t1\ty\n")
+    with pytest.raises(DataError, match=r"a\.tsv:1: column name\(s\) 'text' appear more"):
+        data.read_classification(path)
+    path = write_bytes(tmp_path, "a.jsonl", b'{"text": "a", "label": 1, "text": "b"}\n')
+    with pytest.raises(DataError, match=r"a\.jsonl:1: key 'text' appears more than once"):
+        data.read_classification(path)
+
+
+def test_conll_splits_on_ascii_whitespace_only(tmp_path):
+    path = write_bytes(tmp_path, "a.txt", "10\u00a0000 O\nParis\u3000Texas B-LOC\n\n".encode())
+    assert data.read_conll(path)[0] == (["10\u00a0000", "Paris\u3000Texas"], ["O", "B-LOC"])

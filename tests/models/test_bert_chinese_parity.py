@@ -99,7 +99,8 @@ def test_added_tokens_must_continue_the_vocabulary(tmp_path):
     with pytest.raises(ValueError, match=r"added_tokens.json: token '\[NEW\]' has id 99999"):
         Tokenizer.from_pretrained(tmp_path)
     (tmp_path / "added_tokens.json").write_text('{"[NEW]": 4,}')
-    with pytest.raises(ValueError, match=r"added_tokens.json:1:\d+: invalid JSON"):
+    with pytest.raises(ValueError,
+                       match=r"added_tokens.json:1:\d+: added tokens is not valid JSON"):
         Tokenizer.from_pretrained(tmp_path)
 
 
