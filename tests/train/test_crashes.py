@@ -109,10 +109,11 @@ def test_killed_at_a_writer_step_resumes_bit_for_bit(setup, tmp_path, descriptio
     index = event_index(setup["events"], description, occurrence)
     got = crash_and_resume(setup, tmp_path / "run", index, repeat)
     want = outcome(setup["ref"])
-    assert got["leftovers"] == []
+    # nothing left behind that an uninterrupted run does not leave (e.g. curves.png when
+    # matplotlib is installed)
+    assert got["leftovers"] == want["leftovers"]
     for key in want:
-        if key != "leftovers":
-            assert got[key] == want[key], key
+        assert got[key] == want[key], key
 
 
 @pytest.mark.slow
@@ -125,8 +126,8 @@ def test_killed_at_every_event_resumes_bit_for_bit(setup, tmp_path, repeat):
     for index, description in enumerate(setup["events"]):
         try:
             got = crash_and_resume(setup, tmp_path / f"run{index}", index, repeat)
-            bad = [k for k in want if k != "leftovers" and got[k] != want[k]]
-            if bad or got["leftovers"]:
+            bad = [k for k in want if got[k] != want[k]]
+            if bad:
                 failures.append((index, description, bad, got["leftovers"]))
         except AssertionError as e:
             failures.append((index, description, str(e)[:200]))
