@@ -19,7 +19,6 @@ from pathlib import Path
 
 from minitune.train import TrainArgs, Trainer
 from minitune.viz.attention import attention_probabilities, plot_attention
-from minitune.viz.curves import plot_run
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -43,7 +42,7 @@ def main():
         print(f"  {pred['label']:8s} {pred['probability']:.3f}  {text}")
     print(json.dumps({"dev": result["dev"], "steps": result["steps"]}))
 
-    curves = plot_run(result["out"])
+    curves = Path(result["out"]) / "curves.png"          # drawn by fit() at the end
     tokens, probs = attention_probabilities(trainer.model, trainer.tokenizer, sentences[0])
     attention = plot_attention(tokens, probs, Path(result["out"]) / "attention.png",
                                layer=2, head=8)

@@ -8,6 +8,7 @@ from .autograd import Function, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import Tensor, tensor
 from . import functional
 from .testing import GradcheckError, gradcheck
+from .errors import CheckpointError, ConfigError, DataError, UnsafeCheckpointError
 from .tokenizer import Tokenizer
 from .cpu import register as _register_fused_cpu_ops
 
@@ -16,7 +17,8 @@ _register_fused_cpu_ops()
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "set_grad_enabled", "is_grad_enabled",
-           "functional", "gradcheck", "GradcheckError", "Tokenizer", "Trainer", "TrainArgs"]
+           "functional", "gradcheck", "GradcheckError", "Tokenizer", "Trainer", "TrainArgs",
+           "CheckpointError", "ConfigError", "DataError", "UnsafeCheckpointError"]
 
 
 def __getattr__(name):
