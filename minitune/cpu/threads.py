@@ -17,7 +17,8 @@ when another process holds one of the cores (docs/performance.md).
 
 The default is the number of cores this process may run on (``os.sched_getaffinity``), unless
 the environment sets ``MINITUNE_NUM_THREADS`` (or ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``);
-``minitune --threads N`` sets it from the command line, ``set_num_threads`` from Python.
+``minitune --threads N`` sets those variables (and restarts), ``set_num_threads`` works from
+Python at any time.
 
 **A busy machine.** Every parallel op ends with the calling thread waiting for the others.
 When other processes keep the cores busy, a waited-for thread may not run for a whole
