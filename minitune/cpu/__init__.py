@@ -21,10 +21,12 @@ FUSED = {}
 
 
 def register():
-    """Fill ``FUSED`` (once; a no-op without numba), and tune the C allocator (memory.py)."""
+    """Fill ``FUSED`` (once; a no-op without numba); tune the C allocator (memory.py) and
+    OpenBLAS's idle workers (threads.shorten_blas_spin)."""
     if FUSED:
         return
     memory.tune_malloc()
+    threads.shorten_blas_spin()
     try:
         import numba  # noqa: F401
     except ImportError:
