@@ -20,6 +20,13 @@ the row pass
 The dropout mask is drawn from ``rng`` for the whole tensor before the slices are handed out,
 in the reference's order, so a seed gives the same masks with and without fused ops.
 
+Layout: out, and gq, gk, gv in the backward, are (B, NH, T, HS) *views* of (B, T, NH, HS)
+arrays -- the products write each head straight into its columns of the (B, T, H) layout the
+next Linear reads. The model's merge of the heads, ``out.transpose(0, 2, 1, 3).reshape(B, T,
+H)``, is then a view, and so are the gradients' way back through the split of the heads: no
+(B, T, H) copy in either direction (the reference returns contiguous (B, NH, T, HS) arrays;
+values are the same).
+
 supports: q, k, v float32 or float64 of one dtype, and a mask_bias that is None or BERT's
 (B, 1, 1, T) / (1, 1, 1, T) additive mask; anything else runs on the reference.
 saved: (q, k, v, probs, keep, keep_scale, scale) as the reference.
@@ -42,11 +49,12 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, keep, keep_scale
     f = s.dtype.type
     arg = np.empty(T, s.dtype)
     acc = np.empty(16, s.dtype)
+    bits = s.view(np.int32)
     for r in range(R):
         mrow = mask[0] if mask.shape[0] == 1 else mask[(row0 + r) // rows_per_batch]
         for j in range(T):
             arg[j] = s[r, j] * scale + mrow[j]
-        total = exp_row(arg, s[r], row_max(arg, acc))      # shifted by the max: no overflow
+        total = exp_row(arg, s[r], bits[r], row_max(arg, acc))   # shifted by the max
         inv = f(1.0) / f(total)
         for j in range(T):
             s[r, j] *= inv
@@ -87,6 +95,12 @@ def _grain(B, NH, T):
     return max(1, (1 << 18) // (NH * T * T) + 1) if B > 1 else 1
 
 
+def _heads_of_tokens(B, NH, T, HS, dtype):
+    """An empty (B, NH, T, HS) array laid out as (B, T, NH, HS): its transpose(0, 2, 1, 3) is
+    contiguous, so merging the heads into (B, T, H) needs no copy."""
+    return np.empty((B, T, NH, HS), dtype).transpose(0, 2, 1, 3)
+
+
 def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
     """As ops.nn.attention_forward: q, k, v (B, NH, T, HS) -> out (B, NH, T, HS), saved."""
     B, NH, T, HS = q.shape
@@ -98,7 +112,7 @@ def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
         keep, keep_scale = dropout_keep_mask(rng, (B, NH, T, T), dropout_p)
         keep_scale = dt.type(keep_scale)
     probs = np.empty((B, NH, T, T), dt)
-    out = np.empty((B, NH, T, HS), dt)
+    out = _heads_of_tokens(B, NH, T, HS, dt)
     no_rows = np.empty((0, T), dt)
 
     def slice_(c, lo, hi):
@@ -127,7 +141,7 @@ def attention_backward(gout, saved):
     B, NH, T, HS = q.shape
     dt = q.dtype
     gout = np.asarray(gout, dt)
-    gq, gk, gv = (np.empty((B, NH, T, HS), dt) for _ in range(3))
+    gq, gk, gv = (_heads_of_tokens(B, NH, T, HS, dt) for _ in range(3))
     no_rows = np.empty((0, T), dt)
 
     def slice_(c, lo, hi):

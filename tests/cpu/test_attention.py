@@ -49,3 +49,16 @@ def test_other_masks_and_mixed_dtypes_are_left_to_the_reference():
     assert not fused.supports(q, q, q, np.zeros((2, 3, 4, 4), np.float32))    # per-head mask
     assert not fused.supports(q, q, q.astype(np.float64), None)
     assert not fused.supports(q, q, q, np.zeros((2, 1, 1, 4), np.float64))
+
+
+def test_outputs_are_laid_out_as_tokens_so_merging_heads_copies_nothing():
+    rng = np.random.default_rng(3)
+    B, NH, T, HS = 3, 4, 9, 5
+    q, k, v = (heads(rng, B, NH, T, HS, np.float32) for _ in range(3))
+    out, saved = fused.attention_forward(q, k, v, None, 0.5, 0.2, np.random.default_rng(0))
+    grads = fused.attention_backward(out.copy(), saved)
+    for a in (out, *grads):
+        assert a.shape == (B, NH, T, HS)
+        merged = a.transpose(0, 2, 1, 3)
+        assert merged.flags.c_contiguous                     # (B, T, NH, HS) in memory
+        assert np.shares_memory(merged.reshape(B, T, NH * HS), a)
