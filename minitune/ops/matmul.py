@@ -1,4 +1,5 @@
-"""Matrix products: ``matmul`` (batched, broadcasting batch dims) and ``linear`` (x @ W.T + b).
+"""Matrix products: ``matmul`` (batched, broadcasting batch dims), ``linear`` (x @ W.T + b) and
+``stacked_linear`` (several Linears of one input as one product).
 
 For y = a @ b with a (..., M, K) and b (..., K, N):
     ga = gy @ b^T   (..., M, K)        gb = a^T @ gy   (..., K, N)
@@ -63,10 +64,7 @@ class Linear(Function):
         self.x, self.w = x, w
         y = x.reshape(-1, x.shape[-1]) @ w.T                 # (N, IN) @ (IN, OUT)
         if b is not None:
-            if np.result_type(y.dtype, b.dtype) == y.dtype:
-                y += b                                   # in place: no second (N, OUT) array
-            else:
-                y = y + b                                # e.g. a float64 bias promotes, as numpy
+            y = _add_bias(y, b)
         return y.reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, gy):
@@ -81,9 +79,70 @@ class Linear(Function):
         return gx, gw, gb
 
 
+class StackedLinear(Function):
+    """y_i = x @ W_i^T + b_i for several Linear layers that read the same x, as ONE product.
+
+    BERT's query, key and value projections all read the layer's input. With their weights
+    stacked into one (OUT_1 + ... + OUT_n, IN) matrix they are one (N, IN) @ (IN, 3H) GEMM
+    instead of three (N, IN) @ (IN, H) ones: x is read once and the wider product runs
+    closer to the BLAS peak (docs/performance.md). The values are those of n ``linear`` calls.
+
+    Shapes: x (..., IN); weights W_i (OUT_i, IN) and biases b_i (OUT_i,), given as
+    ``forward(x, W_1, ..., W_n, b_1, ..., b_n)`` -> n outputs (..., OUT_i), each a view of
+    its columns in one (..., OUT_1 + ... + OUT_n) array.
+    """
+
+    def forward(self, x, *params):
+        n = len(params) // 2
+        ws, bs = params[:n], params[n:]
+        if (len(params) != 2 * n or n == 0
+                or any(w.ndim != 2 or w.shape[1] != x.shape[-1] for w in ws)
+                or any(b.shape != (w.shape[0],) for w, b in zip(ws, bs))):
+            raise ValueError(f"stacked linear: input {x.shape}, weights "
+                             f"{[w.shape for w in ws]}, biases {[b.shape for b in bs]}: need "
+                             f"input (..., IN), weights (OUT_i, IN), one bias (OUT_i,) each")
+        xp = get_array_module(x)
+        w, b = xp.concatenate(ws), xp.concatenate(bs)        # (OUT, IN), (OUT,)
+        self.x, self.w = x, w
+        y = x.reshape(-1, x.shape[-1]) @ w.T                 # (N, IN) @ (IN, OUT)
+        y = _add_bias(y, b).reshape(x.shape[:-1] + (w.shape[0],))
+        self.edges = np.cumsum([0] + [wi.shape[0] for wi in ws]).tolist()
+        return tuple(y[..., lo:hi] for lo, hi in zip(self.edges[:-1], self.edges[1:]))
+
+    def backward(self, *gys):
+        # g = [gy_1 | ... | gy_n]  (N, OUT);  gx = g @ W;  gW = g^T @ x and gb = sum(g),
+        # cut back into the n weights' rows
+        x, w = self.x, self.w
+        xp = get_array_module(x)
+        g = xp.concatenate([gy.reshape(-1, gy.shape[-1]) for gy in gys], axis=1)
+        gx = (g @ w).reshape(x.shape)
+        gw = g.T @ x.reshape(-1, x.shape[-1])
+        gb = g.sum(axis=0)
+        cuts = list(zip(self.edges[:-1], self.edges[1:]))
+        return (gx, *(gw[lo:hi] for lo, hi in cuts), *(gb[lo:hi] for lo, hi in cuts))
+
+
+def _add_bias(y, b):
+    """y + b, in place when the dtype allows it (no second (N, OUT) array)."""
+    if np.result_type(y.dtype, b.dtype) == y.dtype:
+        y += b
+        return y
+    return y + b                                  # e.g. a float64 bias promotes, as numpy
+
+
 def matmul(a, b):
     """Batched matrix product ``a @ b``: (..., M, K) @ (..., K, N) -> (..., M, N)."""
     return MatMul().apply(a, b)
+
+
+def stacked_linear(x, weights, biases):
+    """``[x @ w.T + b for w, b in zip(weights, biases)]`` as one matrix product (StackedLinear).
+
+    x (..., IN), weights [(OUT_i, IN)], biases [(OUT_i,)] -> list of (..., OUT_i).
+    """
+    if len(weights) != len(biases):
+        raise ValueError(f"stacked linear: {len(weights)} weights but {len(biases)} biases")
+    return list(StackedLinear().apply(x, *weights, *biases))
 
 
 def linear(x, weight, bias=None):
