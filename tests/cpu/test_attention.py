@@ -62,3 +62,14 @@ def test_outputs_are_laid_out_as_tokens_so_merging_heads_copies_nothing():
         merged = a.transpose(0, 2, 1, 3)
         assert merged.flags.c_contiguous                     # (B, T, NH, HS) in memory
         assert np.shares_memory(merged.reshape(B, T, NH * HS), a)
+
+
+def test_under_no_grad_the_probabilities_are_not_kept():
+    from minitune import no_grad
+    rng = np.random.default_rng(4)
+    q, k, v = (heads(rng, 4, 3, 11, 5, np.float32) for _ in range(3))
+    with no_grad():
+        out, saved = fused.attention_forward(q, k, v, None, 0.4, 0.0, None)
+    want, _ = ref.attention_forward(q, k, v, None, 0.4, 0.0, None)
+    assert saved[3] is None
+    assert_same(out, want, np.float32)
