@@ -33,9 +33,10 @@ def register():
         return
     _drop_stale_compiled_kernels()
     from .. import dispatch
-    from . import adam, attention, cross_entropy, embedding, gelu, layer_norm
+    from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm
     for name, module, functions in [
         ("attention", attention, ("forward", "backward")),
+        ("dropout", dropout, ("forward", "backward")),
         ("layer_norm", layer_norm, ("forward", "backward")),
         ("gelu", gelu, ("forward", "backward")),
         ("cross_entropy", cross_entropy, ("forward", "backward")),
