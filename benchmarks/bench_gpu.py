@@ -204,8 +204,9 @@ def _import_torch(report):
     return torch
 
 
-def _torch_side(torch, host_weights, train_batch, fwd_batch):
-    """The same model in plain PyTorch: returns (train_step, forward) closures."""
+def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0):
+    """The same model in plain PyTorch: returns (train_step, forward) closures. ``dropout``:
+    BERT's dropout probability in the training step (benchmarks/bench_kernels.py uses 0.1)."""
     import torch.nn.functional as tF
     dev = torch.device("cuda")
     P = {n: torch.tensor(w, device=dev, requires_grad=True) for n, w in host_weights.items()}
@@ -219,13 +220,16 @@ def _torch_side(torch, host_weights, train_batch, fwd_batch):
     def ln(x, name):
         return tF.layer_norm(x, (H,), P[name + ".weight"], P[name + ".bias"], eps)
 
-    def logits_of(ids, types, mask):
+    def logits_of(ids, types, mask, drop_p=0.0):
         B, T = ids.shape
+
+        def drop(t):
+            return tF.dropout(t, drop_p, training=True) if drop_p else t
         e = "bert.embeddings."
         x = (tF.embedding(ids, P[e + "word_embeddings.weight"])
              + tF.embedding(torch.arange(T, device=dev), P[e + "position_embeddings.weight"])
              + tF.embedding(types, P[e + "token_type_embeddings.weight"]))
-        x = ln(x, e + "LayerNorm")
+        x = drop(ln(x, e + "LayerNorm"))
         bias = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         for i in range(CONFIG["num_hidden_layers"]):
             p = f"bert.encoder.layer.{i}."
@@ -233,13 +237,15 @@ def _torch_side(torch, host_weights, train_batch, fwd_batch):
             def heads(t):
                 return t.view(B, T, NH, HS).transpose(1, 2)          # (B, NH, T, HS)
             q, k, v = (heads(lin(x, p + f"attention.self.{n}")) for n in ("query", "key", "value"))
-            probs = torch.softmax(q @ k.transpose(-1, -2) * (1.0 / HS ** 0.5) + bias, dim=-1)
+            probs = drop(torch.softmax(q @ k.transpose(-1, -2) * (1.0 / HS ** 0.5) + bias,
+                                       dim=-1))
             ctx = (probs @ v).transpose(1, 2).reshape(B, T, H)
-            x = ln(lin(ctx, p + "attention.output.dense") + x, p + "attention.output.LayerNorm")
+            x = ln(drop(lin(ctx, p + "attention.output.dense")) + x,
+                   p + "attention.output.LayerNorm")
             h = tF.gelu(lin(x, p + "intermediate.dense"))             # exact (erf) GELU
-            x = ln(lin(h, p + "output.dense") + x, p + "output.LayerNorm")
+            x = ln(drop(lin(h, p + "output.dense")) + x, p + "output.LayerNorm")
         pooled = torch.tanh(lin(x[:, 0], "bert.pooler.dense"))
-        return lin(pooled, "classifier")
+        return lin(drop(pooled), "classifier")
 
     def to_dev(batch):
         return {k: torch.as_tensor(v, device=dev) for k, v in batch.items()}
@@ -247,7 +253,7 @@ def _torch_side(torch, host_weights, train_batch, fwd_batch):
     tr, fw = to_dev(train_batch), to_dev(fwd_batch)
 
     def step():
-        logits = logits_of(tr["input_ids"], tr["token_type_ids"], tr["attention_mask"])
+        logits = logits_of(tr["input_ids"], tr["token_type_ids"], tr["attention_mask"], dropout)
         loss = tF.cross_entropy(logits, tr["labels"])
         loss.backward()
         opt.step()

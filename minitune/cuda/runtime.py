@@ -1,0 +1,78 @@
+"""Where a launcher's kernels run: on the GPU through CuPy, or on the CPU in the emulator.
+
+A launcher (``minitune/cuda/attention.py`` ...) is written once against this small interface:
+
+    rt = runtime.for_array(q)       # cupy array -> GPU, numpy array -> the CPU emulator
+    out = rt.xp.empty(shape, dtype)
+    rt.launch("attention.cu", "attention_forward", grid, block, args, shared_mem)
+
+Arguments are arrays (passed as device pointers), None (a null pointer) and numpy scalars of the
+kernel parameter's exact C type (``np.int32``, ``np.float32``, ``np.uint64``): a Python number
+has no C type, and CuPy would pass an int as 8 bytes to a 4-byte ``int`` parameter. ``dispatch``
+only ever hands cupy arrays to the kernel table; numpy arrays reach a launcher from the tests,
+which is how CI runs every launcher on machines without a GPU.
+
+The GPU side compiles each kernel file once per process with ``cupy.RawModule(code=...)`` (NVRTC,
+``nvrtc.OPTIONS``; CuPy also caches the binary on disk) and launches with the current stream.
+"""
+import numpy as np
+
+from ..backend import _import_cupy, is_cupy_array
+from . import emulator
+from .nvrtc import OPTIONS
+from .source import load_source
+
+
+class GpuRuntime:
+    """Kernels from ``cupy.RawModule``, on cupy arrays."""
+
+    def __init__(self):
+        self.xp = _import_cupy()
+        self._functions = {}
+
+    def function(self, name, kernel):
+        fn = self._functions.get((name, kernel))
+        if fn is None:
+            module = self.xp.RawModule(code=load_source(name), options=OPTIONS)
+            fn = self._functions[(name, kernel)] = module.get_function(kernel)
+        return fn
+
+    @staticmethod
+    def pointer(array):
+        """The device address of ``array``'s first element (for pointer tables)."""
+        return array.data.ptr
+
+    def launch(self, name, kernel, grid, block, args, shared_mem=0):
+        args = tuple(np.uint64(0) if a is None else a for a in args)
+        self.function(name, kernel)(_dim3(grid), _dim3(block), args, shared_mem=shared_mem)
+
+
+class EmulatorRuntime:
+    """Kernels from the CPU emulator, on numpy arrays (tests, study)."""
+
+    xp = np
+
+    @staticmethod
+    def pointer(array):
+        return array.ctypes.data
+
+    def launch(self, name, kernel, grid, block, args, shared_mem=0):
+        emulator.launch(name, kernel, _dim3(grid), _dim3(block), args, shared_mem)
+
+
+def _dim3(d):
+    return (d,) if isinstance(d, int) else tuple(d)
+
+
+_gpu = None
+_emulated = EmulatorRuntime()
+
+
+def for_array(array):
+    """The runtime for ``array``'s device: the GPU for cupy arrays, else the emulator."""
+    global _gpu
+    if is_cupy_array(array):
+        if _gpu is None:
+            _gpu = GpuRuntime()
+        return _gpu
+    return _emulated

@@ -1,0 +1,57 @@
+"""Plant one-line bugs in kernels/*.cu, one at a time, and check that tests/cuda fails on each.
+
+A test that cannot fail proves nothing: this runs the kernel test suite (CPU emulator, no GPU)
+once per planted bug -- a wrong sign or a missing term in a backward, a lost rescale in the
+online softmax, a broken summation -- restoring the file afterwards, and prints which bugs the
+suite caught. Exit status 1 if any bug survives.
+
+    .venv/bin/python tools/mutate_kernels.py        (from the repo root; a few minutes)
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+MUTATIONS = [  # (file, text, replacement)
+    ("layer_norm.cu", "gxhat[c] - mean_g - ", "gxhat[c] - "),
+    ("layer_norm.cu", "dev += d * d;", "dev += d;"),
+    ("gelu.cu", "cdf + u * pdf", "cdf"),
+    ("cross_entropy.cu", "s = s * expf(m - v) + 1.0f;", "s = s + 1.0f;"),
+    ("cross_entropy.cu", "j == target ? 1.0f", "j == target + 1 ? 1.0f"),
+    ("attention.cu", "gp * z - ds[i]", "gp * z"),
+    ("attention.cu", "l *= alpha;", "l *= 1.0f;"),
+    ("attention.cu", "gp * z - D", "gp - D"),
+    ("reduce.cuh", "acc += partials", "acc = partials"),
+    ("embedding.cu", "acc += gy", "acc = gy"),
+    ("adamw.cu", "__fadd_rn(__fdiv_rn(sqrtf(ve), root), eps)",
+     "__fdiv_rn(__fadd_rn(sqrtf(ve), eps), root)"),
+    ("dropout.cu", "draw16(r, 5)", "draw16(r, 4)"),
+]
+
+
+def main():
+    root = Path(__file__).resolve().parent.parent
+    survivors = 0
+    for name, text, replacement in MUTATIONS:
+        path = root / "kernels" / name
+        original = path.read_text(encoding="utf-8")
+        if text not in original:
+            print(f"{name}: {text!r} not found (kernel changed? update the list)")
+            survivors += 1
+            continue
+        path.write_text(original.replace(text, replacement, 1), encoding="utf-8")
+        try:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "tests/cuda",
+                                   "-p", "no:cacheprovider"], cwd=root, capture_output=True,
+                                  text=True)
+        finally:
+            path.write_text(original, encoding="utf-8")
+        caught = done.returncode != 0
+        survivors += not caught
+        summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "?"
+        print(f"{'caught  ' if caught else 'SURVIVED'} {name}: {text!r} -> {replacement!r} "
+              f"({summary})")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
