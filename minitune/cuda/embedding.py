@@ -10,6 +10,7 @@ import numpy as np
 from . import runtime
 
 FILE = "embedding.cu"
+PIECE = 64                        # sorted positions per piece (embedding.cu)
 
 
 def supports(weight, *rest):
@@ -40,23 +41,32 @@ def backward(gy, saved):
         order = np.argsort(ids, kind="stable") if xp is np else xp.argsort(ids)
         order = order.astype(np.int64, copy=False)
         sorted_ids = xp.ascontiguousarray(ids[order])
-        rt.launch(FILE, "embedding_backward", N, 128,
-                  (sorted_ids, order, xp.ascontiguousarray(gy).reshape(N, H), gw,
+        partial = xp.empty((N, H), dtype=np.float32)
+        rt.launch(FILE, "embedding_backward_pieces", (N + PIECE - 1) // PIECE, 128,
+                  (sorted_ids, order, xp.ascontiguousarray(gy).reshape(N, H), partial,
                    np.int32(N), np.int32(H)))
+        rt.launch(FILE, "embedding_backward_runs", N, 128,
+                  (sorted_ids, partial, gw, np.int32(N), np.int32(H)))
     return gw
 
 
-def sorted_run_sums(ids, gy, V):
-    """NumPy reference of the backward: stable sort, then each run of equal ids summed in
-    order of position into its row of gw."""
+def sorted_run_sums(ids, gy, V, piece=PIECE):
+    """NumPy reference of the backward: stable sort; pieces = the sorted positions cut every
+    ``piece`` positions and wherever the id changes, each summed in order; then each run's
+    pieces added in order into its row of gw."""
     gw = np.zeros((V, gy.shape[1]), dtype=gy.dtype)
     order = np.argsort(ids, kind="stable")
-    for n, pos in enumerate(order):
-        if n == 0 or ids[order[n - 1]] != ids[pos]:
-            acc = np.zeros(gy.shape[1], dtype=gy.dtype)
-            m = n
-            while m < len(order) and ids[order[m]] == ids[pos]:
-                acc += gy[order[m]]
-                m += 1
-            gw[ids[pos]] = acc
+    sorted_ids = ids[order]
+    N = len(ids)
+    starts = [n for n in range(N) if n % piece == 0 or sorted_ids[n] != sorted_ids[n - 1]]
+    ends = starts[1:] + [N]
+    pieces = {s: gy[order[s:e]].sum(axis=0) for s, e in zip(starts, ends)}
+    for s in starts:
+        if s == 0 or sorted_ids[s] != sorted_ids[s - 1]:          # a run starts here
+            acc = pieces[s].copy()
+            c = s // piece + 1
+            while c * piece < N and sorted_ids[c * piece] == sorted_ids[s]:
+                acc += pieces[c * piece]
+                c += 1
+            gw[sorted_ids[s]] = acc
     return gw

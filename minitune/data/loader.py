@@ -20,6 +20,7 @@ import itertools
 
 import numpy as np
 
+from ..distributed.data_parallel import shard_bounds
 from ..ops.loss import IGNORE_INDEX
 
 
@@ -96,6 +97,7 @@ class DataLoader:
         self.epoch = 0
         self.position = 0
         self._plan_epoch, self._plan = None, None
+        self.rank, self.world_size = 0, 1
 
         # Keep all sequences as flat int64 arrays + offsets: a batch is then one gather.
         self.lengths = np.array([len(e["input_ids"]) for e in examples], dtype=np.int64)
@@ -172,7 +174,7 @@ class DataLoader:
     def collate(self, idx):
         """The Batch of the examples at indices idx (B,)."""
         idx = np.asarray(idx, dtype=np.int64)
-        width = int(self.lengths[idx].max())
+        width = int(self.lengths[idx].max()) if idx.size else 0   # a rank's empty share
         input_ids, valid = self._pad(self._ids, idx, width, self.pad_id)
         batch = Batch(input_ids=input_ids, attention_mask=valid.astype(np.int64))
         if self._types is not None:
@@ -194,7 +196,19 @@ class DataLoader:
             self.set_epoch(self.epoch + 1)
         idx = self.batch_indices()[self.position]
         self.position += 1
+        if self.world_size > 1:
+            idx = idx[slice(*shard_bounds(len(idx), self.rank, self.world_size))]
         return self.collate(idx)
+
+    def shard(self, rank, world_size):
+        """Data parallelism: from now on ``next_batch`` returns only rank ``rank``'s share of
+        each batch (``shard_bounds``: contiguous, sizes differing by at most one, possibly
+        empty). The batches themselves, their order, ``len()`` and ``state_dict()`` stay those
+        of the single-process run, so every example is seen once per epoch across the ranks
+        and a checkpoint resumes on any number of ranks."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"shard: rank {rank} is outside 0..{world_size - 1}")
+        self.rank, self.world_size = int(rank), int(world_size)
 
     def __iter__(self):
         """The rest of the current epoch, from ``position``; then the next epoch is selected."""

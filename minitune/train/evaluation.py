@@ -30,22 +30,26 @@ def predict_logits(model, examples, batch_size=128, pad_id=0):
         model.train(was_training)
 
 
-def predict_examples(model, task, examples, id2label, batch_size=128, pad_id=0):
-    """One prediction dict per example, in order (see the task's ``predict``)."""
-    predictions = [None] * len(examples)
-    for indices, logits in predict_logits(model, examples, batch_size, pad_id):
-        for row, i in enumerate(indices):
-            predictions[i] = task.predict(logits[row], examples[i], id2label)
-    return predictions
+def predict_examples(model, task, examples, id2label, batch_size=128, pad_id=0, dist=None):
+    """One prediction dict per example, in order (see the task's ``predict``). With ``dist``
+    (data parallelism) each rank predicts its share and every rank gets them all."""
+    share = examples if dist is None else examples[dist.my_share(len(examples))]
+    predictions = [None] * len(share)
+    if share or dist is None:             # a rank's share of a tiny set may be empty
+        for indices, logits in predict_logits(model, share, batch_size, pad_id):
+            for row, i in enumerate(indices):
+                predictions[i] = task.predict(logits[row], share[i], id2label)
+    return predictions if dist is None else dist.gather(predictions)
 
 
-def evaluate(model, task, raw, examples, id2label, batch_size=128, pad_id=0):
-    """Score ``model`` on the encoded ``examples`` of ``raw`` data.
+def evaluate(model, task, raw, examples, id2label, batch_size=128, pad_id=0, dist=None):
+    """Score ``model`` on the encoded ``examples`` of ``raw`` data (split across the ranks of
+    ``dist``, when given).
 
     Returns (metrics dict, predictions): classify -> accuracy, macro F1 (and binary F1 for two
     labels); ner -> entity-level precision/recall/F1 (seqeval's default) and token accuracy.
     """
-    predictions = predict_examples(model, task, examples, id2label, batch_size, pad_id)
+    predictions = predict_examples(model, task, examples, id2label, batch_size, pad_id, dist)
     return task.metrics(raw, predictions, id2label), predictions
 
 

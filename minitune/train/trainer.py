@@ -14,11 +14,13 @@ is this class driven by the command line.
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 from .. import data as D
+from .. import distributed
 from ..io import atomic_write_text
 from ..ops.loss import IGNORE_INDEX
 from ..optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
@@ -67,6 +69,7 @@ class Trainer:
             args = _resumed_args(args, saved, self.resume_dir)
         args.validate(have_train_data=train_data is not None)
         self.args, self.task, self.out = args, TASKS[args.task], Path(args.out)
+        self.dist = _data_parallel(args)      # under mpirun -n N; None in a single process
         self.raw = self._read_splits(train=train_data, dev=dev_data, test=test_data)
         self.tokenizer = tokenizer or Tokenizer.from_pretrained(self.resume_dir or args.model)
         self.id2label = self._label_map(saved, model)
@@ -75,16 +78,20 @@ class Trainer:
         self._check_model()
         self.examples = {split: self._encode(split, raw) for split, raw in self.raw.items()}
         self.loader = self._build_loader()
+        if self.dist is not None:             # each rank reads its share of every batch
+            self.loader.shard(self.dist.rank, self.dist.size)
         self.steps_per_epoch = math.ceil(len(self.loader) / args.grad_accum_steps)
         self.total_steps = args.max_steps or math.ceil(args.epochs * self.steps_per_epoch)
         self.optimizer, self.schedule = self._build_optimizer()
         self.state = {"step": 0, "best": None, "best_step": None, "evals_since_best": 0}
         if saved is not None:
             self._restore(saved)
+        if self.dist is not None:
+            self._start_data_parallel()
         self.callbacks = list(callbacks)
         if args.early_stopping_patience:
             self.callbacks.append(EarlyStopping(args.early_stopping_patience))
-        self._progress = ProgressBar() if args.progress else None
+        self._progress = ProgressBar() if args.progress and self.is_writer else None
         if self._progress:
             self.callbacks.append(self._progress)
         self.should_stop = False
@@ -187,7 +194,8 @@ class Trainer:
         self.model.train()
         self.should_stop = False
         try:
-            with open(self.out / "metrics.jsonl", "a") as self._log_file, CtrlC() as ctrl_c:
+            log_path = self.out / "metrics.jsonl" if self.is_writer else os.devnull
+            with open(log_path, "a") as self._log_file, CtrlC() as ctrl_c:
                 self._call("on_fit_start")
                 while self.state["step"] < self.total_steps and not self.should_stop:
                     logs = self.training_step()
@@ -202,6 +210,8 @@ class Trainer:
         clipping and the update. Returns the step's log record."""
         t0 = time.perf_counter()
         loss = self._accumulate_gradients(self._next_batches())
+        if self.dist is not None:
+            loss = self._all_reduce_gradients(loss)
         self._call("on_gradients")
         grad_norm = self._clip_gradients()
         lr = self.optimizer.param_groups[0]["lr"]
@@ -231,7 +241,10 @@ class Trainer:
         share of the labelled positions. Returns that loss as a float."""
         counts = [int((b["labels"] != IGNORE_INDEX).sum()) for b in batches]
         total, step_loss = sum(counts), 0.0
+        self._step_terms = total              # this rank's loss terms (data parallelism)
         for batch, n in zip(batches, counts):
+            if n == 0:                        # a rank's empty share of a short last batch
+                continue
             out = self.model(batch["input_ids"], batch["attention_mask"],
                              batch["token_type_ids"], labels=batch["labels"])
             value = out.loss.item()
@@ -267,16 +280,20 @@ class Trainer:
         if (args.eval_steps and step % args.eval_steps == 0) or \
                 (end_of_epoch and not args.eval_steps) or last:
             self._evaluate_and_keep_best()
-        if last or end_of_epoch or ctrl_c.requested or self.should_stop or \
+        interrupted = ctrl_c.requested
+        if self.dist is not None:             # a stop on any rank stops every rank here
+            interrupted, self.should_stop = self.dist.any(interrupted, self.should_stop)
+        if last or end_of_epoch or interrupted or self.should_stop or \
                 (args.save_steps and step % args.save_steps == 0):
             self._save_last()
-        if ctrl_c.requested:
+        if interrupted:
             if self._progress:
                 self._progress.close()
-            print(f"interrupted at step {step}/{self.total_steps}; checkpoint saved in "
-                  f"{self.out / 'last'}. Resume with:\n  minitune train --resume --out "
-                  f"{self.out}", file=sys.stderr)
-            raise KeyboardInterrupt
+            if self.is_writer:
+                print(f"interrupted at step {step}/{self.total_steps}; checkpoint saved in "
+                      f"{self.out / 'last'}. Resume with:\n  minitune train --resume --out "
+                      f"{self.out}", file=sys.stderr)
+            raise KeyboardInterrupt if self.dist is None else distributed.StoppedTogether
 
     def _evaluate_and_keep_best(self):
         if "dev" not in self.examples:
@@ -285,17 +302,21 @@ class Trainer:
         scores = self.evaluate("dev")
         self._log({"type": "eval", "split": "dev", "step": state["step"],
                    "epoch": state["step"] / self.steps_per_epoch, **scores})
-        print(f"step {state['step']}: dev " + " ".join(f"{k} {v:.4f}" for k, v in
-                                                       scores.items()), file=sys.stderr)
+        if self.is_writer:
+            print(f"step {state['step']}: dev " + " ".join(f"{k} {v:.4f}" for k, v in
+                                                           scores.items()), file=sys.stderr)
         if state["best"] is None or scores[metric] > state["best"]:
             state.update(best=scores[metric], best_step=state["step"], evals_since_best=0)
-            C.save_model_dir(self.out / "best", self.model, self.tokenizer)
-            self._call("on_save", self.out / "best")
+            if self.is_writer:
+                C.save_model_dir(self.out / "best", self.model, self.tokenizer)
+                self._call("on_save", self.out / "best")
         else:
             state["evals_since_best"] += 1
         self._call("on_evaluate", scores)
 
     def _save_last(self):
+        if not self.is_writer:
+            return
         trainer_state = dict(self.state, args=_args_to_save(self.args), id2label=self.id2label,
                              task=self.args.task, schedule=self.schedule.state_dict(),
                              loader=self.loader.state_dict(),
@@ -306,16 +327,26 @@ class Trainer:
 
     def _open_run(self):
         """Prepare OUT (or, on resume, drop the log lines after the checkpoint's step)."""
-        if self.resume_dir is None:
-            C.prepare_out_dir(self.out, self.args.overwrite)
+        if self.dist is not None:             # rank 0 prepares; every rank sees its error
+            self.dist.on_writer(self._prepare_out)
         else:
-            C.truncate_metrics(self.out / "metrics.jsonl", self.state["step"])
+            self._prepare_out()
+        if not self.is_writer:
+            return
+        if self.resume_dir is not None:
             print(f"resuming from {self.resume_dir} at step {self.state['step']}/"
                   f"{self.total_steps}", file=sys.stderr)
         warmup = warmup_steps_from_ratio(self.args.warmup_ratio, self.total_steps)
         print(f"{self.args.task}: {self.loader.num_examples} training examples, "
               f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps (warm-up {warmup}), "
-              f"labels {self.id2label}", file=sys.stderr)
+              f"labels {self.id2label}" + (f", {self.dist.size} ranks" if self.dist else ""),
+              file=sys.stderr)
+
+    def _prepare_out(self):
+        if self.resume_dir is None:
+            C.prepare_out_dir(self.out, self.args.overwrite)
+        else:
+            C.truncate_metrics(self.out / "metrics.jsonl", self.state["step"])
 
     def _finish(self):
         result = {"task": self.args.task, "steps": self.state["step"],
@@ -325,12 +356,37 @@ class Trainer:
         for split in ("dev", "test"):
             if split in self.examples:
                 result[split] = self.evaluate(split)
-        atomic_write_text(self.out / "results.json", json.dumps(result, indent=2))
-        curves = plot_run_if_possible(self.out)
-        if curves is not None:
-            print(f"training curves: {curves}", file=sys.stderr)
+        if self.is_writer:
+            atomic_write_text(self.out / "results.json", json.dumps(result, indent=2))
+            curves = plot_run_if_possible(self.out)
+            if curves is not None:
+                print(f"training curves: {curves}", file=sys.stderr)
         self._call("on_fit_end", result)
         return result
+
+    # ------------------------------------------------------------------ data parallelism
+
+    @property
+    def is_writer(self):
+        """True in a single process and on rank 0: the one process that writes files."""
+        return self.dist is None or self.dist.is_writer
+
+    def _start_data_parallel(self):
+        """Every rank has built the same run: check it, give all rank 0's weights, and give
+        each rank its own dropout stream (docs/distributed.md)."""
+        sizes = {f"{split} examples": len(ex) for split, ex in self.examples.items()}
+        self.dist.handshake({**sizes, "labels": self.id2label, "step": self.state["step"],
+                             "parameters": sum(p.data.size for p in self.model.parameters())})
+        self.dist.share_weights(self.model)
+        self.dist.seed_dropout(self.model.rng, self.args.seed, self.state["step"])
+
+    def _all_reduce_gradients(self, loss):
+        """Sum the ranks' gradients, each weighted by its share of the global batch's loss
+        terms: every rank then holds the gradient of the global batch's mean loss. Returns
+        that batch's mean loss (the same on every rank)."""
+        n_total, loss = self.dist.sync_step(self._step_terms, loss)
+        self.dist.reduce_gradients(self._step_terms, n_total)
+        return loss
 
     def _log(self, record):
         self._log_file.write(json.dumps(record) + "\n")
@@ -353,7 +409,7 @@ class Trainer:
             raw = self._read_splits(eval=data)["eval"]
             examples = self._encode("eval", raw)
         scores, _ = evaluate(self.model, self.task, raw, examples, self.id2label,
-                             self.args.eval_batch_size, self.tokenizer.pad_token_id)
+                             self.args.eval_batch_size, self.tokenizer.pad_token_id, self.dist)
         return scores
 
     def predict(self, texts, text_pairs=None):
@@ -365,6 +421,18 @@ class Trainer:
 def train(args, **kwargs):
     """``Trainer(args, **kwargs).fit()``: train and return the final scores."""
     return Trainer(args, **kwargs).fit()
+
+
+def _data_parallel(args):
+    """A DataParallel when an MPI launcher started several processes, else None: the
+    single-process run imports no MPI. A rank that does not start, or that was given other
+    flags, is named here."""
+    comm = distributed.communicator()
+    if comm.size == 1:
+        return None
+    dist = distributed.DataParallel(comm)
+    dist.handshake({flag(k): v for k, v in dataclasses.asdict(args).items()})
+    return dist
 
 
 def _args_to_save(args):

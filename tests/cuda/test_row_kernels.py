@@ -119,7 +119,8 @@ def test_online_logsumexp_reference():
 
 # --------------------------------------------------------------------------- embedding
 
-@pytest.mark.parametrize("ids_shape,V,H", [((3, 7), 11, 5), ((2, 40), 3, 130), ((1,), 1, 1)])
+@pytest.mark.parametrize("ids_shape,V,H", [((3, 7), 11, 5), ((2, 40), 3, 130), ((1,), 1, 1),
+                                           ((3, 50), 1, 9), ((2, 100), 5, 3)])
 def test_embedding_matches_the_reference_with_repeated_ids(emulated, ids_shape, V, H):
     ids = np.random.default_rng(0).integers(0, V, size=ids_shape)    # V small: many repeats
     w, gy = normal(1, V, H), normal(2, *ids_shape, H)
@@ -128,8 +129,9 @@ def test_embedding_matches_the_reference_with_repeated_ids(emulated, ids_shape, 
     assert np.array_equal(y, w[ids])
     want = ref.embedding_backward(f64(gy)[0], (ids, V))
     close(gw, want, "gweight", atol=1e-5)
-    assert_close(cuda_embedding.sorted_run_sums(ids.reshape(-1), f64(gy)[0].reshape(-1, H), V),
-                 want, rtol=1e-12, atol=1e-12)
+    for piece in (cuda_embedding.PIECE, 4):
+        assert_close(cuda_embedding.sorted_run_sums(ids.reshape(-1), f64(gy)[0].reshape(-1, H),
+                                                    V, piece), want, rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- dropout
