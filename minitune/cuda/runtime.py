@@ -29,6 +29,9 @@ class GpuRuntime:
     def __init__(self):
         self.xp = _import_cupy()
         self._functions = {}
+        device = self.xp.cuda.Device()
+        self.sm_count = device.attributes["MultiProcessorCount"]      # launchers size grids
+        self.tensor_cores = int(device.compute_capability) >= 80     # TF32/BF16 mma (sm_80+)
 
     def function(self, name, kernel):
         fn = self._functions.get((name, kernel))
@@ -51,6 +54,8 @@ class EmulatorRuntime:
     """Kernels from the CPU emulator, on numpy arrays (tests, study)."""
 
     xp = np
+    sm_count = 2              # small, so that the tests reach the launchers' split paths
+    tensor_cores = False      # the emulator cannot run tensor-core code
 
     @staticmethod
     def pointer(array):
