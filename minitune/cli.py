@@ -19,7 +19,7 @@ import os
 import sys
 from dataclasses import MISSING, dataclass, fields
 
-from . import __version__
+from . import __version__, amp
 from .data import read_texts
 from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
 from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, trained_columns,
@@ -40,16 +40,17 @@ def run_train(args):
 
 
 def run_eval(args):
-    model, tokenizer = load_finetuned(args.model)
+    model, tokenizer = load_finetuned(args.model, device=args.device)
     columns = (args.text_column, args.text_pair_column, args.label_column)
-    scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
-                                   args.batch_size)
+    with amp.autocast(args.precision):
+        scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
+                                       args.batch_size)
     print(report)
     print(json.dumps({"model": model.name_or_path, "data": args.data, **scores}))
 
 
 def run_predict(args):
-    model, tokenizer = load_finetuned(args.model)
+    model, tokenizer = load_finetuned(args.model, device=args.device)
     if args.texts:
         texts, pairs = args.texts, None
     else:
@@ -57,7 +58,9 @@ def run_predict(args):
         texts, pairs = read_texts(args.input or "-", args.text_column or text_column,
                                   args.text_pair_column or pair_column, label_column,
                                   args.input_format)
-    predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len, args.batch_size)
+    with amp.autocast(args.precision):
+        predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len,
+                                    args.batch_size)
     out = open_output(args.output)
     try:
         write_predictions(out, texts, predictions, args.output)

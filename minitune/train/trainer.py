@@ -19,8 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from .. import amp
 from .. import data as D
 from .. import distributed
+from ..backend import resolve_device
 from ..io import atomic_write_text
 from ..ops.loss import IGNORE_INDEX
 from ..optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
@@ -69,13 +71,15 @@ class Trainer:
             args = _resumed_args(args, saved, self.resume_dir)
         args.validate(have_train_data=train_data is not None)
         self.args, self.task, self.out = args, TASKS[args.task], Path(args.out)
-        self.dist = _data_parallel(args)      # under mpirun -n N; None in a single process
+        self.device = resolve_device(args.device)      # "cpu" or "gpu"; fails fast, in one line
+        self.dist = _data_parallel(args, self.device)  # under mpirun -n N; else None
         self.raw = self._read_splits(train=train_data, dev=dev_data, test=test_data)
         self.tokenizer = tokenizer or Tokenizer.from_pretrained(self.resume_dir or args.model)
         self.id2label = self._label_map(saved, model)
         self.model = model or self.task.model_class.from_pretrained(
             self.resume_dir or args.model, id2label=self.id2label, seed=args.seed)
         self._check_model()
+        self.model.to(self.device)                     # before the optimizer and its state
         self.examples = {split: self._encode(split, raw) for split, raw in self.raw.items()}
         self.loader = self._build_loader()
         if self.dist is not None:             # each rank reads its share of every batch
@@ -195,7 +199,8 @@ class Trainer:
         self.should_stop = False
         try:
             log_path = self.out / "metrics.jsonl" if self.is_writer else os.devnull
-            with open(log_path, "a") as self._log_file, CtrlC() as ctrl_c:
+            with open(log_path, "a") as self._log_file, CtrlC() as ctrl_c, \
+                    amp.autocast(self.args.precision):
                 self._call("on_fit_start")
                 while self.state["step"] < self.total_steps and not self.should_stop:
                     logs = self.training_step()
@@ -408,8 +413,10 @@ class Trainer:
         else:
             raw = self._read_splits(eval=data)["eval"]
             examples = self._encode("eval", raw)
-        scores, _ = evaluate(self.model, self.task, raw, examples, self.id2label,
-                             self.args.eval_batch_size, self.tokenizer.pad_token_id, self.dist)
+        with amp.autocast(self.args.precision):
+            scores, _ = evaluate(self.model, self.task, raw, examples, self.id2label,
+                                 self.args.eval_batch_size, self.tokenizer.pad_token_id,
+                                 self.dist)
         return scores
 
     def predict(self, texts, text_pairs=None):
@@ -423,11 +430,11 @@ def train(args, **kwargs):
     return Trainer(args, **kwargs).fit()
 
 
-def _data_parallel(args):
+def _data_parallel(args, device):
     """A DataParallel when an MPI launcher started several processes, else None: the
     single-process run imports no MPI. A rank that does not start, or that was given other
     flags, is named here."""
-    comm = distributed.communicator()
+    comm = distributed.communicator(device)
     if comm.size == 1:
         return None
     dist = distributed.DataParallel(comm)
@@ -446,12 +453,15 @@ def _args_to_save(args):
 
 
 def _resumed_args(given, saved, resume_dir):
-    """The saved run's settings, keeping the given out/progress. Flags that would change the
-    run are ignored with a warning; data files that have gone missing are an error."""
+    """The saved run's settings, keeping the given out/progress and where to compute (a run
+    started on a GPU may go on on the CPU, and back). Flags that would change the run are
+    ignored with a warning; data files that have gone missing are an error."""
     known = {f.name for f in dataclasses.fields(TrainArgs)}
     args = TrainArgs(**{k: v for k, v in saved["args"].items() if k in known})
     args.out, args.resume, args.progress = given.out, True, given.progress
-    ignored = sorted(set(given.changed()) - {"out", "resume", "progress", "overwrite"})
+    args.device, args.cuda_graphs = given.device, given.cuda_graphs
+    ignored = sorted(set(given.changed()) - {"out", "resume", "progress", "overwrite", "device",
+                                             "cuda_graphs"})
     if ignored:
         print(f"--resume continues the saved run with its own settings; ignoring "
               f"{', '.join(flag(k) for k in ignored)}", file=sys.stderr)
