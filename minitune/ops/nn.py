@@ -15,6 +15,7 @@ import numpy as np
 from .. import amp, dispatch
 from ..autograd import Function, sum_to
 from ..backend import device_of, get_array_module, to_device
+from ..cuda.graph import capturing
 from .matmul import LINEAR_REFERENCE, _batched
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -313,7 +314,8 @@ class Embedding(Function):
             raise ValueError(f"embedding: ids must be integers, got {ids.dtype}")
         # ids usually come from the tokenizer as numpy: copy them (small) to the weight's device
         ids = to_device(ids, device_of(weight))
-        if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
+        # a host read of device values: not while a CUDA graph is captured (its caller checks)
+        if ids.size and not capturing() and (ids.min() < 0 or ids.max() >= weight.shape[0]):
             raise ValueError(f"embedding: ids must lie in [0, {weight.shape[0]}), "
                              f"got min {ids.min()} max {ids.max()}")
         self.impl = dispatch.implementation("embedding", EMBEDDING_REFERENCE, weight)

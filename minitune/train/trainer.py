@@ -33,6 +33,7 @@ from . import checkpoints as C
 from .args import TrainArgs, flag
 from .callbacks import CtrlC, EarlyStopping, ProgressBar
 from .evaluation import evaluate, predict_texts
+from .graphs import graphs_for
 from .tasks import TASKS
 
 
@@ -98,6 +99,7 @@ class Trainer:
         self._progress = ProgressBar() if args.progress and self.is_writer else None
         if self._progress:
             self.callbacks.append(self._progress)
+        self._graphs = graphs_for(self)       # CUDA graphs of the step (GPU only), or None
         self.should_stop = False
 
     # ------------------------------------------------------------------ building
@@ -214,13 +216,19 @@ class Trainer:
         """One optimizer step: the backward passes of its batches, then ``on_gradients``,
         clipping and the update. Returns the step's log record."""
         t0 = time.perf_counter()
-        loss = self._accumulate_gradients(self._next_batches())
-        if self.dist is not None:
-            loss = self._all_reduce_gradients(loss)
-        self._call("on_gradients")
-        grad_norm = self._clip_gradients()
+        batches = self._next_batches()
         lr = self.optimizer.param_groups[0]["lr"]
-        self._update()
+        if self._graphs is not None and len(batches) == 1:
+            # forward, backward and AdamW as one CUDA graph; the loss is read after it
+            loss, grad_norm = self._finite(self._graphs.step(batches[0])), None
+            self.schedule.step()
+        else:
+            loss = self._accumulate_gradients(batches)
+            if self.dist is not None:
+                loss = self._all_reduce_gradients(loss)
+            self._call("on_gradients")
+            grad_norm = self._clip_gradients()
+            self._update()
         self.state["step"] += 1
         step = self.state["step"]
         logs = {"step": step, "epoch": step / self.steps_per_epoch, "loss": loss, "lr": lr,
@@ -252,17 +260,21 @@ class Trainer:
                 continue
             out = self.model(batch["input_ids"], batch["attention_mask"],
                              batch["token_type_ids"], labels=batch["labels"])
-            value = out.loss.item()
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"loss is {value} at step {self.state['step'] + 1} (epoch "
-                    f"{self.loader.epoch}, batch {self.loader.position}); stopping. The last "
-                    f"good checkpoint ({self.out / 'last'}) is intact; try a lower --lr")
+            value = self._finite(out.loss.item())
             weight = n / total if total else 0.0
             loss = out.loss if len(batches) == 1 else out.loss * weight
             loss.backward()
             step_loss += value * weight if len(batches) > 1 else value
         return step_loss
+
+    def _finite(self, loss):
+        """``loss`` (a float), or TrainingError when it is NaN or infinite."""
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"loss is {loss} at step {self.state['step'] + 1} (epoch {self.loader.epoch}, "
+                f"batch {self.loader.position}); stopping. The last good checkpoint "
+                f"({self.out / 'last'}) is intact; try a lower --lr")
+        return loss
 
     def _clip_gradients(self):
         if self.args.max_grad_norm is None:
