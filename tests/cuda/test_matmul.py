@@ -177,8 +177,8 @@ def test_a_planted_missing_barrier_is_caught(emulated, monkeypatch):
     """Without the barrier after the compute loop, a fast thread stages the next K step while
     others still read the current one: the emulator's result goes wrong."""
     text = emulator.load_source("matmul.cu")
-    marker = "        __syncthreads();\n    }\n#pragma unroll\n    for (int i = 0; i < 8; ++i) {\n" \
-             "        int m = m0 + wm"
+    marker = ("        __syncthreads();\n    }\n#pragma unroll\n"
+              "    for (int i = 0; i < 8; ++i) {\n        int m = m0 + wm")
     assert marker in text
     broken = emulator.load("matmul.cu", text=text.replace(marker, marker.replace(
         "__syncthreads();", "//", 1), 1))
