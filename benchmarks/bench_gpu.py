@@ -205,14 +205,15 @@ def _import_torch(report):
 
 
 def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0, config=None,
-                amp_dtype=None):
+                amp_dtype=None, device="cuda"):
     """The same model in plain PyTorch: returns (train_step, forward) closures. ``dropout``:
     BERT's dropout probability in the training step (benchmarks/bench_kernels.py uses 0.1);
     ``config``: the model's sizes (default CONFIG); ``amp_dtype``: run the step's forward and
-    loss under ``torch.autocast("cuda", amp_dtype)`` (benchmarks/bench_step.py's bf16)."""
+    loss under ``torch.autocast("cuda", amp_dtype)`` (benchmarks/bench_step.py's bf16);
+    ``device``: "cpu" checks the code on a machine without a GPU."""
     import torch.nn.functional as tF
     config = config or CONFIG
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     P = {n: torch.tensor(w, device=dev, requires_grad=True) for n, w in host_weights.items()}
     opt = torch.optim.AdamW(list(P.values()), lr=LR, weight_decay=WEIGHT_DECAY)
     H, NH = config["hidden_size"], config["num_attention_heads"]
@@ -257,7 +258,7 @@ def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0, config
     tr, fw = to_dev(train_batch), to_dev(fwd_batch)
 
     def step():
-        with torch.autocast("cuda", dtype=amp_dtype or torch.bfloat16,
+        with torch.autocast(dev.type, dtype=amp_dtype or torch.bfloat16,
                             enabled=amp_dtype is not None):
             logits = logits_of(tr["input_ids"], tr["token_type_ids"], tr["attention_mask"],
                                dropout)
@@ -270,7 +271,8 @@ def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0, config
     def forward():
         with torch.no_grad():
             out = logits_of(fw["input_ids"], fw["token_type_ids"], fw["attention_mask"])
-        torch.cuda.synchronize()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         return out
 
     return step, forward

@@ -49,14 +49,14 @@ RECIPES = {
                    epochs=3, max_len=128),
 }
 COMMON = dict(batch_size=32, lr=5e-5, warmup_ratio=0.1, weight_decay=0.01, seed=0,
-              progress=False, save_steps=0, device="cuda")
+              progress=False, save_steps=0)
 
 
-def recipe_args(name, model, data, out, precision, max_steps):
+def recipe_args(name, model, data, out, precision, max_steps, device):
     spec = dict(RECIPES[name])
     spec["train"], spec["dev"] = str(Path(data) / spec["train"]), str(Path(data) / spec["dev"])
     return TrainArgs(model=model, out=str(out), precision=precision, max_steps=max_steps,
-                     overwrite=True, **COMMON, **spec)
+                     overwrite=True, device=device, **COMMON, **spec)
 
 
 class StepTimes:
@@ -93,10 +93,11 @@ def minitune_run(args):
 def torch_run(torch, transformers, args):
     """The recipe in PyTorch + Transformers on minitune's batches (see the module docstring)."""
     trainer = Trainer(TrainArgs(**{**vars(args), "device": "cpu", "out": args.out + "-data"}))
-    dev = torch.device("cuda")
+    dev = torch.device("cuda" if args.device == "cuda" else "cpu")
     cls = (transformers.BertForSequenceClassification if args.task == "classify"
            else transformers.BertForTokenClassification)
-    model = cls.from_pretrained(args.model, num_labels=len(trainer.id2label)).to(dev).train()
+    model = cls.from_pretrained(args.model, num_labels=len(trainer.id2label),
+                                dtype=torch.float32).to(dev).train()   # float16 files too
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm"
                                                             in n)]
     rest = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
@@ -108,13 +109,12 @@ def torch_run(torch, transformers, args):
                                               else max(0.0, (total - s) / max(1, total - warmup)))
     amp_on = args.precision == "bf16"
     times = []
-    torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(total):
         batch = trainer._next_batches()[0]
         t = time.perf_counter()
         b = {k: torch.as_tensor(v, device=dev) for k, v in batch.items()}
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp_on):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp_on):
             loss = model(**b).loss
         loss.backward()
         opt.step()
@@ -138,7 +138,7 @@ def torch_dev_scores(torch, model, trainer, dev, amp_on):
                           group_by_length=True, pad_id=trainer.tokenizer.pad_token_id)
     predictions = [None] * len(examples)
     model.eval()
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp_on):
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp_on):
         for batch in loader:
             logits = model(**{k: torch.as_tensor(batch[k], device=dev) for k in
                               ("input_ids", "attention_mask", "token_type_ids")}).logits
@@ -159,8 +159,10 @@ def main():
     ap.add_argument("--max-steps", type=int)
     ap.add_argument("--budget-s", type=float, default=300.0)
     ap.add_argument("--json")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                    help="cpu: check the script on a machine without a GPU (use --max-steps)")
     args = ap.parse_args()
-    if not backend.gpu_available():
+    if args.device == "cuda" and not backend.gpu_available():
         print("bench_recipes_gpu: no CUDA device visible to CuPy", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
@@ -189,7 +191,7 @@ def main():
                         continue
                     run = recipe_args(recipe, args.model, args.data,
                                       Path(tmp) / key.replace(" ", "-"), precision,
-                                      args.max_steps)
+                                      args.max_steps, args.device)
                     try:
                         result = (minitune_run(run) if side == "minitune"
                                   else torch_run(torch, transformers, run))
