@@ -84,6 +84,22 @@ def attention_case(xp, torch, B, NH, T, HS, p):
     return sides, {"tflop": flops / 1e12, "reps": 1 if T * T * B * NH > 2**25 else None}
 
 
+def attention_forward_variants(xp, torch, B, NH, T, HS):
+    """Forward only, no dropout: variant 1 (naive) against variant 2 (tiled), and torch."""
+    rng = np.random.default_rng(0)
+    q, k, v = (xp.asarray(rng.normal(size=(B, NH, T, HS)).astype(np.float32)) for _ in range(3))
+    scale = 1.0 / np.sqrt(HS)
+    sides = {"kernel": lambda: mt_cuda.attention.forward(q, k, v, None, scale, 0.0, None),
+             "naive": lambda: mt_cuda.attention.forward(q, k, v, None, scale, 0.0, None,
+                                                        variant=1),
+             "cupy": lambda: ref_nn.attention_forward(q, k, v, None, scale, 0.0, None)}
+    if torch is not None:
+        tq, tk, tv = (torch.as_tensor(a) for a in (q, k, v))
+        sides["torch"] = lambda: torch.nn.functional.scaled_dot_product_attention(
+            tq, tk, tv, scale=scale)
+    return sides, {"tflop": 4 * B * NH * T * T * HS / 1e12}
+
+
 def layer_norm_case(xp, torch, N, H):
     rng = np.random.default_rng(0)
     x, r, g = (xp.asarray(rng.normal(size=(N, H)).astype(np.float32)) for _ in range(3))
@@ -243,6 +259,8 @@ def kernel_cases(xp, torch, tiny=False):
     if tiny:
         return [
             ("attention 2x2x37x40 p=0.1", lambda: attention_case(xp, torch, 2, 2, 37, 40, 0.1)),
+            ("attention forward 2x2x37x40", lambda: attention_forward_variants(xp, torch, 2, 2,
+                                                                               37, 40)),
             ("layer_norm 33x70", lambda: layer_norm_case(xp, torch, 33, 70)),
             ("gelu 33x70", lambda: gelu_case(xp, torch, 33, 70)),
             ("cross_entropy 33x9", lambda: cross_entropy_case(xp, torch, 33, 9)),
@@ -254,6 +272,10 @@ def kernel_cases(xp, torch, tiny=False):
         ("attention 32x12x128x32 p=0.1", lambda: attention_case(xp, torch, 32, 12, 128, 32, 0.1)),
         ("attention 32x12x512x64 p=0.1", lambda: attention_case(xp, torch, 32, 12, 512, 64, 0.1)),
         ("attention 32x12x128x32 p=0", lambda: attention_case(xp, torch, 32, 12, 128, 32, 0.0)),
+        ("attention forward 32x12x128x32 (variants)",
+         lambda: attention_forward_variants(xp, torch, 32, 12, 128, 32)),
+        ("attention forward 32x12x512x64 (variants)",
+         lambda: attention_forward_variants(xp, torch, 32, 12, 512, 64)),
         ("layer_norm 4096x384", lambda: layer_norm_case(xp, torch, 4096, 384)),
         ("layer_norm 4096x768", lambda: layer_norm_case(xp, torch, 4096, 768)),
         ("gelu 4096x1536", lambda: gelu_case(xp, torch, 4096, 1536)),
@@ -303,9 +325,9 @@ def summarize(times, work):
             out[name]["pct_of_hbm_peak"] = round(100 * gbps / PEAK_GBPS, 1)
         if "tflop" in work:
             tflops = work["tflop"] / (min(t) / 1e3)
-            out[name]["TFLOP_per_s"] = round(tflops, 2)
+            out[name]["TFLOP_per_s"] = round(tflops, 2)            # every side: same FLOPs
             out[name]["pct_of_fp32_peak"] = round(100 * tflops / PEAK_FP32_TFLOPS, 1)
-    for other in ("cupy", "torch"):
+    for other in ("cupy", "torch", "naive"):
         if other in times:
             n = min(len(times["kernel"]), len(times[other]))
             ratios = [a / b for a, b in zip(times["kernel"][:n], times[other][:n])]

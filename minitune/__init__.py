@@ -9,12 +9,14 @@ from .autograd import Function, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import Tensor, tensor
 from . import functional
 from .testing import GradcheckError, gradcheck
+from .errors import CheckpointError, ConfigError, DataError, UnsafeCheckpointError
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "set_grad_enabled", "is_grad_enabled",
            "functional", "gradcheck", "GradcheckError", "Tokenizer", "Trainer", "TrainArgs",
+           "CheckpointError", "ConfigError", "DataError", "UnsafeCheckpointError",
            "cuda_available"]
 
 

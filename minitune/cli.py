@@ -11,7 +11,9 @@ and range checks live in one place.
     minitune attention --model runs/sst2 "a gorgeous, witty film" --layer 0 --head 3
 
 The last line ``train`` and ``eval`` print on stdout is one JSON object with the scores.
-A bad flag value exits with status 2 and a message naming the flag.
+A bad flag value, a bad file or a failing disk exits with status 2 and one line naming the
+flag or file (``minitune train: error: ...``); ``--debug`` shows the traceback instead. An
+unexpected exception (a bug) prints one line and exits with status 1.
 """
 import argparse
 import json
@@ -21,13 +23,14 @@ from dataclasses import MISSING, dataclass, fields
 
 from . import __version__, amp
 from .data import read_texts
+from .data.readers import TEXT_FORMATS, file_format
 from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
-from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, trained_columns,
-                      write_predictions)
+from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, record_ids,
+                      trained_columns, write_predictions)
 from .models import BertModel
 from .tokenizer import Tokenizer
 from .train import AttentionArgs, EvalArgs, PlotArgs, PredictArgs, TrainArgs, Trainer
-from .train.args import flag, value_type
+from .train.args import flag, header_line, value_type
 from .train.checkpoints import run_model_dir
 from .viz.attention import attention_probabilities, plot_attention
 from .viz.curves import plot_run
@@ -44,7 +47,8 @@ def run_eval(args):
     columns = (args.text_column, args.text_pair_column, args.label_column)
     with amp.autocast(args.precision):
         scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
-                                       args.batch_size)
+                                       args.batch_size, header_line(args.header),
+                                       args.encoding)
     print(report)
     print(json.dumps({"model": model.name_or_path, "data": args.data, **scores}))
 
@@ -57,13 +61,18 @@ def run_predict(args):
         text_column, pair_column, label_column = trained_columns(model)
         texts, pairs = read_texts(args.input or "-", args.text_column or text_column,
                                   args.text_pair_column or pair_column, label_column,
-                                  args.input_format)
+                                  args.input_format, header_line(args.header),
+                                  encoding=args.encoding)
+    ids = None
+    if args.output_format == "cluener" and args.input and file_format(
+            args.input, TEXT_FORMATS) == "jsonl":
+        ids = record_ids(args.input)
     with amp.autocast(args.precision):
         predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len,
                                     args.batch_size)
     out = open_output(args.output)
     try:
-        write_predictions(out, texts, predictions, args.output)
+        write_predictions(out, texts, predictions, args.output, args.output_format, ids)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -133,6 +142,7 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="minitune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"minitune {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--threads", type=int, metavar="N",
                         help="BLAS threads (default: the BLAS library's choice). On a shared "
                              "or small machine 1 is often fastest")
@@ -140,8 +150,16 @@ def build_parser():
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.options.__doc__)
         add_options(p, command.options)
+        # also after the command; SUPPRESS keeps a --debug given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=DEBUG_HELP)
     return parser
 
+
+DEBUG_HELP = "on an error, show the Python traceback instead of a one-line message"
+# Errors that are about the user's input or machine (files, flags, disk, memory): one line,
+# exit status 2. Anything else is a bug in minitune: one line, exit status 1.
+USER_ERRORS = (ValueError, OSError, MemoryError, RuntimeError)
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -182,6 +200,7 @@ def main(argv=None):
     parsed = vars(build_parser().parse_args(argv))
     name = parsed.pop("command")
     parsed.pop("threads")
+    debug = parsed.pop("debug", False)
     command = COMMANDS[name]
     where = f" (rank {launched_rank()})" if launched_world_size() > 1 else ""
     try:
@@ -191,17 +210,46 @@ def main(argv=None):
     except KeyboardInterrupt:
         abort_job(130)               # under mpirun: this rank alone stopped; end them all
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"minitune {name}{where}: error: {e}", file=sys.stderr)
-        abort_job(2)
-        return 2
+    except Exception as e:  # noqa: BLE001 - every error ends as one line (or --debug)
+        if debug:
+            _end_job_with_traceback(where, 1)
+            raise
+        if isinstance(e, USER_ERRORS):
+            print(f"minitune {name}{where}: error: {one_line(e)}", file=sys.stderr)
+            abort_job(2)
+            return 2
+        print(f"minitune {name}{where}: internal error: {type(e).__name__}: {one_line(e)} (a "
+              f"bug in minitune: run again with --debug for the traceback and report it)",
+              file=sys.stderr)
+        abort_job(1)
+        return 1
     except BaseException:
-        if where:                    # any other failure of one rank ends the whole job
-            import traceback
-            traceback.print_exc()
-            abort_job(1)
+        _end_job_with_traceback(where, 1)
         raise
     return 0
+
+
+def _end_job_with_traceback(where, status):
+    """Under mpirun (``where`` names the rank), one failing rank ends the whole job."""
+    if where:
+        import traceback
+        traceback.print_exc()
+        abort_job(status)
+
+
+def one_line(error):
+    """An exception as one line: a file error as 'file: reason'; a message listing several
+    problems on indented lines joined with '; '."""
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename if error.filename is not None else ""
+        return f"{where}: {error.strerror}" if where else error.strerror
+    if isinstance(error, MemoryError):
+        return "out of memory" + (f" ({error})" if str(error) else "")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] + "".join(("; " if i > 1 else " ") + line
+                              for i, line in enumerate(lines[1:], start=1))
 
 
 if __name__ == "__main__":

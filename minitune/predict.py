@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import data as D
 from .backend import resolve_device
 from .models import BertConfig
 from .tokenizer import Tokenizer
@@ -21,7 +22,7 @@ from .train.evaluation import evaluate, id2label_of, predict_texts, trained_max_
 from .train.tasks import task_of, task_of_architecture
 
 __all__ = ["load_finetuned", "predict_texts", "evaluate_file", "trained_max_length",
-           "trained_columns", "write_predictions"]
+           "trained_columns", "write_predictions", "record_ids"]
 
 
 def load_finetuned(path, warn=True, device="cpu"):
@@ -49,23 +50,39 @@ def trained_columns(model):
 
 
 def evaluate_file(model, tokenizer, path, columns=(None, None, None), max_len=None,
-                  batch_size=128):
+                  batch_size=128, header=None, encoding="utf-8"):
     """Score a labelled file in the training format. ``columns`` = (text, text pair, label);
-    each one left None is the column the model was trained with. Returns (scores, report)."""
+    each one left None is the column the model was trained with; ``header``: does a TSV/CSV
+    file have a header line (None: detect it). Returns (scores, report)."""
     task, id2label = task_of(model), id2label_of(model)
     columns = tuple(given or saved for given, saved in zip(columns, trained_columns(model)))
-    raw = task.read(path, columns)
+    raw = task.read(path, columns, header, encoding)
     examples, _ = task.encode(tokenizer, raw, id2label, max_len or trained_max_length(model))
     scores, predictions = evaluate(model, task, raw, examples, id2label, batch_size,
                                    tokenizer.pad_token_id)
     return scores, task.report(raw, predictions)
 
 
-def write_predictions(out, texts, predictions, path=None):
-    """Write one record per text to ``out`` (a text stream): JSON lines, or CSV when ``path``
-    ends in .csv. CSV columns: text, label, probability, p(<label>)... (classify); text,
-    words (word/TAG ...), entities (TYPE:start-end ...) (ner)."""
-    if path is None or not str(path).lower().endswith(".csv"):
+def write_predictions(out, texts, predictions, path=None, fmt=None, ids=None):
+    """Write one record per text to ``out`` (a text stream): JSON lines, CSV, or CLUENER.
+
+    ``fmt`` "jsonl", "csv" or "cluener"; default: CSV when ``path`` ends in .csv, else JSON
+    lines. CSV columns: text, label, probability, p(<label>)... (classify); text, words
+    (word/TAG ...), entities (TYPE:start-end ...) (ner). CLUENER (ner): {"id", "text",
+    "label": {type: {entity: [[start, end]]}}}, ends inclusive, ``ids`` (one per text, None
+    for none) kept.
+    """
+    fmt = fmt or ("csv" if path is not None and str(path).lower().endswith(".csv") else "jsonl")
+    if fmt == "cluener":
+        if predictions and "entities" not in predictions[0]:
+            raise ValueError("--output-format cluener writes entity spans; this model "
+                             "classifies texts")
+        for text, pred, record_id in zip(texts, predictions, ids or [None] * len(texts)):
+            spans = [(e["type"], e["start"], e["end"]) for e in pred["entities"]]
+            record = D.cluener_record(text, spans, record_id)
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    if fmt == "jsonl":
         for text, pred in zip(texts, predictions):
             out.write(json.dumps({"text": text, **pred}, ensure_ascii=False) + "\n")
         return
@@ -88,3 +105,10 @@ def open_output(path):
     if path is None:
         return sys.stdout
     return open(Path(path), "w", encoding="utf-8", newline="")
+
+
+def record_ids(path):
+    """The "id" of each record of a JSON-lines file (None where absent; CLUENER test files
+    number their records), in the order ``read_texts`` reads them."""
+    with open(path, encoding="utf-8-sig") as f:
+        return [json.loads(line).get("id") for line in f if line.strip()]

@@ -7,7 +7,10 @@ truncation for each call, and returns NumPy arrays.
 Loading follows ``transformers``' BertTokenizerFast: ``tokenizer.json`` if present, else
 a tokenizer built from ``vocab.txt`` with the options of ``tokenizer_config.json``
 (``do_lower_case``, ``strip_accents``, ``tokenize_chinese_chars``), which also override
-those of the normalizer in ``tokenizer.json`` when they differ.
+those of the normalizer in ``tokenizer.json`` when they differ. Many Chinese checkpoints
+(bert-base-chinese, RoBERTa-wwm-ext, MacBERT) ship the second way: ``vocab.txt``, maybe
+``added_tokens.json``, and no ``tokenizer.json``; tests/models/test_bert_chinese_parity.py checks
+the ids against transformers' on every text of the shared Chinese data.
 
 A ``tokenizer.json`` can carry preset padding/truncation (all-MiniLM-L6-v2's pads every
 sequence to 128). The constructor clears both; each ``Tokenizer.__call__`` then sets exactly
@@ -18,6 +21,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from .errors import CheckpointError
 
 # Names of the special tokens in tokenizer_config.json / special_tokens_map.json.
 SPECIAL_TOKEN_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -102,23 +107,31 @@ class Tokenizer:
         Uses ``tokenizer.json`` when present, else ``vocab.txt``; options come from
         ``tokenizer_config.json`` and ``special_tokens_map.json`` when present.
         """
-        from tokenizers import Tokenizer as RustTokenizer
-
         # io/ (checkpoint readers, the unpickler) loads when a model is first read, not
         # with `import minitune`
         from .io.hub import resolve_model_dir
+        from .io.tokenizer_files import read_tokenizer_config, read_tokenizer_json
 
         model_dir = resolve_model_dir(path_or_name)
-        config = _read_tokenizer_config(model_dir)
-        if (model_dir / "tokenizer.json").is_file():
-            backend = RustTokenizer.from_file(str(model_dir / "tokenizer.json"))
-            _override_normalizer(backend, config)
-            return cls(backend, config)
-        if (model_dir / "vocab.txt").is_file():
-            return cls.from_vocab(model_dir / "vocab.txt", **_vocab_options(config))
-        raise ValueError(
-            f"{model_dir}: no tokenizer found; looked for tokenizer.json and vocab.txt"
-        )
+        config = read_tokenizer_config(model_dir)
+        tokenizer_json, vocab_txt = model_dir / "tokenizer.json", model_dir / "vocab.txt"
+        try:
+            if tokenizer_json.is_file():
+                backend = read_tokenizer_json(tokenizer_json)
+                _override_normalizer(backend, config)
+                return cls(backend, config)
+            if vocab_txt.is_file():
+                tokenizer = cls.from_vocab(vocab_txt, **_vocab_options(config))
+                _add_listed_tokens(tokenizer.backend, model_dir / "added_tokens.json")
+                return tokenizer
+        except CheckpointError:
+            raise
+        except ValueError as e:  # e.g. a special token the vocabulary lacks
+            used = tokenizer_json if tokenizer_json.is_file() else vocab_txt
+            raise CheckpointError(f"{used}: {e}", path=used) from None
+        raise CheckpointError(
+            f"{model_dir}: no tokenizer found; looked for tokenizer.json and vocab.txt",
+            path=model_dir)
 
     @classmethod
     def from_vocab(cls, vocab, do_lower_case=True, strip_accents=None,
@@ -137,7 +150,9 @@ class Tokenizer:
         from tokenizers import Tokenizer as RustTokenizer
         from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
-        tokens = _read_vocab(vocab) if isinstance(vocab, (str, Path)) else list(vocab)
+        from .io.tokenizer_files import read_vocab
+
+        tokens = read_vocab(vocab) if isinstance(vocab, (str, Path)) else list(vocab)
         token_to_id = {token: i for i, token in enumerate(tokens)}
         specials = {**DEFAULT_SPECIAL_TOKENS, **(special_tokens or {})}
         for key in ("unk_token", "cls_token", "sep_token", "pad_token"):
@@ -326,7 +341,7 @@ class Tokenizer:
         return [id_to_token.get(i, f"[minitune-unused-id-{i}]") for i in range(size)]
 
     def _config_to_save(self):
-        normalizer = json.loads(self._backend.to_str()).get("normalizer") or {}
+        normalizer = _normalizer_state(self._backend)
         return {
             "do_lower_case": normalizer.get("lowercase", self.config.get("do_lower_case", True)),
             "strip_accents": normalizer.get("strip_accents", self.config.get("strip_accents")),
@@ -346,18 +361,28 @@ def _token_content(value):
     return value["content"] if isinstance(value, dict) else value
 
 
-def _read_tokenizer_config(model_dir):
-    """tokenizer_config.json updated with special_tokens_map.json (both optional)."""
-    config = {}
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        path = model_dir / name
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-            config.update(data)
-    return config
+def _add_listed_tokens(backend, path):
+    """Add the tokens of an added_tokens.json ({token: id}) after the vocabulary, as
+    transformers does: matched whole in the normalized text, not special (kept by decode).
+    Their ids must continue the vocabulary (vocab size, vocab size + 1, ...)."""
+    from tokenizers import AddedToken
+
+    from .io.json_io import read_json
+
+    if not path.is_file():
+        return
+    listed = read_json(path, what="added tokens")
+    if not isinstance(listed, dict) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in listed.values()):
+        raise CheckpointError(f"{path}: expected a JSON object {{token: id}}", path=path)
+    for token, token_id in sorted(listed.items(), key=lambda item: item[1]):
+        if backend.token_to_id(token) == token_id:
+            continue  # already in vocab.txt with that id
+        if token_id != backend.get_vocab_size(with_added_tokens=True):
+            raise CheckpointError(
+                f"{path}: token {token!r} has id {token_id}, but the next free id after the "
+                f"vocabulary is {backend.get_vocab_size(with_added_tokens=True)}", path=path)
+        backend.add_tokens([AddedToken(token, normalized=True)])
 
 
 def _vocab_options(config):
@@ -381,7 +406,7 @@ def _override_normalizer(backend, config):
     """
     from tokenizers import normalizers
 
-    state = json.loads(backend.to_str()).get("normalizer") or {}
+    state = _normalizer_state(backend)
     if state.get("type") != "BertNormalizer":
         return
     wanted = {
@@ -396,13 +421,11 @@ def _override_normalizer(backend, config):
         clean_text=state.get("clean_text", True), **wanted)
 
 
-def _read_vocab(path):
-    """vocab.txt: one token per line; the id is the line number (0-based)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: vocabulary file not found")
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+def _normalizer_state(backend):
+    """The normalizer's settings as a dict (without serializing the whole vocabulary)."""
+    if backend.normalizer is None:
+        return {}
+    return json.loads(backend.normalizer.__getstate__())
 
 
 def _as_batch(texts, is_split_into_words, what):

@@ -252,7 +252,7 @@ def _check_case(fn, specs, dtype, name):
     y_cpu, g_cpu = run_op(fn, specs, dtype, "cpu", seed=1234)
     # the dropout kernel draws its mask on the device (Philox), not from the host Generator:
     # compare the reference paths there (tests/cuda checks the kernel against the reference)
-    with dispatch.use_fused(case != "dropout"):
+    with dispatch.use_fused(name != "dropout"):
         y_gpu, g_gpu = run_op(fn, specs, dtype, "gpu", seed=1234)
     tol = OP_TOL[dtype]
     assert_same(y_gpu, y_cpu, tol, f"{name} forward")

@@ -141,3 +141,37 @@ def test_a_run_without_dev_predicts_with_last_and_says_so(capsys, csv_files, tin
     rc, stdout, err = run(capsys, "predict", "--model", out, "good")
     assert rc == 0 and json.loads(stdout)["text"] == "good"
     assert f"warning: {out} has no best/ model" in err and str(out / "last") in err
+
+
+# --- errors: one line, status 2; --debug for the traceback ---------------------------------
+
+
+def test_bad_files_and_unwritable_out_are_one_line_and_status_2(capsys, tmp_path,
+                                                                 tiny_model_dir, sentiment_files):
+    bad_model = tmp_path / "bad_model"
+    bad_model.mkdir()
+    (bad_model / "config.json").write_text('{"num_attention_heads": 0}')
+    (bad_model / "model.safetensors").write_bytes(b"\0" * 8)
+    cases = [
+        (["eval", "--model", bad_model, "--data", sentiment_files / "dev.tsv"], "config.json"),
+        (["train", "--model", tiny_model_dir, "--train", sentiment_files / "train.tsv",
+          "--out", sentiment_files / "train.tsv" / "run"], "--out"),
+    ]
+    for argv, where in cases:
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and where in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_debug_shows_the_traceback_and_bugs_exit_1(capsys, monkeypatch, tmp_path):
+    argv = ["eval", "--model", tmp_path / "none", "--data", "x.tsv"]
+    with pytest.raises(ValueError):
+        cli.main([str(a) for a in argv + ["--debug"]])
+    with pytest.raises(ValueError):
+        cli.main(["--debug"] + [str(a) for a in argv])
+
+    def broken(args):
+        raise TypeError("unexpected")
+    monkeypatch.setitem(cli.COMMANDS, "eval", cli.Command(cli.EvalArgs, broken, "eval"))
+    rc, _, err = run(capsys, *argv)
+    assert rc == 1 and "internal error: TypeError: unexpected" in err and "--debug" in err

@@ -22,6 +22,8 @@ MUTATIONS = [  # (file, text, replacement)
     ("attention.cu", "gp * z - D", "gp - D"),
     ("attention.cu", "+ i % G);", "+ (i + 1) % G);"),
     ("reduce.cuh", "acc += partials", "acc = partials"),
+    ("common.cuh", "    v = warp_sum(v);\n    __syncthreads();\n    return v;",
+     "    v = warp_sum(v);\n    return v;"),                     # block_sum's second barrier
     ("embedding.cu", "acc += gy", "acc = gy"),
     ("embedding.cu", "acc += partial", "acc = partial"),
     ("adamw.cu", "__fadd_rn(__fdiv_rn(sqrtf(ve), root), eps)",

@@ -16,6 +16,7 @@ The GPU side compiles each kernel file once per process with ``cupy.RawModule(co
 ``nvrtc.OPTIONS``; CuPy also caches the binary on disk) and launches with the current stream.
 """
 import contextlib
+import functools
 
 import numpy as np
 
@@ -28,17 +29,29 @@ from .source import load_source
 class GpuRuntime:
     """Kernels from ``cupy.RawModule``, on cupy arrays."""
 
-    def __init__(self):
-        self.xp = _import_cupy()
+    def __init__(self, cupy=None):
+        self.xp = cupy if cupy is not None else _import_cupy()
+        self._modules = {}
         self._functions = {}
-        device = self.xp.cuda.Device()
-        self.sm_count = device.attributes["MultiProcessorCount"]      # launchers size grids
-        self.tensor_cores = int(device.compute_capability) >= 80     # TF32/BF16 mma (sm_80+)
+
+    @functools.cached_property
+    def sm_count(self):
+        """Multiprocessors of the current device (launchers size their grids by it)."""
+        return self.xp.cuda.Device().attributes["MultiProcessorCount"]
+
+    @functools.cached_property
+    def tensor_cores(self):
+        """True from compute capability 8.0 (the TF32/BF16 mma of kernels/matmul_tc.cu)."""
+        return int(self.xp.cuda.Device().compute_capability) >= 80
 
     def function(self, name, kernel):
+        """Kernel ``kernel`` of kernels/``name``; the file is compiled once per process."""
         fn = self._functions.get((name, kernel))
         if fn is None:
-            module = self.xp.RawModule(code=load_source(name), options=OPTIONS)
+            module = self._modules.get(name)
+            if module is None:
+                module = self._modules[name] = self.xp.RawModule(code=load_source(name),
+                                                                 options=OPTIONS)
             fn = self._functions[(name, kernel)] = module.get_function(kernel)
         return fn
 

@@ -2,6 +2,8 @@
 
     readers   read_labelled / read_classification (TSV, CSV, JSON lines) / read_conll,
               read_texts (texts to label)
+    cluener   read_cluener (CLUENER span JSON -> word BIO tags), cluener_record (and back)
+    words     split_words (BERT's word rule: each CJK character a word) and character spans
     labels    build_label_map (the id -> label order), check_labels (unknown labels)
     encoding  encode_classification / encode_ner, word_starts and word_tags (word alignment)
     loader    DataLoader (padded, deterministic, resumable batches), subset (SST2-A)
@@ -26,10 +28,12 @@ from .labels import build_label_map, check_labels
 from .loader import Batch, DataLoader, subset
 from .readers import (ClassificationData, ConllData, read_classification, read_conll,
                       read_labelled, read_texts)
+from .cluener import SpanData, cluener_record, read_cluener
+from .words import split_words
 
 __all__ = [
     "ClassificationData", "ConllData", "read_labelled", "read_classification", "read_conll",
-    "read_texts",
+    "read_texts", "SpanData", "read_cluener", "cluener_record", "split_words",
     "build_label_map", "check_labels", "encode_texts", "encode_classification", "encode_words",
     "encode_ner", "word_starts", "word_tags", "subset", "Batch", "DataLoader", "IGNORE_INDEX",
 ]

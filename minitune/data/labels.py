@@ -96,7 +96,9 @@ def check_labels(labels, label2id, path=None, lines=None):
         return
     parts = []
     for label, (i, j) in unknown.items():
-        if lines is not None:
+        if hasattr(labels, "location"):
+            where = labels.location(i, j)
+        elif lines is not None:
             where = f"line {lines[i] + (j or 0)}"
         else:
             where = f"example {i}" + ("" if j is None else f", token {j}")

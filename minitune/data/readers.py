@@ -11,25 +11,40 @@ spellings as the same entities). Pass ``to_iob2=False`` to train on the raw tags
 reference does.
 """
 
+import codecs
 import contextlib
 import csv
+import functools
 import json
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DataError
+
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "content")
 PAIR_COLUMNS = ("text_pair", "sentence2")
 NER_TAG = re.compile(r"^(O|[BI]-\S+)$")
+# CoNLL columns are separated by ASCII spaces and tabs; a token may hold other Unicode
+# spaces (a non-breaking space inside "10\u00a0000"), which str.split() would cut at.
+ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]+")
+# Line ends as Python's universal newlines count them (and so every line number here).
+LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None):
+def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None,
+                  header=None, encoding="utf-8"):
     """Read a labelled file of ``task`` ("classify" or "ner"), choosing the reader by task and
-    file format: ClassificationData (TSV/CSV/JSON lines) or ConllData (CoNLL columns)."""
+    file format: ClassificationData (TSV/CSV/JSON lines), SpanData (NER as CLUENER span
+    JSON lines: .json, .jsonl) or ConllData (NER as CoNLL columns: any other name)."""
     if task == "ner":
-        return read_conll(path)
-    return read_classification(path, text_column, text_pair_column, label_column)
+        if FORMATS.get(Path(str(path)).suffix.lower()) == "jsonl":
+            from .cluener import read_cluener  # cluener.py builds on this module
+            return read_cluener(path)
+        return read_conll(path, encoding=encoding)
+    return read_classification(path, text_column, text_pair_column, label_column, header,
+                               encoding=encoding)
 
 
 def _show(line, limit=200):
@@ -41,7 +56,45 @@ def _show(line, limit=200):
 
 
 def _line_error(path, lineno, what, line):
-    return ValueError(f"{path}:{lineno}: {what}: {_show(line)}")
+    return DataError(f"{path}:{lineno}: {what}: {_show(line)}")
+
+
+def _named_decoding_errors(reader):
+    """Turn a UnicodeDecodeError anywhere in ``reader(path, ..., encoding=...)`` into a
+    DataError naming the file, the line of the first bad byte and the --encoding flag."""
+    @functools.wraps(reader)
+    def wrapped(path, *args, **kwargs):
+        try:
+            return reader(path, *args, **kwargs)
+        except UnicodeDecodeError as e:
+            encoding = kwargs.get("encoding") or "utf-8"
+            raise DataError(f"{_decoding_error_place(path, encoding)}: not {encoding} text "
+                            f"({e.reason} at byte {e.object[e.start:e.start + 1]!r}); give the "
+                            "file's encoding with --encoding (e.g. --encoding latin-1)") from None
+    return wrapped
+
+
+def _decoding_error_place(path, encoding):
+    """``path:line`` of the first byte that does not decode (``path`` alone for stdin)."""
+    if str(path) == "-":
+        return "stdin"
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode(_codec(encoding))
+    except UnicodeDecodeError as e:
+        return f"{path}:{len(LINE_END.findall(data, 0, e.start)) + 1}"
+    return str(path)
+
+
+def _codec(encoding):
+    """The codec to read with: UTF-8 skips a byte-order mark; unknown names are an error."""
+    try:
+        name = codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise DataError(f"unknown text encoding {encoding!r} (--encoding); e.g. utf-8, latin-1, "
+                        "cp1252, gb18030") from None
+    return "utf-8-sig" if name == "utf-8" else name
 
 
 # ----------------------------------------------------------------- classification files
@@ -87,7 +140,7 @@ def _pick_columns(columns, text_column, text_pair_column, label_column, where,
     def need(name, role, option, given):
         if name not in columns:
             hint = "" if given else f"; name yours with {option}"
-            raise ValueError(f"{where}: no {role} column {name!r} ({found}){hint}")
+            raise DataError(f"{where}: no {role} column {name!r} ({found}){hint}")
         return name
 
     if need_label:
@@ -103,7 +156,7 @@ def _pick_columns(columns, text_column, text_pair_column, label_column, where,
         if text is None and len(others) == 1:
             text = others[0]  # whatever is not the label (or the pair) is the text
         if text is None:
-            raise ValueError(
+            raise DataError(
                 f"{where}: no text column (looked for {', '.join(TEXT_COLUMNS)}; {found}); "
                 "name yours with --text-column")
     if text_pair_column is not None:
@@ -114,45 +167,106 @@ def _pick_columns(columns, text_column, text_pair_column, label_column, where,
 
 
 @contextlib.contextmanager
-def _open(path, newline=None):
-    """A text stream of ``path``; "-" is stdin. Universal newlines turn \\r\\n into \\n."""
+def _open(path, newline=None, encoding="utf-8"):
+    """A text stream of ``path``; "-" is stdin. Universal newlines turn \\r\\n and \\r
+    into \\n."""
+    codec = _codec(encoding)
     if str(path) == "-":
         yield sys.stdin
         return
-    with open(path, encoding="utf-8-sig", newline=newline) as f:
+    with open(path, encoding=codec, newline=newline) as f:
         yield f
 
 
-def _rows_tsv(path):
+def _rows_tsv(path, encoding):
     """Yield (line number, raw line, fields) of a tab-separated file, header first.
 
     Fields are split on every tab with no quoting rules (SST-2 texts contain quote
     characters that csv's TSV dialect would misread)."""
-    with _open(path) as f:
+    with _open(path, encoding=encoding) as f:
         for lineno, line in enumerate(f, start=1):
             line = line.rstrip("\n")
             if line.strip():
                 yield lineno, line, line.split("\t")
 
 
-def _rows_csv(path):
-    """Yield (line number, raw text, fields) of a CSV file (quoted fields may span lines)."""
-    with _open(path, newline="") as f:
-        reader = csv.reader(f)
+def _rows_csv(path, encoding):
+    """Yield (line number, raw text, fields) of a CSV file (quoted fields may span lines).
+
+    Fields may be of any length. A quote left open at the end of the file is an error
+    naming the line where that field began (csv would otherwise swallow the rest of the
+    file into it), and so is other malformed quoting."""
+    with _open(path, newline="", encoding=encoding) as f, _no_field_size_limit():
+        lines = _Recorder(f)
+        reader = csv.reader(lines, strict=True)
         start = 1
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                if "unexpected end of data" in str(e):
+                    opened = _open_quote_line(lines.since_mark, start)
+                    raise DataError(f"{path}:{opened}: a quoted field begins on this line and "
+                                    "is never closed (a missing \" ?): "
+                                    f"{_show(lines.since_mark[opened - start])}") from None
+                raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e}): "
+                                f"{_show(lines.last)}") from None
             if any(x.strip() for x in row):
                 yield start, ",".join(row), row
             start = reader.line_num + 1
+            lines.mark()
 
 
-def _header_and_rows(path, rows):
-    """Split a row stream into the header names and data rows."""
+class _Recorder:
+    """An iterator over a file's lines that keeps those read since ``mark()`` (the lines of
+    the CSV row being parsed, to locate an unterminated quote)."""
+
+    def __init__(self, f):
+        self._f = f
+        self.since_mark, self.last = [], ""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.last = next(self._f)
+        self.since_mark.append(self.last)
+        return self.last
+
+    def mark(self):
+        self.since_mark = []
+
+
+def _open_quote_line(lines, first):
+    """The line (numbered from ``first``) where the quoted field still open at the end of
+    ``lines`` began: CSV quoting (a quote opens a field only at its start; "" is a quote)."""
+    in_quotes, at_field_start, opened = False, True, first
+    for offset, line in enumerate(lines):
+        i = 0
+        while i < len(line):
+            c = line[i]
+            if in_quotes:
+                if c == '"' and line[i + 1:i + 2] == '"':
+                    i += 1
+                elif c == '"':
+                    in_quotes = False
+            elif c == '"' and at_field_start:
+                in_quotes, opened = True, first + offset
+            at_field_start = not in_quotes and c in ",\r\n"
+            i += 1
+    return opened
+
+
+@contextlib.contextmanager
+def _no_field_size_limit():
+    """csv refuses fields over 128 KiB by default; a data file's text may be longer."""
+    previous = csv.field_size_limit(sys.maxsize)
     try:
-        _, _, header = next(rows)
-    except StopIteration:
-        raise ValueError(f"{path}: no examples (the file is empty)") from None
-    return [h.strip() for h in header], rows
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 # file name suffix -> format
@@ -164,28 +278,48 @@ def file_format(path, formats=FORMATS):
     """The format of ``path`` from its suffix, or a ValueError listing the known ones."""
     suffix = Path(str(path)).suffix.lower()
     if suffix not in formats:
-        raise ValueError(f"{path}: unknown file type {suffix!r}; expected "
+        raise DataError(f"{path}: unknown file type {suffix!r}; expected "
                          f"{', '.join(sorted(set(formats)))}")
     return formats[suffix]
 
 
-def _records(path, fmt):
-    """The rows of a "tsv"/"csv" file with a header line, or of a "jsonl" file.
+def _records(path, fmt, header=None, given=(), encoding="utf-8"):
+    """The rows of a "tsv"/"csv" file, or of a "jsonl" file.
 
-    Returns (columns, records, where): records are (line number, raw line, {column: value});
-    ``where`` locates the column names for error messages. Bad rows raise "path:line: ...".
+    A tsv/csv file has a header line or not: ``header`` True/False, or None to detect it
+    (``_has_header``; ``given`` are the column names asked for). Without one, the columns are
+    named by position, "0", "1", ...
+
+    Returns (columns, records, where, named): records are (line number, raw line, {column:
+    value}); ``where`` locates the column names for error messages; ``named`` is False when
+    the columns are positions. Bad rows raise "path:line: ...".
     """
     if fmt == "jsonl":
         records = []
-        with _open(path) as f:
+        with _open(path, encoding=encoding) as f:
             for lineno, line in enumerate(f, start=1):
                 if line.strip():
                     records.append((lineno, line, _json_record(path, lineno, line)))
         if not records:
-            raise ValueError(f"{path}: no examples (the file is empty)")
+            raise DataError(f"{path}: no examples (the file is empty)")
         # columns are resolved from the first record
-        return list(records[0][2]), records, f"{path}:{records[0][0]}"
-    columns, rows = _header_and_rows(path, _rows_csv(path) if fmt == "csv" else _rows_tsv(path))
+        return list(records[0][2]), records, f"{path}:{records[0][0]}", True
+    rows = list(_rows_csv(path, encoding) if fmt == "csv" else _rows_tsv(path, encoding))
+    if not rows:
+        raise DataError(f"{path}: no examples (the file is empty)")
+    if header is None:
+        header = _has_header(rows, given)
+    if header:
+        header_lineno, header_line = rows[0][:2]
+        columns, rows, where = [h.strip() for h in rows[0][2]], rows[1:], f"{path}:1 (header)"
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise _line_error(path, header_lineno, f"column name(s) "
+                              f"{', '.join(map(repr, repeated))} appear more than once in "
+                              "the header", header_line)
+    else:
+        columns = [str(i) for i in range(len(rows[0][2]))]
+        where = f"{path} (no header: columns {', '.join(columns)})"
     records = []
     for lineno, line, fields in rows:
         if len(fields) != len(columns):
@@ -193,17 +327,55 @@ def _records(path, fmt):
                               f"({', '.join(columns)}), found {len(fields)}", line)
         records.append((lineno, line, dict(zip(columns, fields))))
     if not records:
-        raise ValueError(f"{path}: no examples (only a header line)")
-    return columns, records, f"{path}:1 (header)"
+        raise DataError(f"{path}: no examples (only a header line)")
+    return columns, records, where, header
+
+
+def _has_header(rows, given):
+    """Does the first of the tsv/csv ``rows`` name columns? Yes when it holds a known column
+    name (or one in ``given``). A first row that names none is data when, in a two-column
+    file, its value in the label column is also a label of another row: a header's column
+    name is not."""
+    known = {"label", *TEXT_COLUMNS, *PAIR_COLUMNS, *(c for c in given if c is not None)}
+    first = [f.strip() for f in rows[0][2]]
+    if known & set(first) or len(first) != 2 or len(rows) < 2:
+        return True
+    others = [(n, line, dict(zip("01", fields))) for n, line, fields in rows[1:]
+              if len(fields) == 2]
+    k = _label_position(others)
+    return first[int(k)] not in {record[k].strip() for _, _, record in others}
+
+
+def _label_position(records):
+    """The label column, "0" or "1", of two-column header-less records: the one with fewer
+    distinct values, or on a tie the one with shorter values."""
+    def score(key):
+        values = [record[key].strip() for _, _, record in records]
+        return len(set(values)), sum(map(len, values))
+    return min("01", key=score)
 
 
 def _json_record(path, lineno, line):
     try:
-        record = json.loads(line)
+        record = json.loads(line, object_pairs_hook=_distinct_keys)
     except json.JSONDecodeError as e:
         raise _line_error(path, lineno, f"invalid JSON ({e.msg})", line) from None
+    except (KeyError, RecursionError, ValueError) as e:
+        what = (f"key {e.args[0]!r} appears more than once" if isinstance(e, KeyError)
+                else "JSON nested too deeply" if isinstance(e, RecursionError)
+                else f"unusable JSON ({e})")
+        raise _line_error(path, lineno, what, line) from None
+
     if not isinstance(record, dict):
         raise _line_error(path, lineno, "expected a JSON object per line", line)
+    return record
+
+
+def _distinct_keys(pairs):
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        names = [k for k, _ in pairs]
+        raise KeyError(next(k for k in names if names.count(k) > 1))
     return record
 
 
@@ -213,27 +385,42 @@ def _check_strings(path, lineno, line, record, keys, what):
             raise _line_error(path, lineno, f"{what} {key!r} must be a string", line)
 
 
-def read_classification(path, text_column=None, text_pair_column=None, label_column=None):
+@_named_decoding_errors
+def read_classification(path, text_column=None, text_pair_column=None, label_column=None,
+                        header=None, encoding="utf-8"):
     """Read a text-classification file: TSV (.tsv), CSV (.csv) or JSON lines (.jsonl/.json).
 
-    TSV and CSV files need a header line; JSON lines are objects keyed by column name.
-    Default columns: label "label"; text "text", "sentence", "sentence1" or "content" (the
-    first present; in a two-column file, the column that is not the label); text pair
-    "text_pair" or "sentence2" when present. Blank lines are skipped.
+    TSV and CSV files have a header line or not (``header``: True, False, or None to detect
+    it, see ``_has_header``); JSON lines are objects keyed by column name. Default columns:
+    label "label"; text "text", "sentence", "sentence1" or "content" (the first present; in a
+    two-column file, the column that is not the label); text pair "text_pair" or "sentence2"
+    when present. Blank lines are skipped. Without a header the columns are named by
+    position, "0", "1", ...; in a two-column file the label column is then the one with fewer
+    distinct values, then shorter ones (ChnSentiCorp's ``text<TAB>positive``, GLUE's
+    ``0<TAB>text``); else name them (``label_column="2"``).
 
     Returns:
         ClassificationData with N examples.
 
     Raises:
-        ValueError "path:line: what is wrong: 'the line'" for a missing label, a wrong
-        number of columns or bad JSON; "path: ..." for an empty file or a missing column
-        (listing the columns found).
+        DataError (a ValueError) "path:line: what is wrong: 'the line'" for a missing
+        label, a wrong number of columns or bad JSON; "path: ..." for an empty file or a
+        missing column (listing the columns found).
     """
     path = str(path)
     fmt = file_format(path)
-    columns, records, where = _records(path, fmt)
-    text_col, pair_col, label_col = _pick_columns(
-        columns, text_column, text_pair_column, label_column, where)
+    columns, records, where, named = _records(path, fmt, header,
+                                              (text_column, text_pair_column, label_column),
+                                              encoding)
+    if not named and label_column is None and text_column is None and len(columns) == 2:
+        label_column = _label_position(records)
+    try:
+        text_col, pair_col, label_col = _pick_columns(
+            columns, text_column, text_pair_column, label_column, where)
+    except ValueError as e:
+        if not named or fmt == "jsonl":
+            raise
+        raise DataError(f"{e}; if line 1 is data, not a header, pass --header no") from None
     what = "key" if fmt == "jsonl" else "column"
     data = ClassificationData([], [], [] if pair_col else None, [], path)
     for lineno, line, record in records:
@@ -252,13 +439,17 @@ def read_classification(path, text_column=None, text_pair_column=None, label_col
 TEXT_FORMATS = {**FORMATS, ".txt": "txt", ".text": "txt", "": "txt"}
 
 
-def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None):
+@_named_decoding_errors
+def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None,
+               header=None, encoding="utf-8"):
     """Texts to label, from a file or stdin.
 
     Args:
         path: a file, or "-" for stdin.
-        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (a header line)
-            or "jsonl"; default: from the file name (.txt, .tsv, .csv, .jsonl), stdin "txt".
+        fmt: "txt" (one text per line, blank lines skipped), "tsv" / "csv" (with or without
+            a header line, see ``read_classification``) or "jsonl" (a CLUENER file is one:
+            its "text" is read, its "label" ignored); default: from the file name (.txt,
+            .tsv, .csv, .jsonl), stdin "txt".
         text_column, text_pair_column: the columns of a tsv/csv/jsonl file (default: those
             of ``read_classification``); a label column (``label_column``, default "label")
             may be present and is ignored.
@@ -268,9 +459,13 @@ def read_texts(path, text_column=None, text_pair_column=None, label_column=None,
     """
     fmt = fmt or ("txt" if str(path) == "-" else file_format(path, TEXT_FORMATS))
     if fmt == "txt":
-        with _open(path) as f:
+        with _open(path, encoding=encoding) as f:
             return [line.rstrip("\r\n") for line in f if line.strip()], None
-    columns, records, where = _records(path, fmt)
+    columns, records, where, named = _records(path, fmt, header,
+                                              (text_column, text_pair_column, label_column),
+                                              encoding)
+    if not named and label_column is None and text_column is None and len(columns) == 2:
+        label_column = _label_position(records)
     text_col, pair_col, _ = _pick_columns(columns, text_column, text_pair_column, label_column,
                                           where, need_label=False)
     what = "key" if fmt == "jsonl" else "column"
@@ -302,6 +497,15 @@ class ConllData(list):
         self.path = path
         self.n_converted = n_converted
 
+    def location(self, i, j=None):
+        """Where sentence i (token j) came from, for messages."""
+        return f"line {self.lines[i] + (j or 0)}"
+
+    def scored_tags(self, pred_tags):
+        """(gold, predicted) tag sequences that entity scores compare: here the word tags
+        (SpanData compares characters)."""
+        return [list(tags) for _, tags in self], pred_tags
+
 
 def _to_iob2(tags):
     """IOB1 -> IOB2: an I-X that opens an entity (after O, or after another type)
@@ -317,7 +521,8 @@ def _to_iob2(tags):
     return out, changed
 
 
-def read_conll(path, labels=None, to_iob2=True):
+@_named_decoding_errors
+def read_conll(path, labels=None, to_iob2=True, encoding="utf-8"):
     """Read a CoNLL-style NER file: one 'token ... TAG' per line, a blank line between
     sentences; the token is the first column and the tag the last. ``-DOCSTART-`` lines
     are skipped.
@@ -332,8 +537,9 @@ def read_conll(path, labels=None, to_iob2=True):
         ConllData: a list of (tokens, tags) pairs of equal-length string lists.
 
     Raises:
-        ValueError "path:line: ..." for a line without a tag column, a tag that is not
-        O / B-TYPE / I-TYPE, or a tag outside `labels`; "path: no sentences" when empty.
+        DataError (a ValueError) "path:line: ..." for a line without a tag column, a tag
+        that is not O / B-TYPE / I-TYPE, or a tag outside `labels`; "path: no sentences"
+        when empty.
     """
     path = str(path)
     allowed = None if labels is None else set(labels)
@@ -355,9 +561,9 @@ def read_conll(path, labels=None, to_iob2=True):
         data.append((list(tokens), new_tags))
         data.lines.append(start)
 
-    with open(path, encoding="utf-8-sig") as f:
+    with _open(path, encoding=encoding) as f:
         for lineno, line in enumerate(f, start=1):
-            parts = line.split()
+            parts = [p for p in ASCII_SPACE.split(line) if p]
             if not parts:
                 finish()
                 tokens, tags, tag_lines = [], [], []
@@ -378,5 +584,5 @@ def read_conll(path, labels=None, to_iob2=True):
             tag_lines.append((lineno, line))
     finish()
     if not data:
-        raise ValueError(f"{path}: no sentences")
+        raise DataError(f"{path}: no sentences")
     return data

@@ -6,18 +6,20 @@ See docs/checkpoints.md for the file formats.
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .checkpoint import find_checkpoint_file, load_checkpoint, read_config_json
-from .errors import CheckpointError, UnsafeCheckpointError
-from .hf_bert import LoadReport, map_bert_state_dict
+from .errors import CheckpointError, ConfigError, UnsafeCheckpointError
+from .hf_bert import LoadReport, check_config_against_checkpoint, map_bert_state_dict
 from .hub import resolve_model_dir
 from .safetensors_io import read_safetensors, write_safetensors
 from .torch_pickle import read_torch_bin
 
 __all__ = [
     "CheckpointError",
+    "ConfigError",
     "LoadReport",
     "UnsafeCheckpointError",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_config_against_checkpoint",
     "find_checkpoint_file",
     "load_checkpoint",
     "map_bert_state_dict",

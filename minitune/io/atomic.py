@@ -42,7 +42,7 @@ def atomic_write_bytes(path, data):
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
     return path
 
 
@@ -51,7 +51,7 @@ def atomic_write_text(path, text, encoding="utf-8"):
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-def _fsync_directory(directory):
+def fsync_directory(directory):
     """Flush the directory entry of the rename to disk (best effort; not on Windows)."""
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -11,10 +11,11 @@ tried in this order (the order ``transformers`` prefers):
 A shard index is JSON ``{"metadata": {...}, "weight_map": {tensor name: shard file}}``.
 """
 
-import json
 from pathlib import Path
 
 from .errors import CheckpointError
+from .json_io import key_error, read_json
+from .limits import describe
 from .safetensors_io import read_safetensors
 from .torch_pickle import read_torch_bin
 
@@ -80,15 +81,20 @@ def load_checkpoint(model_dir):
 def read_shard_index(index_path):
     """Parse a ``*.index.json`` and return its ``weight_map`` (tensor name -> shard file)."""
     index = read_json(index_path, what="shard index")
-    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(index, dict):
+        raise CheckpointError(f"{index_path}: shard index must be a JSON object, got "
+                              f"{describe(index)}", path=index_path)
+    weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
-        raise CheckpointError(f"{index_path}: shard index without a 'weight_map' object")
+        raise key_error(index_path, "weight_map", "missing, or not a non-empty object of "
+                        "tensor name -> shard file name")
     for name, shard in weight_map.items():
-        if not isinstance(shard, str) or Path(shard).name != shard:
+        if not (isinstance(shard, str) and shard not in ("", ".", "..")
+                and Path(shard).name == shard and "\0" not in shard
+                and len(shard.encode("utf-8", "replace")) <= 255):
             # A shard must be a plain file name in the same directory (no ../ escapes).
-            raise CheckpointError(
-                f"{index_path}: weight_map[{name!r}] = {shard!r} is not a file name"
-            )
+            raise key_error(index_path, ("weight_map", name),
+                            f"{describe(shard)} is not a file name")
     return weight_map
 
 
@@ -121,21 +127,6 @@ def load_sharded(index_path, reader):
     return tensors
 
 
-def read_json(path, what="JSON file"):
-    """Load a JSON file; errors name the path (and line/column for syntax errors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(
-            f"{path}:{e.lineno}:{e.colno}: {what} is not valid JSON: {e.msg}"
-        ) from None
-    except UnicodeDecodeError as e:
-        raise CheckpointError(f"{path}: {what} is not UTF-8 text ({e})") from None
-
-
 def read_config_json(model_dir):
     """Return the parsed ``config.json`` of a model directory as a dict.
 
@@ -146,5 +137,5 @@ def read_config_json(model_dir):
     path = Path(model_dir) / CONFIG_NAME
     config = read_json(path, what="model config")
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: model config must be a JSON object")
+        raise CheckpointError(f"{path}: model config must be a JSON object", path=path)
     return config

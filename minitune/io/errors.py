@@ -1,17 +1,6 @@
-"""Exceptions raised while reading or writing checkpoints."""
+"""The checkpoint exceptions, defined in minitune/errors.py (so that ``import minitune`` can
+export them without loading the readers of io/); re-exported here for io's modules."""
 
+from ..errors import CheckpointError, ConfigError, UnsafeCheckpointError
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, truncated or does not fit the model.
-
-    The message always names the file (or directory) and what is wrong with it.
-    """
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A pickled checkpoint asked for a Python global outside the allowed list.
-
-    Unpickling can call any importable function (``os.system``, ``builtins.eval``),
-    so the restricted unpickler refuses every global it does not know and raises
-    this error *before* anything is called. The message names ``module.name``.
-    """
+__all__ = ["CheckpointError", "ConfigError", "UnsafeCheckpointError"]

@@ -17,10 +17,12 @@ no key is missing or unexpected and that every shape matches, listing all offend
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
+from .json_io import key_error
 
 # Prefix of the encoder's parameters in task models.
 BERT_PREFIX = "bert."
@@ -45,6 +47,20 @@ IGNORED = (
 # Task heads of fine-tuned checkpoints: ignored when the model has no such parameter
 # (e.g. loading a sentiment model's encoder into a token classifier).
 OTHER_TASK_HEADS = (r"^classifier\.", r"^qa_outputs\.")
+
+
+# Tensors whose shapes config.json alone determines (name without "bert.", the config
+# fields giving each dimension): checked before a model is built from the config.
+CONFIG_SHAPES = (
+    ("embeddings.word_embeddings.weight", ("vocab_size", "hidden_size")),
+    ("embeddings.position_embeddings.weight", ("max_position_embeddings", "hidden_size")),
+    ("embeddings.token_type_embeddings.weight", ("type_vocab_size", "hidden_size")),
+    ("encoder.layer.0.intermediate.dense.weight", ("intermediate_size", "hidden_size")),
+)
+_LAYER_INDEX = re.compile(r"^encoder\.layer\.(\d+)\.")
+# New parameters a model may add to its checkpoint (a task head, a pooler) are allowed
+# up to the checkpoint's own size plus this many values (40 MB in float32).
+_NEW_PARAMETER_ALLOWANCE = 10_000_000
 
 
 @dataclass
@@ -99,6 +115,49 @@ def checkpoint_to_model_name(name, prefix):
     """
     base = rename_legacy(strip_prefix(name))
     return prefix + base if base.startswith(BODY_MODULES) else base
+
+
+def check_config_against_checkpoint(config, ckpt, source):
+    """Check a config's sizes against a checkpoint's shapes, before building the model.
+
+    A config.json is a few bytes of text but sizes the whole model: ``vocab_size``
+    10**12 would allocate terabytes. So the dimensions in ``CONFIG_SHAPES`` and the
+    number of layers must be those of the checkpoint's tensors, and the parameters the
+    config implies may exceed the checkpoint's values only by a task head's worth.
+
+    Args:
+        config: a BertConfig.
+        ckpt: dict checkpoint name -> array (from ``load_checkpoint``).
+        source: the config.json, named in errors.
+
+    Raises:
+        ConfigError: ``config.json:line: key: ...`` naming the size that disagrees.
+        CheckpointError: the checkpoint lacks a tensor needed for the check.
+    """
+    shapes = {rename_legacy(strip_prefix(name)): tuple(array.shape)
+              for name, array in ckpt.items()}
+    for name, keys in CONFIG_SHAPES:
+        if name.startswith("encoder.") and config.num_hidden_layers == 0:
+            continue
+        if name not in shapes:
+            raise CheckpointError(f"{Path(source).parent}: the weights lack {name}, which "
+                                  f"every BERT has (its shape is checked against {source})",
+                                  key=name)
+        wanted = tuple(getattr(config, key) for key in keys)
+        for key, want, got in zip(keys, wanted, shapes[name]):
+            if want != got:
+                raise key_error(source, key, f"{want}, but the checkpoint's {name} has shape "
+                                f"{list(shapes[name])}", ConfigError)
+    layers = {int(m.group(1)) for m in map(_LAYER_INDEX.match, shapes) if m}
+    if config.num_hidden_layers != len(layers):
+        raise key_error(source, "num_hidden_layers", f"{config.num_hidden_layers}, but the "
+                        f"checkpoint has {len(layers)} layers", ConfigError)
+    stored = sum(int(array.size) for array in ckpt.values())
+    if config.num_parameters() > stored + _NEW_PARAMETER_ALLOWANCE:
+        raise key_error(source, "hidden_size", (
+            f"the config makes a model of {config.num_parameters()} parameters, but the "
+            f"checkpoint holds only {stored} values (is id2label or num_labels huge?)"),
+            ConfigError)
 
 
 def map_bert_state_dict(ckpt, model_keys, prefix, allow_missing=(), dtype=None):

@@ -9,14 +9,17 @@ Layout of a ``.safetensors`` file (see docs/checkpoints.md)::
     [rest]     the data section: raw little-endian tensor bytes, row-major;
                offsets are relative to the start of this section
 
-The file holds only data, so reading it can never run code (unlike a pickle).
-We validate the header ourselves first, so a truncated or corrupt file gives a
-message naming the file and the problem, then read the tensors with the
-``safetensors`` package. NumPy has no bfloat16, so BF16 tensors are decoded by
-hand; BF16 and F16 are returned as float32, the dtype minitune computes in.
+The file holds only data, so reading it can never run code (unlike a pickle). We
+validate the whole header before reading a byte of data -- every dtype known, every
+shape bounded, every tensor's byte range exactly its shape's size, the ranges back to
+back from 0 to the end of the file (as the reference implementation requires) -- so a
+truncated, corrupt or hostile file gives a CheckpointError naming the file and the
+tensor, and the memory used is at most the data present. Then each tensor is read with
+one ``read``. NumPy has no bfloat16, so BF16 tensors are decoded by hand; BF16 and F16
+are returned as float32, the dtype minitune computes in.
 """
 
-import json
+import math
 import struct
 from pathlib import Path
 
@@ -24,6 +27,8 @@ import numpy as np
 
 from .atomic import atomic_write_bytes
 from .errors import CheckpointError
+from .json_io import parse_json
+from .limits import MAX_SAFETENSORS_HEADER, check_shape, describe, is_int
 
 # safetensors dtype code -> numpy dtype of the stored bytes (little-endian; its itemsize is the
 # bytes per element).
@@ -67,28 +72,33 @@ def read_safetensors_header(path):
         (entries, metadata, data_start): ``entries`` maps tensor name to a dict with
         ``dtype`` (str), ``shape`` (tuple) and ``data_offsets`` (begin, end) relative to
         ``data_start``, the absolute file offset of the data section; ``metadata`` is the
-        ``__metadata__`` dict (empty when absent).
+        ``__metadata__`` dict of strings (empty when absent).
 
     Raises:
         CheckpointError: the file is missing, truncated or its header is malformed.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: safetensors file not found")
-    file_size = path.stat().st_size
+        raise CheckpointError(f"{path}: safetensors file not found", path=path)
     with open(path, "rb") as f:
+        file_size = path.stat().st_size
         head = f.read(_HEADER_LEN.size)
         if len(head) < _HEADER_LEN.size:
             raise CheckpointError(
                 f"{path}: file is {file_size} bytes; a safetensors file starts with an "
-                "8-byte header length (file empty or truncated)"
+                "8-byte header length (file empty or truncated)", path=path
             )
         (header_len,) = _HEADER_LEN.unpack(head)
         if header_len > file_size - _HEADER_LEN.size:
             raise CheckpointError(
                 f"{path}: header length field says {header_len} bytes but only "
                 f"{file_size - _HEADER_LEN.size} bytes follow (truncated, or not a "
-                "safetensors file)"
+                "safetensors file)", path=path
+            )
+        if header_len > MAX_SAFETENSORS_HEADER:
+            raise CheckpointError(
+                f"{path}: header is {header_len} bytes; at most {MAX_SAFETENSORS_HEADER} "
+                "are allowed (docs/security.md)", path=path
             )
         raw_header = f.read(header_len)
     data_start = _HEADER_LEN.size + header_len
@@ -99,58 +109,71 @@ def read_safetensors_header(path):
 
 def _parse_header(path, raw_header):
     """Decode the JSON header into (entries, metadata); check each entry's fields."""
-    try:
-        header = json.loads(raw_header.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: header is not valid UTF-8 JSON ({e})") from None
+    header = parse_json(raw_header, path, "header", CheckpointError, max_depth=3)
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: header is JSON but not an object")
+        raise CheckpointError(f"{path}: header is JSON but not an object", path=path)
     metadata = header.pop("__metadata__", None) or {}
+    if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise CheckpointError(f"{path}: __metadata__ must be an object of strings, got "
+                              f"{describe(metadata)}", path=path, key="__metadata__")
     entries = {}
     for name, info in header.items():
-        try:
-            dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        except (TypeError, KeyError):
+        if not (isinstance(info, dict) and "dtype" in info and "shape" in info
+                and "data_offsets" in info):
             raise CheckpointError(
-                f"{path}: header entry {name!r} lacks dtype/shape/data_offsets: {info!r}"
-            ) from None
-        if dtype not in _DTYPES:
-            raise CheckpointError(
-                f"{path}: tensor {name!r} has dtype {dtype!r}, which minitune cannot read "
-                f"(supported: {', '.join(_DTYPES)})"
+                f"{path}: header entry {name!r} lacks dtype/shape/data_offsets: "
+                f"{describe(info)}", path=path, key=name
             )
-        if not _is_int_list(shape) or any(d < 0 for d in shape):
-            raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
-        if not _is_int_list(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1]:
+        dtype, offsets = info["dtype"], info["data_offsets"]
+        if not (isinstance(dtype, str) and dtype in _DTYPES):
             raise CheckpointError(
-                f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}"
+                f"{path}: tensor {name!r} has dtype {describe(dtype)}, which minitune cannot "
+                f"read (supported: {', '.join(_DTYPES)})", path=path, key=name
             )
-        entries[name] = {"dtype": dtype, "shape": tuple(shape), "data_offsets": tuple(offsets)}
+        shape = check_shape(info["shape"], _DTYPES[dtype].itemsize, path, name)
+        if not (isinstance(offsets, list) and len(offsets) == 2 and is_int(offsets[0])
+                and is_int(offsets[1]) and 0 <= offsets[0] <= offsets[1]):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has invalid data_offsets {describe(offsets)}",
+                path=path, key=name
+            )
+        entries[name] = {"dtype": dtype, "shape": shape, "data_offsets": tuple(offsets)}
     return entries, metadata
 
 
-def _is_int_list(value):
-    return isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    )
-
-
 def _check_offsets(path, entries, data_size):
-    """Each tensor's byte range must match its shape and lie inside the data section."""
-    for name, info in entries.items():
+    """Each tensor's byte range must match its shape, and the ranges must tile the data
+    section exactly: back to back from 0 to its end, as the reference reader requires.
+    No overlap means the tensors together hold at most the bytes of the file."""
+    position = 0
+    for name, info in sorted(entries.items(), key=lambda item: item[1]["data_offsets"]):
         begin, end = info["data_offsets"]
-        expected = int(np.prod(info["shape"], dtype=np.int64)) * _DTYPES[info["dtype"]].itemsize
+        expected = _nbytes(info)
         if end - begin != expected:
             raise CheckpointError(
                 f"{path}: tensor {name!r} ({info['dtype']}, shape {list(info['shape'])}) "
                 f"needs {expected} bytes but its data_offsets [{begin}, {end}] span "
-                f"{end - begin}"
+                f"{end - begin}", path=path, key=name
             )
         if end > data_size:
             raise CheckpointError(
                 f"{path}: tensor {name!r} needs bytes [{begin}, {end}) of the data section "
-                f"but the file holds only {data_size} data bytes (truncated file?)"
+                f"but the file holds only {data_size} data bytes (truncated file?)",
+                path=path, key=name
             )
+        if begin != position:
+            problem = "overlaps the tensor before it" if begin < position else (
+                f"leaves a gap: bytes [{position}, {begin}) belong to no tensor")
+            raise CheckpointError(f"{path}: tensor {name!r} at data_offsets [{begin}, {end}] "
+                                  f"{problem}", path=path, key=name)
+        position = end
+    if position != data_size:
+        raise CheckpointError(f"{path}: {data_size - position} bytes after the last tensor "
+                              "belong to no tensor (corrupt file)", path=path)
+
+
+def _nbytes(info):
+    return math.prod(info["shape"]) * _DTYPES[info["dtype"]].itemsize
 
 
 def read_safetensors(path):
@@ -165,34 +188,32 @@ def read_safetensors(path):
     Raises:
         CheckpointError: missing, truncated or corrupt file (the message names it).
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     entries, _, data_start = read_safetensors_header(path)
     tensors = {}
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            for name, info in entries.items():
-                if info["dtype"] == "BF16":
-                    tensors[name] = _read_bf16(path, info, data_start)
-                else:
-                    tensors[name] = f.get_tensor(name)
-    except SafetensorError as e:
-        raise CheckpointError(f"{path}: corrupt safetensors file ({e})") from None
-    for name, array in tensors.items():
-        if array.dtype == np.float16:
-            tensors[name] = array.astype(np.float32)
+    with open(path, "rb") as f:
+        for name, info in entries.items():
+            f.seek(data_start + info["data_offsets"][0])
+            tensors[name] = _read_tensor(f, path, name, info)
     return tensors
 
 
-def _read_bf16(path, info, data_start):
-    """Read one BF16 tensor by hand (NumPy has no bfloat16) and decode it to float32."""
-    begin, end = info["data_offsets"]
-    with open(path, "rb") as f:
-        f.seek(data_start + begin)
-        raw = f.read(end - begin)
-    bits = np.frombuffer(raw, dtype=_DTYPES["BF16"]).reshape(info["shape"])
-    return bf16_to_float32(bits)
+def _read_tensor(f, path, name, info):
+    """Read one tensor's bytes straight into its array; F16/BF16 -> float32, BOOL -> 0/1.
+
+    The header check guaranteed that the size is the byte range present in the file.
+    """
+    stored = np.empty(info["shape"], dtype=_DTYPES[info["dtype"]])
+    if stored.nbytes and f.readinto(memoryview(stored.reshape(-1).view(np.uint8))) != \
+            stored.nbytes:  # the file shrank since its header was checked
+        raise CheckpointError(f"{path}: tensor {name!r} is truncated", path=path, key=name)
+    if info["dtype"] == "BF16":
+        return bf16_to_float32(stored)
+    if info["dtype"] == "F16":
+        return stored.astype(np.float32)
+    if info["dtype"] == "BOOL":
+        return stored.view(np.uint8) != 0  # any nonzero byte is True, as in torch
+    return stored.astype(stored.dtype.newbyteorder("="), copy=False)
 
 
 def safetensors_metadata(path):

@@ -17,16 +17,25 @@ container layouts exist (docs/checkpoints.md has diagrams):
 
 Unpickling is a small stack machine that can import and call *any* global (opcodes
 GLOBAL/STACK_GLOBAL then REDUCE), so a malicious ``.bin`` can run ``os.system`` on load.
-``RestrictedUnpickler.find_class`` therefore maps the handful of globals a state dict
-needs to our own NumPy-building stand-ins and raises ``UnsafeCheckpointError`` for every
-other name, before anything is called. Tensors come out of unpickling as ``_TensorRef``
-records; once the storage bytes are available each one becomes a NumPy array (a bounds-
-checked ``as_strided`` view of its storage, then copied).
+minitune runs that machine itself (``pickle_vm.py``): ``_find_global`` maps the handful
+of globals a state dict needs to our own NumPy-building stand-ins and raises
+``UnsafeCheckpointError`` for every other name, before anything is called. Tensors come
+out of unpickling as ``_TensorRef`` records; once the storage bytes are available each
+one becomes a NumPy array (a bounds-checked ``as_strided`` view of its storage, then
+copied).
+
+Sizes found in the file are never trusted: a pickle is at most MAX_PICKLE_BYTES, a
+storage's byte count is compared with the bytes present before it is read (a zip
+member is read with that count as its limit, so a compression bomb stops there), and
+the arrays built may hold at most twice the bytes of the storages (tied weights share
+a storage), so the memory a file can make minitune use is a small multiple of its size.
 """
 
 import collections
 import dataclasses
-import pickle
+import inspect
+import lzma
+import math
 import struct
 import tarfile
 import zipfile
@@ -36,6 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CheckpointError, UnsafeCheckpointError
+from .limits import (MAX_PICKLE_BYTES, check_shape, describe, is_int, open_capped, read_limited,
+                     shorten)
+from .pickle_vm import PickleTruncated, run_pickle
 from .safetensors_io import bf16_to_float32
 
 # First pickle of a legacy file, and the second (torch.serialization constants).
@@ -119,12 +131,11 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
 
 def _make_tensor_ref(storage, offset, size, stride):
     if not isinstance(storage, _StorageRef):
-        raise CheckpointError(f"tensor rebuilt from a {type(storage).__name__}, not a storage")
+        raise CheckpointError(f"tensor rebuilt from {describe(storage)}, not a storage")
     if not (_is_int_tuple(size) and _is_int_tuple(stride) and len(size) == len(stride)
-            and _is_int(offset)):
-        raise CheckpointError(
-            f"malformed tensor: offset={offset!r} size={size!r} stride={stride!r}"
-        )
+            and is_int(offset)):
+        raise CheckpointError(f"malformed tensor: offset={describe(offset)} "
+                              f"size={describe(size)} stride={describe(stride)}")
     return _TensorRef(storage, offset, tuple(size), tuple(stride))
 
 
@@ -145,8 +156,23 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     so this cannot be used to call anything else.
     """
     if func not in _REBUILD_FUNCTIONS or not isinstance(new_type, _Marker):
-        raise CheckpointError(f"_rebuild_from_type_v2 with unsupported {func!r}/{new_type!r}")
+        raise CheckpointError(f"_rebuild_from_type_v2 with unsupported {describe(func)}/"
+                              f"{describe(new_type)}")
+    if not isinstance(args, tuple):
+        raise CheckpointError(f"_rebuild_from_type_v2 with arguments {describe(args)}")
+    low, high = _CALLS[func]
+    if not low <= len(args) <= high:
+        raise CheckpointError(f"_rebuild_from_type_v2: {func.__name__} takes {low} to {high} "
+                              f"arguments, got {len(args)}")
     return func(*args)
+
+
+def _ordered_dict(*args):
+    """Stand-in for ``collections.OrderedDict``: torch calls it without arguments and
+    fills it with SETITEMS, whose keys the pickle machine checks."""
+    if args:
+        raise CheckpointError("OrderedDict called with arguments; torch never does that")
+    return collections.OrderedDict()
 
 
 _REBUILD_FUNCTIONS = (_rebuild_tensor_v2, _rebuild_tensor, _rebuild_parameter,
@@ -156,7 +182,7 @@ _REBUILD_FUNCTIONS = (_rebuild_tensor_v2, _rebuild_tensor, _rebuild_parameter,
 # Anything else -- os.system, builtins.eval/exec/getattr, torch.storage._load_from_bytes
 # (it would unpickle a nested, unrestricted pickle) -- raises UnsafeCheckpointError.
 ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "OrderedDict"): _ordered_dict,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -168,55 +194,86 @@ ALLOWED_GLOBALS = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler that resolves only ``ALLOWED_GLOBALS`` (plus ``extra_globals``).
+def _arity(func):
+    """(fewest, most) positional arguments ``func`` accepts."""
+    params = inspect.signature(func).parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 0, 8
+    return sum(p.default is p.empty for p in params), len(params)
+
+
+# The functions the pickle machine may call (REDUCE), with their argument counts.
+_CALLS = {f: _arity(f) for f in ALLOWED_GLOBALS.values() if inspect.isfunction(f)}
+
+
+def _unpickle(data, source, persistent_load=None, extra_globals=None, start=0,
+              more_to_read=False):
+    """Run the pickle at ``data[start]`` with only the allowed globals.
 
     Args:
-        file: binary file object positioned at a pickle.
-        source: what to name in error messages (file path, archive member).
-        persistent_load: function(pid) -> object for BINPERSID opcodes, or None to
-            reject persistent ids.
-        extra_globals: further (module, name) -> object entries (the tar reader's tags).
+        more_to_read: ``data`` may be only the start of the pickle: raise
+            PickleTruncated (rather than a plain CheckpointError) if it ends early.
+
+    Returns:
+        (value, end): the value and the offset after the pickle's STOP.
     """
+    extra_globals = extra_globals or {}
 
-    def __init__(self, file, source, persistent_load=None, extra_globals=None):
-        super().__init__(file, encoding="utf-8")
-        self._source = source
-        self._persistent_load = persistent_load
-        self._extra_globals = extra_globals or {}
-
-    def find_class(self, module, name):
+    def find_global(module, name):
         key = (module, name)
-        found = ALLOWED_GLOBALS.get(key, self._extra_globals.get(key))
-        if isinstance(found, (StorageType, _Marker)):
-            # A fresh copy: a BUILD opcode can rewrite an object's __dict__ (even a frozen
-            # dataclass's), and must not be able to alter the shared table entries.
-            return dataclasses.replace(found)
+        found = ALLOWED_GLOBALS.get(key, extra_globals.get(key))
         if found is not None:
             return found
         if module == "torch" and name.endswith("Storage"):
-            raise CheckpointError(f"{self._source}: unsupported storage type torch.{name}")
+            raise CheckpointError(f"{source}: unsupported storage type torch.{name}")
         raise UnsafeCheckpointError(
-            f"{self._source}: refusing to load: the pickle asks for the global "
+            f"{source}: refusing to load: the pickle asks for the global "
             f"{module}.{name}, which a state dict of tensors never needs (a pickle can "
             "run any function it names, so only tensor-rebuilding globals are allowed). "
             "Nothing was executed. If you trust this file, convert it to safetensors."
         )
 
-    def persistent_load(self, pid):
-        if self._persistent_load is None:
-            raise CheckpointError(f"{self._source}: unexpected persistent id {pid!r}")
-        return self._persistent_load(pid)
+    def checked_persistent_load(pid):
+        if persistent_load is None:
+            raise CheckpointError(f"{source}: unexpected persistent id {describe(pid)}")
+        return persistent_load(pid)
 
-
-def _unpickle(file, source, persistent_load=None, extra_globals=None):
-    """Run the restricted unpickler on ``file``; wrap pickle-level failures."""
     try:
-        return RestrictedUnpickler(file, source, persistent_load, extra_globals).load()
-    except CheckpointError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any failure on untrusted bytes means "corrupt"
-        raise CheckpointError(f"{source}: corrupt pickle ({type(e).__name__}: {e})") from None
+        return run_pickle(data, source, find_global, _CALLS, checked_persistent_load, start)
+    except PickleTruncated as e:
+        if more_to_read:
+            raise
+        raise CheckpointError(str(e), path=source) from None
+    except CheckpointError as e:
+        if str(e).startswith(str(source)):
+            raise
+        raise type(e)(f"{source}: {e}", path=source) from None
+
+
+def _unpickle_from(f, source, persistent_load=None, extra_globals=None):
+    """Unpickle from the current position of file ``f``; leave it just after STOP.
+
+    The pickle is read into memory first, 64 KiB at a time up to MAX_PICKLE_BYTES, so
+    the machine works on bytes whose length it knows.
+    """
+    begin = f.tell()
+    size = 1 << 16
+    while True:
+        f.seek(begin)
+        data = f.read(size)
+        try:
+            value, end = _unpickle(data, source, persistent_load, extra_globals,
+                                   more_to_read=True)
+        except PickleTruncated as e:
+            if len(data) < size:  # the file ends inside the pickle
+                raise CheckpointError(str(e), path=source) from None
+            if size >= MAX_PICKLE_BYTES:
+                raise CheckpointError(f"{source}: pickle is longer than {MAX_PICKLE_BYTES} "
+                                      "bytes (docs/security.md)", path=source) from None
+            size = min(size * 8, MAX_PICKLE_BYTES)
+            continue
+        f.seek(begin + end)
+        return value
 
 
 # --- public entry point ---------------------------------------------------------------
@@ -241,68 +298,107 @@ def read_torch_bin(path):
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: PyTorch checkpoint file not found")
+        raise CheckpointError(f"{path}: PyTorch checkpoint file not found", path=path)
     if zipfile.is_zipfile(path):
         obj, storages = _read_zip(path)
     elif _has_legacy_magic(path):
         obj, storages = _read_legacy(path)
-    elif _is_tarfile(path):
-        obj, storages = _read_tar(path)
     else:
-        raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint (neither a zip archive, a legacy torch.save "
-            "stream nor a tar archive)"
-        )
+        obj, storages = _read_tar(path)
     return _to_state_dict(path, obj, storages)
 
 
 def _to_state_dict(path, obj, storages):
     """Check ``obj`` is a mapping name -> tensor and turn each tensor into an array."""
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+        raise CheckpointError(f"{path}: holds {describe(obj)}, not a state dict", path=path)
     bad = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, _TensorRef))]
     if bad:
         raise CheckpointError(
             f"{path}: not a plain state dict; entries that are not name -> tensor: "
-            f"{', '.join(map(repr, bad[:10]))}"
+            f"{', '.join(describe(k) for k in bad[:10])}", path=path
         )
+    _check_total_size(path, obj, storages)
     return {name: _materialize(path, name, ref, storages) for name, ref in obj.items()}
+
+
+def _check_total_size(path, refs, storages):
+    """The arrays to build may hold at most twice the storages' bytes.
+
+    Tensors of a state dict are disjoint slices of their storages, except tied weights
+    (an embedding and a decoder sharing one storage). Without this bound, a 1 MB file
+    could describe a thousand tensors viewing the same 1 MB storage.
+    """
+    stored = sum(array.nbytes for array in storages.values())
+    wanted = 0
+    for ref in refs.values():
+        if is_int(ref.storage.view_numel) and _is_int_tuple(ref.size):
+            itemsize = ref.storage.storage_type.dtype.itemsize
+            wanted += math.prod(max(d, 0) for d in ref.size) * itemsize
+    if wanted > 2 * stored + (1 << 20):
+        raise CheckpointError(f"{path}: its tensors would take {wanted} bytes, more than twice "
+                              f"the {stored} bytes of storage in the file", path=path)
 
 
 # --- zip format -----------------------------------------------------------------------
 
+# Errors the zipfile and tarfile modules (and the decompressors under them) raise for
+# corrupt archives; our own CheckpointError, a ValueError too, is re-raised unchanged.
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, OSError,
+                   EOFError, ValueError, NotImplementedError, RuntimeError, struct.error,
+                   OverflowError, KeyError, IndexError)
+
+# A zip's storages may inflate to at most this many times the file's size. torch stores
+# them uncompressed (ratio 1); the bound stops a compression bomb before it fills memory.
+MAX_INFLATION = 8
+
 
 def _read_zip(path):
-    """Unpickle ``<archive>/data.pkl``; return (object, storage bytes loader)."""
+    """Unpickle ``<archive>/data.pkl``; return (object, storage arrays by key)."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
-            if not pickles:
-                raise CheckpointError(
-                    f"{path}: zip archive without <archive>/data.pkl; not a torch.save file"
-                )
-            prefix = pickles[0][: -len("data.pkl")]
-            byteorder = "little"
-            if prefix + "byteorder" in names:
-                byteorder = zf.read(prefix + "byteorder").decode("ascii").strip()
-            if byteorder not in ("little", "big"):
-                raise CheckpointError(f"{path}: unknown byteorder record {byteorder!r}")
-            refs = []
-            with zf.open(pickles[0]) as f:
-                obj = _unpickle(f, f"{path}:{pickles[0]}", _storage_pid_loader(refs))
-            storages = {}
-            for ref in refs:
-                if ref.key not in storages:
-                    member = f"{prefix}data/{ref.key}"
-                    if member not in names:
-                        raise CheckpointError(f"{path}: storage record {member} is missing")
-                    storages[ref.key] = _storage_array(
-                        f"{path}:{member}", zf.read(member), ref.storage_type, ref.numel,
-                        byteorder,
-                    )
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
-        raise CheckpointError(f"{path}: corrupt zip archive ({e})") from None
+        with open_capped(path) as f, zipfile.ZipFile(f) as zf:
+            return _read_zip_members(path, zf, budget=MAX_INFLATION * f.size + (1 << 20))
+    except CheckpointError:
+        raise
+    except _ARCHIVE_ERRORS as e:
+        raise CheckpointError(f"{path}: corrupt zip archive ({type(e).__name__}: "
+                              f"{shorten(str(e))})", path=path) from None
+
+
+def _read_zip_members(path, zf, budget):
+    names = set(zf.namelist())
+    pickles = sorted(n for n in names if n.endswith("data.pkl") and n.count("/") == 1)
+    if not pickles:
+        raise CheckpointError(
+            f"{path}: zip archive without <archive>/data.pkl; not a torch.save file", path=path
+        )
+    prefix = pickles[0][: -len("data.pkl")]
+    byteorder = "little"
+    if prefix + "byteorder" in names:
+        raw = read_limited(zf.open(prefix + "byteorder"), 16, path, "byteorder record")
+        byteorder = raw.decode("ascii", "replace").strip()
+    if byteorder not in ("little", "big"):
+        raise CheckpointError(f"{path}: unknown byteorder record {byteorder!r}", path=path)
+    refs = []
+    data = read_limited(zf.open(pickles[0]), MAX_PICKLE_BYTES, path, pickles[0])
+    obj, _ = _unpickle(data, f"{path}:{pickles[0]}", _storage_pid_loader(refs))
+    storages = {}
+    for ref in refs:
+        if ref.key in storages:
+            continue
+        member = f"{prefix}data/{ref.key}"
+        if member not in names:
+            raise CheckpointError(f"{path}: storage record {member} is missing", path=path)
+        expected = ref.numel * _storage_dtype(path, ref.storage_type).itemsize
+        if expected > budget:
+            raise CheckpointError(
+                f"{path}:{member}: storage of {ref.numel} elements needs {expected} bytes, "
+                f"more than the archive can hold (at most {MAX_INFLATION}x its size)",
+                path=path)
+        budget -= expected
+        raw = read_limited(zf.open(member), expected, path, f"storage record {member}")
+        storages[ref.key] = _storage_array(f"{path}:{member}", raw, ref.storage_type,
+                                           ref.numel, byteorder)
     return obj, storages
 
 
@@ -311,25 +407,40 @@ def _storage_pid_loader(refs):
 
     Zip ids are ``('storage', storage_type, key, location, numel)``; legacy ids add
     ``view_metadata``: None, or ``(view_key, offset, numel)`` for a slice of the root.
+    A key used twice must name the same storage type and size both times.
     """
+    seen = {}
 
     def persistent_load(pid):
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
-            raise CheckpointError(f"unsupported persistent id {pid!r} (expected a storage)")
+            raise CheckpointError(f"unsupported persistent id {describe(pid)} "
+                                  "(expected a storage)")
         _, storage_type, key, _location, numel = pid[:5]
-        if not isinstance(storage_type, StorageType) or not _is_int(numel) or numel < 0:
-            raise CheckpointError(f"malformed storage id {pid!r}")
-        ref = _StorageRef(str(key), storage_type, numel, 0, numel)
+        key = _storage_key(key)
+        if not isinstance(storage_type, StorageType) or not is_int(numel) or numel < 0:
+            raise CheckpointError(f"malformed storage id {describe(pid)}")
+        if seen.setdefault(key, (storage_type, numel)) != (storage_type, numel):
+            raise CheckpointError(f"storage {key!r} is described twice, differently")
+        ref = _StorageRef(key, storage_type, numel, 0, numel)
         view = pid[5] if len(pid) == 6 else None
         if view is not None:
-            _view_key, offset, view_numel = view
-            if not (_is_int(offset) and _is_int(view_numel)):
-                raise CheckpointError(f"malformed storage view {view!r}")
-            ref = _StorageRef(str(key), storage_type, numel, offset, view_numel)
+            if not (isinstance(view, tuple) and len(view) == 3 and is_int(view[1])
+                    and is_int(view[2]) and view[1] >= 0 and view[2] >= 0):
+                raise CheckpointError(f"malformed storage view {describe(view)}")
+            ref = _StorageRef(key, storage_type, numel, view[1], view[2])
         refs.append(ref)
         return ref
 
     return persistent_load
+
+
+def _storage_key(key):
+    """Storage keys are strings ("0", "94823..."); very old files used integers."""
+    if is_int(key):
+        return str(key)
+    if not isinstance(key, str) or len(key) > 256:
+        raise CheckpointError(f"storage key {describe(key)} is not a short string")
+    return key
 
 
 # --- legacy stream format -------------------------------------------------------------
@@ -337,9 +448,10 @@ def _storage_pid_loader(refs):
 
 def _has_legacy_magic(path):
     """True if the file starts with a pickled LEGACY_MAGIC_NUMBER."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
     try:
-        with open(path, "rb") as f:
-            return _unpickle(f, str(path)) == LEGACY_MAGIC_NUMBER
+        return _unpickle(head, str(path))[0] == LEGACY_MAGIC_NUMBER
     except UnsafeCheckpointError:
         raise  # a bare malicious pickle: say so rather than "not a checkpoint"
     except CheckpointError:
@@ -348,60 +460,70 @@ def _has_legacy_magic(path):
 
 def _read_legacy(path):
     """Read the five pickles and then the raw storages of a legacy stream."""
-    with open(path, "rb") as f:
-        _unpickle(f, f"{path} (magic number)")
-        version = _unpickle(f, f"{path} (protocol version)")
+    with open_capped(path) as f:
+        _unpickle_from(f, f"{path} (magic number)")
+        version = _unpickle_from(f, f"{path} (protocol version)")
         if version != LEGACY_PROTOCOL_VERSION:
             raise CheckpointError(
-                f"{path}: legacy protocol version {version!r}, expected "
-                f"{LEGACY_PROTOCOL_VERSION}"
+                f"{path}: legacy protocol version {describe(version)}, expected "
+                f"{LEGACY_PROTOCOL_VERSION}", path=path
             )
-        sys_info = _unpickle(f, f"{path} (sys_info)")
+        sys_info = _unpickle_from(f, f"{path} (sys_info)")
         if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
             # Legacy files store storages little-endian whatever the machine; the
             # flag only matters for files written by very old big-endian builds.
-            raise CheckpointError(f"{path}: written on a big-endian machine; not supported")
+            raise CheckpointError(f"{path}: written on a big-endian machine; not supported",
+                                  path=path)
         refs = []
-        obj = _unpickle(f, f"{path} (main pickle)", _storage_pid_loader(refs))
-        keys = _unpickle(f, f"{path} (storage keys)")
+        obj = _unpickle_from(f, f"{path} (main pickle)", _storage_pid_loader(refs))
+        keys = _unpickle_from(f, f"{path} (storage keys)")
         if not isinstance(keys, list):
-            raise CheckpointError(f"{path}: storage key list is a {type(keys).__name__}")
+            raise CheckpointError(f"{path}: storage key list is {describe(keys)}", path=path)
         types = {ref.key: ref for ref in refs}
         storages = {}
         for key in keys:
-            key = str(key)
+            key = _storage_key(key)
             if key not in types:
-                raise CheckpointError(f"{path}: storage {key!r} listed but never referenced")
+                raise CheckpointError(f"{path}: storage {key!r} listed but never referenced",
+                                      path=path)
+            if key in storages:
+                raise CheckpointError(f"{path}: storage {key!r} listed twice", path=path)
             storage_type = types[key].storage_type
             storages[key] = _read_counted_storage(f, f"{path} (storage {key})", storage_type)
     return obj, storages
 
 
 def _read_counted_storage(f, source, storage_type):
-    """Read an int64 element count, then that many elements of ``storage_type``."""
+    """Read an int64 element count, then that many elements of ``storage_type``.
+
+    The count is compared with the bytes left in ``f`` before anything is allocated.
+    """
     head = f.read(8)
     if len(head) < 8:
         raise CheckpointError(f"{source}: file ends before the storage (truncated)")
     (count,) = struct.unpack("<q", head)
-    itemsize = _storage_dtype(source, storage_type).itemsize
+    dtype = _storage_dtype(source, storage_type)
     if count < 0:
         raise CheckpointError(f"{source}: negative element count {count}")
-    raw = f.read(count * itemsize)
-    if len(raw) < count * itemsize:
+    left = _bytes_left(f)
+    if count * dtype.itemsize > left:
         raise CheckpointError(
-            f"{source}: needs {count * itemsize} bytes, file has {len(raw)} (truncated)"
+            f"{source}: needs {count * dtype.itemsize} bytes, file has {left} (truncated)"
         )
-    return _storage_array(source, raw, storage_type, count, "little")
+    array = np.empty(count, dtype=dtype)
+    if f.readinto(memoryview(array.view(np.uint8))) != array.nbytes:
+        raise CheckpointError(f"{source}: truncated")
+    return array
+
+
+def _bytes_left(f):
+    here = f.tell()
+    end = f.seek(0, 2)
+    f.seek(here)
+    return end - here
 
 
 # --- tar format (torch < 0.4) ---------------------------------------------------------
-
-
-def _is_tarfile(path):
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
 
 
 def _read_tar(path):
@@ -409,35 +531,53 @@ def _read_tar(path):
 
     Here the main pickle's persistent ids are tensor keys, and the tensors' geometry
     is stored in the ``tensors`` member instead of in ``_rebuild_tensor_v2`` calls.
+    A file that is not even a tar archive is "not a PyTorch checkpoint".
     """
     tensor_tags = {("torch", name): _Marker(f"torch.{name}") for name in _TAR_TENSOR_TYPES}
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            storages, refs = _read_tar_storages(path, _tar_member(path, tar, "storages"))
-            tensors = _read_tar_tensors(
-                path, _tar_member(path, tar, "tensors"), refs, tensor_tags
-            )
+        with open_capped(path) as f:
+            try:
+                tar = tarfile.open(fileobj=f, mode="r:")
+            except _ARCHIVE_ERRORS:
+                raise CheckpointError(
+                    f"{path}: not a PyTorch checkpoint (neither a zip archive, a legacy "
+                    "torch.save stream nor a tar archive)", path=path) from None
+            with tar:
+                storages, refs = _read_tar_storages(path, _tar_member(path, tar, "storages"))
+                tensors = _read_tar_tensors(
+                    path, _tar_member(path, tar, "tensors"), refs, tensor_tags
+                )
 
-            def persistent_load(saved_id):
-                key = str(saved_id)
-                if key not in tensors:
-                    raise CheckpointError(f"{path}: pickle refers to unknown tensor {key!r}")
-                return tensors[key]
+                def persistent_load(saved_id):
+                    key = _storage_key(saved_id)
+                    if key not in tensors:
+                        raise CheckpointError(f"pickle refers to unknown tensor {key!r}")
+                    return tensors[key]
 
-            obj = _unpickle(_tar_member(path, tar, "pickle"), f"{path}:pickle", persistent_load)
-    except tarfile.TarError as e:
-        raise CheckpointError(f"{path}: corrupt tar archive ({e})") from None
+                obj = _unpickle_from(_tar_member(path, tar, "pickle"), f"{path}:pickle",
+                                     persistent_load)
+    except CheckpointError:
+        raise
+    except _ARCHIVE_ERRORS as e:
+        raise CheckpointError(f"{path}: corrupt tar archive ({type(e).__name__}: "
+                              f"{shorten(str(e))})", path=path) from None
     return obj, storages
 
 
 def _tar_member(path, tar, name):
+    """Member ``name`` as a seekable file of known size."""
     try:
-        member = tar.extractfile(name)
+        member = tar.getmember(name)
     except KeyError:
         member = None
-    if member is None:
-        raise CheckpointError(f"{path}: tar checkpoint lacks the file member {name!r}")
-    return member
+    if member is None or not member.isfile():
+        raise CheckpointError(f"{path}: tar checkpoint lacks the file member {name!r}",
+                              path=path)
+    if member.offset_data + member.size > tar.fileobj.size:
+        # sizes below are compared with the member's size: it must be bytes present
+        raise CheckpointError(f"{path}: tar member {name!r} declares {member.size} bytes but "
+                              "the file ends before them (truncated)", path=path)
+    return tar.extractfile(member)
 
 
 def _read_tar_storages(path, f):
@@ -450,18 +590,32 @@ def _read_tar_storages(path, f):
         every storage and view.
     """
     source = f"{path}:storages"
-    count = _unpickle(f, source)
+    count = _unpickle_from(f, source)
+    if not is_int(count) or not 0 <= count <= _bytes_left(f) // 8:
+        raise CheckpointError(f"{source}: storage count {describe(count)} is not possible")
     arrays, refs = {}, {}
     for _ in range(count):
-        key, _location, storage_type = _unpickle(f, source)
-        key = str(key)
+        record = _unpickle_from(f, source)
+        if not (isinstance(record, tuple) and len(record) == 3):
+            raise CheckpointError(f"{source}: storage record {describe(record)} is not "
+                                  "(key, location, type)")
+        key, storage_type = _storage_key(record[0]), record[2]
         if not isinstance(storage_type, StorageType):
-            raise CheckpointError(f"{source}: storage {key!r} has type {storage_type!r}")
+            raise CheckpointError(f"{source}: storage {key!r} has type {describe(storage_type)}")
         arrays[key] = _read_counted_storage(f, f"{source} (storage {key})", storage_type)
         refs[key] = _StorageRef(key, storage_type, arrays[key].size, 0, arrays[key].size)
-    for target, root, offset, numel in _unpickle(f, source):
-        root = refs[str(root)]
-        refs[str(target)] = _StorageRef(root.key, root.storage_type, root.numel, offset, numel)
+    views = _unpickle_from(f, source)
+    if not isinstance(views, list):
+        raise CheckpointError(f"{source}: storage views are {describe(views)}, not a list")
+    for view in views:
+        if not (isinstance(view, tuple) and len(view) == 4 and is_int(view[2])
+                and is_int(view[3]) and view[2] >= 0 and view[3] >= 0):
+            raise CheckpointError(f"{source}: malformed storage view {describe(view)}")
+        target, root, offset, numel = _storage_key(view[0]), _storage_key(view[1]), *view[2:]
+        if root not in refs:
+            raise CheckpointError(f"{source}: view of unknown storage {root!r}")
+        root = refs[root]
+        refs[target] = _StorageRef(root.key, root.storage_type, root.numel, offset, numel)
     return arrays, refs
 
 
@@ -471,18 +625,27 @@ def _read_tar_tensors(path, f, storage_refs, extra_globals):
     int64 strides, int64 storage offset (all little-endian).
     """
     source = f"{path}:tensors"
-    count = _unpickle(f, source, extra_globals=extra_globals)
+    count = _unpickle_from(f, source, extra_globals=extra_globals)
+    if not is_int(count) or not 0 <= count <= _bytes_left(f) // 16:
+        raise CheckpointError(f"{source}: tensor count {describe(count)} is not possible")
     tensors = {}
     for _ in range(count):
-        key, storage_id, _tensor_type = _unpickle(f, source, extra_globals=extra_globals)
-        if str(storage_id) not in storage_refs:
-            raise CheckpointError(f"{source}: tensor {key!r} uses unknown storage {storage_id}")
+        record = _unpickle_from(f, source, extra_globals=extra_globals)
+        if not (isinstance(record, tuple) and len(record) == 3):
+            raise CheckpointError(f"{source}: tensor record {describe(record)} is not "
+                                  "(key, storage id, type)")
+        key, storage_id = _storage_key(record[0]), _storage_key(record[1])
+        if storage_id not in storage_refs:
+            raise CheckpointError(f"{source}: tensor {key!r} uses unknown storage "
+                                  f"{storage_id!r}")
         (ndim,) = struct.unpack("<i", _read_exact(f, 4, source))
+        if not 0 <= ndim <= 64:
+            raise CheckpointError(f"{source}: tensor {key!r} has {ndim} dimensions")
         _read_exact(f, 4, source)
         size = struct.unpack(f"<{ndim}q", _read_exact(f, 8 * ndim, source))
         stride = struct.unpack(f"<{ndim}q", _read_exact(f, 8 * ndim, source))
         (offset,) = struct.unpack("<q", _read_exact(f, 8, source))
-        tensors[str(key)] = _TensorRef(storage_refs[str(storage_id)], offset, size, stride)
+        tensors[key] = _TensorRef(storage_refs[storage_id], offset, size, stride)
     return tensors
 
 
@@ -499,7 +662,7 @@ def _read_exact(f, n, source):
 def _storage_dtype(source, storage_type):
     """The element dtype of a storage type, looked up by name in STORAGE_DTYPES."""
     if not isinstance(storage_type, StorageType) or storage_type.name not in STORAGE_DTYPES:
-        raise CheckpointError(f"{source}: invalid storage type {storage_type!r}")
+        raise CheckpointError(f"{source}: invalid storage type {describe(storage_type)}")
     return STORAGE_DTYPES[storage_type.name]
 
 
@@ -523,20 +686,29 @@ def _materialize(path, name, ref, storages):
     Every index the strided view can touch is checked against the storage bounds
     first: ``as_strided`` itself does no checking and would read foreign memory.
     """
-    _check_ref(path, name, ref, storages)
+    where = f"{path}: tensor {name!r}"
+    root = storages.get(ref.storage.key)
+    if root is None:
+        raise CheckpointError(f"{where}: its storage {ref.storage.key!r} is not in the file",
+                              path=path, key=name)
     start, count = ref.storage.view_offset, ref.storage.view_numel
-    storage = storages[ref.storage.key][start:start + count]
+    if start + count > root.size:
+        raise CheckpointError(f"{where}: storage view [{start}, {start + count}) lies outside "
+                              f"its storage of {root.size} elements", path=path, key=name)
+    storage = root[start:start + count]
     size, stride, offset = ref.size, ref.stride, ref.offset
     if any(d < 0 for d in size) or any(s < 0 for s in stride) or offset < 0:
         raise CheckpointError(
-            f"{path}: tensor {name!r} has negative size/stride/offset "
-            f"(size {size}, stride {stride}, offset {offset})"
+            f"{where} has negative size/stride/offset (size {describe(size)}, stride "
+            f"{describe(stride)}, offset {describe(offset)})", path=path, key=name
         )
-    numel = int(np.prod(size, dtype=np.int64))
+    check_shape(size, storage.itemsize, path, name)
+    numel = math.prod(size)
     if numel > storage.size:
         raise CheckpointError(
-            f"{path}: tensor {name!r} has {numel} elements but its storage only "
-            f"{storage.size}; overlapping (broadcast) tensors are not state dict entries"
+            f"{where} has {numel} elements but its storage only "
+            f"{storage.size}; overlapping (broadcast) tensors are not state dict entries",
+            path=path, key=name
         )
     if numel == 0:
         array = np.empty(size, dtype=storage.dtype)
@@ -544,8 +716,9 @@ def _materialize(path, name, ref, storages):
         last = offset + sum((d - 1) * s for d, s in zip(size, stride))
         if last >= storage.size:
             raise CheckpointError(
-                f"{path}: tensor {name!r} (size {list(size)}, stride {list(stride)}, offset "
-                f"{offset}) reaches element {last} of a storage with {storage.size} elements"
+                f"{where} (size {list(size)}, stride {describe(stride)}, offset {offset}) "
+                f"reaches element {last} of a storage with {storage.size} elements",
+                path=path, key=name
             )
         itemsize = storage.itemsize
         view = np.lib.stride_tricks.as_strided(
@@ -556,37 +729,16 @@ def _materialize(path, name, ref, storages):
     return _to_compute_dtype(array, ref.storage.storage_type)
 
 
-def _check_ref(path, name, ref, storages):
-    """Re-check a tensor record's field types just before use.
-
-    ``_rebuild_tensor_v2`` checked them, but a later BUILD opcode in the pickle can
-    rewrite any object's attributes, so nothing the pickle touched is trusted.
-    """
-    storage = ref.storage
-    fields_ok = (
-        isinstance(storage, _StorageRef) and isinstance(storage.key, str)
-        and storage.key in storages and _is_int(storage.view_offset)
-        and _is_int(storage.view_numel) and storage.view_offset >= 0
-        and _is_int(ref.offset) and _is_int_tuple(ref.size) and _is_int_tuple(ref.stride)
-        and len(ref.size) == len(ref.stride)
-    )
-    if not fields_ok:
-        raise CheckpointError(f"{path}: tensor {name!r} has a malformed description {ref!r}")
-
-
 def _to_compute_dtype(array, storage_type):
-    """bf16 bits and float16 -> float32; other dtypes -> native byte order."""
+    """bf16 bits and float16 -> float32; bool bytes -> 0/1; others -> native byte order."""
     if storage_type.name == "BFloat16Storage":
         return bf16_to_float32(array.astype("<u2"))
     if array.dtype.kind == "f" and array.dtype.itemsize == 2:
         return array.astype(np.float32)
+    if array.dtype.kind == "b":
+        return array.view(np.uint8) != 0
     return array.astype(array.dtype.newbyteorder("="), copy=False)
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_int_tuple(value):
-    return isinstance(value, (tuple, list)) and all(_is_int(v) for v in value)
-
+    return isinstance(value, (tuple, list)) and all(is_int(v) for v in value)

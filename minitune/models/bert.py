@@ -12,13 +12,17 @@ V vocabulary, P max positions, K classes.
 import json
 import logging
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from .. import functional as F
 from ..backend import device_of, get_array_module, to_device
+from ..errors import ConfigError
+from ..io.limits import MAX_LABELS, MAX_LAYERS, MAX_PARAMETERS
+from ..io.limits import describe as _describe
+from ..io.limits import is_int as _is_int
 from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
 from ..tensor import Tensor
 
@@ -27,9 +31,35 @@ log = logging.getLogger("minitune")
 
 # --------------------------------------------------------------------------- config
 
+# What config.json may hold for each field: (kind, low, high). Kinds: "int" (not bool),
+# "float" (an int or a float, finite), "prob" (a float in [0, 1)), "choice" (high lists
+# the allowed strings); a trailing "?" allows null. One table for config.json and code.
+_FIELD_RULES = {
+    "vocab_size": ("int", 1, None),
+    "hidden_size": ("int", 1, None),
+    "num_hidden_layers": ("int", 0, MAX_LAYERS),
+    "num_attention_heads": ("int", 1, None),
+    "intermediate_size": ("int", 1, None),
+    "hidden_act": ("choice", None, ("gelu",)),
+    "hidden_dropout_prob": ("prob", 0, 1),
+    "attention_probs_dropout_prob": ("prob", 0, 1),
+    "max_position_embeddings": ("int", 1, None),
+    "type_vocab_size": ("int", 1, None),
+    "initializer_range": ("float", 0, None),
+    "layer_norm_eps": ("float", 0, None),
+    "pad_token_id": ("int?", 0, None),
+    "position_embedding_type": ("choice", None, ("absolute",)),
+    "classifier_dropout": ("prob?", 0, 1),
+}
+
+
 @dataclass
 class BertConfig:
-    """Hyper-parameters of a BERT model; names and defaults as Hugging Face's config.json."""
+    """Hyper-parameters of a BERT model; names and defaults as Hugging Face's config.json.
+
+    Every value is checked (``_FIELD_RULES``) when a config is built, from code or from
+    config.json; a bad one raises ConfigError naming the key (and the file and line).
+    """
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -47,18 +77,57 @@ class BertConfig:
     classifier_dropout: float = None
     id2label: dict = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     extra: dict = field(default_factory=dict)      # other config.json keys, kept for saving
+    source: InitVar[object] = None                 # the config.json read, named in errors
 
-    def __post_init__(self):
-        self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+    def __post_init__(self, source):
+        self.id2label = _label_map(self.id2label, source)
+        self.validate(source)
+
+    def validate(self, source=None):
+        """Check every field's type and range, and that the model is buildable.
+
+        Args:
+            source: the config.json the values came from (named in errors), or None.
+
+        Raises:
+            ConfigError: ``file:line: key: what is wrong`` (``BertConfig: key: ...``
+                without a file).
+        """
+        for name, rule in _FIELD_RULES.items():
+            _check_field(name, getattr(self, name), rule, source)
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
-                             f"num_attention_heads {self.num_attention_heads}")
-        if self.hidden_act != "gelu":
-            raise ValueError(f"hidden_act {self.hidden_act!r} is not supported; minitune's BERT "
-                             f"implements the exact 'gelu' of the original model")
-        if self.position_embedding_type != "absolute":
-            raise ValueError(f"position_embedding_type {self.position_embedding_type!r} is not "
-                             f"supported (only 'absolute')")
+            raise _config_error(source, "num_attention_heads",
+                                f"hidden_size {self.hidden_size} is not a multiple of "
+                                f"num_attention_heads {self.num_attention_heads}")
+        if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:
+            raise _config_error(source, "pad_token_id", f"{self.pad_token_id} is not below "
+                                f"vocab_size {self.vocab_size}")
+        if self.num_parameters() > MAX_PARAMETERS:
+            terms = self.parameter_terms()
+            key = max(terms, key=terms.get)
+            raise _config_error(source, key, (
+                f"{_describe(getattr(self, key))} makes a model of "
+                f"{float(self.num_parameters()):.3g} parameters, more than the "
+                f"{MAX_PARAMETERS:.3g} minitune builds (docs/security.md)"))
+
+    def num_parameters(self):
+        """Parameters of BertForSequenceClassification with this config (the largest model)."""
+        return sum(self.parameter_terms().values())
+
+    def parameter_terms(self):
+        """The parameter count split by the config field that drives each part."""
+        H, I, L = self.hidden_size, self.intermediate_size, self.num_hidden_layers
+        V, P, T, K = (self.vocab_size, self.max_position_embeddings, self.type_vocab_size,
+                      self.num_labels)
+        return {
+            "vocab_size": V * H,
+            "max_position_embeddings": P * H,
+            "type_vocab_size": T * H,
+            "intermediate_size": L * 2 * H * I,                       # feed-forward weights
+            "hidden_size": L * 4 * H * H + H * H,                     # attention, pooler
+            "num_hidden_layers": L * (9 * H + I) + 3 * H,             # biases, LayerNorms
+            "id2label": H * K + K,                                    # the task head
+        }
 
     @property
     def num_labels(self):
@@ -69,30 +138,39 @@ class BertConfig:
         return {v: k for k, v in self.id2label.items()}
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d, source=None):
+        """Build a config from a config.json dict; ``source`` (its path) is named in errors.
+
+        Keys minitune does not use are kept in ``extra`` (and saved again). ``num_labels``
+        makes ``LABEL_i`` names when there is no ``id2label``; ``label2id`` is derived.
+        """
         d = dict(d)
+        if d.get("model_type", "bert") != "bert":
+            raise _config_error(source, "model_type", f"{_describe(d.get('model_type'))}; "
+                                "minitune loads BERT checkpoints (model_type 'bert') only")
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs = {k: d.pop(k) for k in list(d) if k in known}
-        if "id2label" not in kwargs and "num_labels" in d:
-            kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(int(d["num_labels"]))}
-        d.pop("num_labels", None)
+        num_labels = d.pop("num_labels", None)
         d.pop("label2id", None)
-        return cls(**kwargs, extra=d)
+        if num_labels is not None:
+            _check_field("num_labels", num_labels, ("int", 1, MAX_LABELS), source)
+            if "id2label" not in kwargs:
+                kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
+            elif isinstance(kwargs["id2label"], dict) and len(kwargs["id2label"]) != num_labels:
+                raise _config_error(source, "num_labels", f"{num_labels}, but id2label has "
+                                    f"{len(kwargs['id2label'])} labels")
+        return cls(**kwargs, extra=d, source=source)
 
     @classmethod
     def from_json_file(cls, path):
+        """Read and check a config.json. Raises ConfigError naming the file, line and key."""
+        from ..io.json_io import read_json
         path = Path(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"config not found: {path}") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: invalid JSON in config: {e.msg}") from None
-        if d.get("model_type", "bert") != "bert":
-            raise ValueError(f"{path}: model_type is {d.get('model_type')!r}; minitune loads "
-                             f"BERT checkpoints (model_type 'bert') only")
-        return cls.from_dict(d)
+        d = read_json(path, what="model config", error=ConfigError)
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: model config must be a JSON object, got "
+                              f"{_describe(d)}", path=path)
+        return cls.from_dict(d, source=path)
 
     def to_dict(self):
         d = dict(self.extra)
@@ -103,6 +181,73 @@ class BertConfig:
         d["label2id"] = self.label2id
         d["model_type"] = "bert"
         return d
+
+
+def _config_error(source, key, message):
+    """ConfigError ``file:line: key: message``, or ``BertConfig: key: message`` from code."""
+    if source is None:
+        return ConfigError(f"BertConfig: {key}: {message}", key=key)
+    from ..io.json_io import key_error
+    return key_error(source, key, message, ConfigError)
+
+
+# Largest integer any size field may hold: far beyond a real model, small enough that
+# every later use (arithmetic, messages) stays cheap.
+_MAX_INT = 1 << 62
+
+
+def _check_field(name, value, rule, source):
+    """Check one value against its (kind, low, high) rule; see ``_FIELD_RULES``."""
+    kind, low, high = rule
+    if kind.endswith("?"):
+        if value is None:
+            return
+        kind = kind[:-1]
+    if kind == "choice":
+        if not (isinstance(value, str) and value in high):
+            raise _config_error(source, name, f"{_describe(value)} is not supported "
+                                f"(minitune implements {', '.join(map(repr, high))})")
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "int" and not (number and isinstance(value, int)):
+        raise _config_error(source, name, f"must be an integer, got {_describe(value)}")
+    if not number or (isinstance(value, float) and not math.isfinite(value)):
+        raise _config_error(source, name, f"must be a number, got {_describe(value)}")
+    if abs(value) > _MAX_INT:  # also keeps ints given for floats convertible to float
+        raise _config_error(source, name, f"{_describe(value)} is larger than any model has")
+    above = value >= low if kind != "prob" else 0 <= value < 1
+    if not above or (high is not None and kind != "prob" and value > high):
+        bounds = {"int": f">= {low}" + (f" and <= {high}" if high is not None else ""),
+                  "float": f">= {low}", "prob": "in [0, 1)"}[kind]
+        raise _config_error(source, name, f"must be {bounds}, got {_describe(value)}")
+
+
+def _label_map(id2label, source):
+    """id2label as in config.json ({"0": "neg", ...}) -> {0: "neg", ...}, checked.
+
+    The ids must be exactly 0 .. K-1 (one per output of the head), at most MAX_LABELS.
+    """
+    if isinstance(id2label, (list, tuple)):
+        if source is not None:  # code may pass a list of names; config.json may not
+            raise _config_error(source, "id2label", "must be an object {\"0\": label, ...}, "
+                                f"got {_describe(id2label)}")
+        id2label = dict(enumerate(id2label))
+    if not isinstance(id2label, dict) or not 1 <= len(id2label) <= MAX_LABELS:
+        raise _config_error(source, "id2label", f"must be an object of 1 to {MAX_LABELS} "
+                            f"labels, got {_describe(id2label)}")
+    labels = {}
+    for key, label in id2label.items():
+        index = key if _is_int(key) else (int(key) if isinstance(key, str) and 0 < len(key)
+                                          <= 9 and key.isascii() and key.isdigit() else None)
+        if index is None or index >= len(id2label) or index in labels:
+            raise _config_error(source, ("id2label", key) if isinstance(key, str) else
+                                "id2label", f"ids must be 0 .. {len(id2label) - 1}, got "
+                                f"{_describe(key)}")
+        if isinstance(label, (dict, list)) or label is None:
+            raise _config_error(source, ("id2label", str(key)),
+                                f"a label must be a string, got {_describe(label)}")
+        labels[index] = str(label)
+    return dict(sorted(labels.items()))
 
 
 @dataclass
@@ -289,21 +434,26 @@ class BertPreTrainedModel(Module):
         Returns the model in eval mode (dropout off), as transformers does; call
         ``model.train()`` before training.
         """
-        from ..io import load_checkpoint, map_bert_state_dict, resolve_model_dir
+        from ..io import (check_config_against_checkpoint, load_checkpoint,
+                          map_bert_state_dict, resolve_model_dir)
         model_dir = resolve_model_dir(path_or_name)
-        config = BertConfig.from_json_file(Path(model_dir) / "config.json")
+        config_path = Path(model_dir) / "config.json"
+        config = BertConfig.from_json_file(config_path)
         if id2label is not None:
-            config.id2label = {int(k): str(v) for k, v in
-                               (id2label.items() if isinstance(id2label, dict)
-                                else enumerate(id2label))}
+            config.id2label = _label_map(id2label, None)
         elif num_labels is not None and num_labels != config.num_labels:
+            _check_field("num_labels", num_labels, ("int", 1, MAX_LABELS), None)
             config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
         for k, v in config_overrides.items():
             if not hasattr(config, k):
                 raise ValueError(f"unknown config field {k!r}")
             setattr(config, k, v)
-        model = cls(config, seed=seed)
+        config.validate()
+        # The weights come first: the sizes config.json states are checked against the
+        # checkpoint's own shapes before the model (sized by the config) is allocated.
         ckpt = load_checkpoint(model_dir)
+        check_config_against_checkpoint(config, ckpt, config_path)
+        model = cls(config, seed=seed)
         shapes = {n: p.shape for n, p in model.named_parameters()}
         state, report = map_bert_state_dict(ckpt, shapes, prefix=cls.base_prefix,
                                             allow_missing=set(cls.head_keys))

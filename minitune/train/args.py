@@ -51,6 +51,21 @@ def precision_option():
                   "and slower, on the CPU)", choices=PRECISIONS)
 
 
+HEADER_CHOICES = {"auto": None, "yes": True, "no": False}
+
+
+def header_option():
+    """The --header option of commands that read TSV/CSV files."""
+    return option("auto", "does a TSV/CSV file's first line name its columns? auto: detect "
+                  "it; no: the columns are named 0, 1, ... (ChnSentiCorp's text<TAB>label)",
+                  choices=tuple(HEADER_CHOICES))
+
+
+def header_line(choice):
+    """--header auto/yes/no -> the readers' header=None/True/False."""
+    return HEADER_CHOICES[choice]
+
+
 def flag(name):
     """The command-line spelling of a field: max_grad_norm -> --max-grad-norm."""
     return "--" + name.replace("_", "-")
@@ -116,8 +131,9 @@ class TrainArgs(Options):
                        choices=tuple(TASKS))
     model: str = option("all-MiniLM-L6-v2", "a Hugging Face BERT directory, or the name "
                         "all-MiniLM-L6-v2 (installed by make setup)")
-    train: str | None = option(None, "training file: TSV/CSV (with a header) or JSONL for "
-                               "classify, CoNLL for ner", metavar="FILE")
+    train: str | None = option(None, "training file: TSV/CSV (see --header) or JSONL for "
+                               "classify; CoNLL or CLUENER span JSON (.json/.jsonl) for ner",
+                               metavar="FILE")
     dev: str | None = option(None, "dev file, scored after every epoch (or --eval-steps); the "
                              "best model is kept in OUT/best", metavar="FILE")
     test: str | None = option(None, "test file, scored once at the end", metavar="FILE")
@@ -158,6 +174,9 @@ class TrainArgs(Options):
                                           metavar="NAME")
     label_column: str | None = option(None, "label column of classify files (default: label)",
                                       metavar="NAME")
+    header: str = header_option()
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     device: str = device_option()
     precision: str = precision_option()
     cuda_graphs: bool = option(True, "with --device cuda, capture each training step (forward, "
@@ -199,6 +218,9 @@ class EvalArgs(Options):
                                           "run's)", metavar="NAME")
     label_column: str | None = option(None, "label column (default: the training run's)",
                                       metavar="NAME")
+    header: str = header_option()
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     max_len: int | None = option(None, "truncation (default: the training run's --max-len)",
                                  min=3)
     batch_size: int = option(128, "examples per pass", min=1)
@@ -214,7 +236,8 @@ class PredictArgs(Options):
     texts: list[str] = option(help="texts to label (none: read --input, or stdin)",
                               positional=True, default_factory=list)
     input: str | None = option(None, "read the texts from FILE: .txt (one per line), .tsv/.csv "
-                               "(with a header) or .jsonl; - is stdin", metavar="FILE")
+                               "(see --header) or .jsonl (a CLUENER file too); - is stdin",
+                               metavar="FILE")
     input_format: str | None = option(None, "format of --input (default: from its name; "
                                       "stdin: txt)", choices=("txt", "tsv", "csv", "jsonl"))
     text_column: str | None = option(None, "text column of a .tsv/.csv/.jsonl input (default: "
@@ -222,8 +245,15 @@ class PredictArgs(Options):
                                      metavar="NAME")
     text_pair_column: str | None = option(None, "second text column (default: the training "
                                           "run's)", metavar="NAME")
+    header: str = header_option()
+    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+                           "gb18030")
     output: str | None = option(None, "write the predictions to FILE: .jsonl or .csv "
                                 "(default: JSON lines on stdout)", metavar="FILE")
+    output_format: str | None = option(None, "jsonl, csv, or cluener (NER: CLUENER's {\"id\", "
+                                       "\"text\", \"label\": {type: {entity: [[start, end]]}}}, "
+                                       "ends inclusive); default: from --output's name",
+                                       choices=("jsonl", "csv", "cluener"))
     max_len: int | None = option(None, "truncation (default: the training run's --max-len)",
                                  min=3)
     batch_size: int = option(64, "texts per pass", min=1)

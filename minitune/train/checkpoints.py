@@ -7,58 +7,138 @@ resume and which model to load.
                         trainer_state.json (step, schedule, data position, RNG), for --resume
     OUT/results.json    the final scores
 
-Checkpoints are written to a temporary directory and renamed into place, so an interrupted
-write never leaves a half-written ``last/`` or ``best/``.
+    OUT/run.json        the run's settings, written first: a run killed before its first
+                        checkpoint resumes from the start
+
+A checkpoint is written to ``NAME.tmp-<pid>/`` and then swapped in (``_replace_dir``) so
+that, whatever sequence of crashes happens, a directory named ``last/`` or ``last.old/``
+is always a complete checkpoint and one of them exists. ``recover_run_dir`` (at every
+``--resume``) puts the newest complete checkpoint back in ``last/`` and removes what
+interrupted writes left behind (docs/finetuning.md, "Crashes").
 """
 import json
 import os
+import re
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
+from ..errors import CheckpointError
 from ..io import atomic_write_text, read_safetensors, write_safetensors
-from ..io.checkpoint import read_json
+from ..io.atomic import fsync_directory
+from ..io.json_io import key_error, read_json
 
-RUN_FILES = ("metrics.jsonl", "last", "best", "last.old", "best.old", "results.json")
+RUN_FILES = ("metrics.jsonl", "run.json", "last", "best", "last.old", "best.old",
+             "results.json")
+# What interrupted writes leave in OUT: checkpoint directories being written or deleted,
+# and the temporary files of atomic writes (.metrics.jsonl.x1y2.tmp).
+LEFTOVER = re.compile(r"^((last|best)(\.old)?(\.(tmp|trash)-\d+)+|\..+\.tmp)$")
+# The files of a complete resumable checkpoint; trainer_state.json is written last.
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "optimizer.safetensors",
+                    "trainer_state.json")
+# Keys of trainer_state.json that resuming reads.
+STATE_KEYS = ("step", "args", "id2label", "task", "schedule", "loader", "rng", "optimizer")
 
 
 class RunDirError(ValueError):
     """An output directory that cannot be used as asked (another run, nothing to resume)."""
 
 
+def check_writable(out):
+    """Create ``out`` and write a probe file in it: an output directory that cannot be
+    written is reported before any training, naming --out."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", suffix=".tmp", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunDirError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
 def prepare_out_dir(out, overwrite):
     """Create ``out`` for a new run. A directory holding another run is refused unless
-    ``overwrite``, which deletes that run's files (and nothing else)."""
+    ``overwrite``, which deletes that run's files (and nothing else). What interrupted
+    writes left (``last.tmp-<pid>/``, ``.run.json.x1y2.tmp``) is deleted in any case."""
     out = Path(out)
     holds_run = out.is_dir() and any((out / n).exists() for n in RUN_FILES)
     if holds_run and not overwrite:
         raise RunDirError(f"output directory {out} holds another run; use --overwrite to replace "
                           f"it or --resume to continue it")
-    if holds_run:
-        for name in RUN_FILES:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+    leftovers = [p for p in out.iterdir() if LEFTOVER.match(p.name)] if out.is_dir() else []
+    for path in [out / n for n in RUN_FILES] + leftovers:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
+def is_complete(directory):
+    return all((Path(directory) / name).is_file() for name in CHECKPOINT_FILES)
+
+
 def find_resume_dir(out):
-    """``out/last`` (or ``out/last.old`` if a replacement was interrupted), else None."""
+    """The newest complete checkpoint in ``out``: ``last/``, else ``last.old/`` (a swap was
+    interrupted), else a complete ``last.tmp-<pid>/`` (left by an interrupted swap of an
+    older minitune, which could lose both others); None if there is none."""
+    out = Path(out)
     for name in ("last", "last.old"):
-        d = Path(out) / name
-        if (d / "trainer_state.json").is_file():
-            return d
+        if is_complete(out / name):
+            return out / name
+    written = [d for d in out.glob("last.tmp-*") if is_complete(d)] if out.is_dir() else []
+    return max(written, key=lambda d: (d / "trainer_state.json").stat().st_mtime, default=None)
+
+
+def recover_run_dir(out):
+    """Before resuming: move the newest complete checkpoint to ``last/`` (and ``best/``
+    likewise), then delete what interrupted writes left: ``*.tmp-<pid>``, ``*.trash-<pid>``,
+    a superseded ``*.old`` and temporary files. Returns ``last/``, or None if no checkpoint
+    survived. Each change is reported on stderr."""
+    out = Path(out)
+    found = find_resume_dir(out)
+    for name, source in (("last", found), ("best", _newest_model(out))):
+        if source is not None and source.name != name:
+            if (out / name).exists():  # never made by minitune: a damaged copy
+                print(f"resume: {out / name} is incomplete; removing it", file=sys.stderr)
+                _discard(out / name)
+            os.replace(source, out / name)
+            print(f"resume: {source} is the newest complete checkpoint; renamed to {out / name}",
+                  file=sys.stderr)
+    for path in sorted(out.iterdir()) if out.is_dir() else []:
+        superseded = (path.name == "last.old" and is_complete(out / "last")) or (
+            path.name == "best.old" and _newest_model(out) == out / "best")
+        if LEFTOVER.match(path.name) or superseded:
+            if superseded:
+                _discard(path)
+            elif path.is_dir():
+                shutil.rmtree(path)       # a name resume never reads: delete in place
+            else:
+                path.unlink()
+            print(f"resume: removed {path}, left by an interrupted write", file=sys.stderr)
+    return out / "last" if found is not None else None
+
+
+def _newest_model(out):
+    """best/, else best.old/ (a swap of best/ was interrupted), else None."""
+    for name in ("best", "best.old"):
+        if (out / name / "config.json").is_file() and (out / name / "model.safetensors").is_file():
+            return out / name
     return None
 
 
 def resume_dir_or_explain(out):
-    """The checkpoint to resume in ``out``; a RunDirError saying what ``out`` holds instead."""
+    """The checkpoint to resume in ``out`` (``find_resume_dir``; the trainer's writer then
+    calls ``recover_run_dir``); None when the run was killed before its first checkpoint (it
+    restarts from run.json); else a RunDirError saying what ``out`` holds instead."""
     out = Path(out)
-    found = find_resume_dir(out)
-    if found is not None:
-        return found
+    if out.is_dir():
+        found = find_resume_dir(out)
+        if found is not None or (out / "run.json").is_file():
+            return found
     if not out.exists():
         raise RunDirError(f"--resume: {out} does not exist, so there is no run to continue; "
                           f"start one with --train FILE --out {out}")
@@ -70,17 +150,34 @@ def resume_dir_or_explain(out):
 
 
 def _replace_dir(tmp, final):
-    """Move the finished directory ``tmp`` to ``final``, replacing it: rename the old one
-    aside, rename the new one in, delete the old. At every instant a complete copy exists
-    (``final`` or ``final.old``), and ``find_resume_dir`` knows to look at both."""
-    final, old = Path(final), Path(str(final) + ".old")
-    if old.exists():
-        shutil.rmtree(old)
+    """Move the finished directory ``tmp`` to ``final``, replacing it.
+
+    The invariant: a directory named ``final`` or ``final.old`` is always complete (each is
+    only ever made by renaming a complete one, and deleted by first renaming it to a trash
+    name), and at every instant one of them exists. So ``final.old`` is deleted only while
+    ``final`` exists; after a crash between the two renames only ``final.old`` exists, and
+    the next save (or ``recover_run_dir``) keeps it until the new ``final`` is in place.
+    """
+    final, old = Path(final), Path(f"{final}.old")
     if final.exists():
+        _discard(old)                 # final is complete: old is not needed
         os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
+    os.replace(tmp, final)            # the commit point
+    _discard(old)
+    fsync_directory(final.parent)
+
+
+def _discard(directory):
+    """Delete a checkpoint directory: renamed to ``NAME.trash-<pid>`` first (atomic), so a
+    crash during the deletion never leaves a partial directory under a name that is read."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    trash = directory.with_name(f"{directory.name}.trash-{os.getpid()}")
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.replace(directory, trash)
+    shutil.rmtree(trash)
 
 
 def save_model_dir(directory, model, tokenizer, extra_files=None):
@@ -90,7 +187,7 @@ def save_model_dir(directory, model, tokenizer, extra_files=None):
     directory = Path(directory)
     tmp = Path(f"{directory}.tmp-{os.getpid()}")
     if tmp.exists():
-        shutil.rmtree(tmp)
+        shutil.rmtree(tmp)            # only this process writes NAME.tmp-<its pid>
     model.save_pretrained(tmp, tokenizer=tokenizer)
     for name, writer in (extra_files or {}).items():
         writer(tmp / name)
@@ -110,9 +207,38 @@ def save_training_state(directory, model, tokenizer, optimizer, trainer_state):
 
 
 def load_trainer_state(directory):
-    """trainer_state.json of a checkpoint directory, as a dict (io's JSON reader: errors name
-    the file, line and column)."""
-    return read_json(Path(directory) / "trainer_state.json", what="trainer state")
+    """trainer_state.json of a checkpoint directory, as a dict.
+
+    Raises:
+        CheckpointError: the file is damaged (not JSON, or lacks a key resuming needs); the
+            message names the file (and line and key).
+    """
+    path = Path(directory) / "trainer_state.json"
+    state = read_json(path, what="trainer state (the checkpoint is damaged)")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: trainer state is not a JSON object; the checkpoint "
+                              "is damaged", path=path)
+    for key in STATE_KEYS:
+        if key not in state:
+            raise key_error(path, key, "missing; the checkpoint is damaged")
+    if not isinstance(state["args"], dict):
+        raise key_error(path, "args", "is not an object; the checkpoint is damaged")
+    return state
+
+
+def write_run_args(out, args):
+    """OUT/run.json: the run's settings, so that a run killed before its first checkpoint
+    can be resumed (from the start)."""
+    atomic_write_text(Path(out) / "run.json", json.dumps({"args": args}, indent=1))
+
+
+def load_run_args(out):
+    """{"args": ...} from OUT/run.json (see ``write_run_args``)."""
+    path = Path(out) / "run.json"
+    saved = read_json(path, what="run settings")
+    if not isinstance(saved, dict) or not isinstance(saved.get("args"), dict):
+        raise key_error(path, "args", "missing or not an object")
+    return saved
 
 
 def load_optimizer_arrays(directory):
@@ -120,12 +246,28 @@ def load_optimizer_arrays(directory):
 
 
 def truncate_metrics(path, step):
-    """On resume, drop log lines written after the checkpoint's step (they will be redone)."""
+    """On resume, drop log lines written after the checkpoint's step (they will be redone).
+
+    A line that is not a JSON record -- the torn last line of a run killed while logging --
+    is dropped with a warning naming its line; the log never blocks a resume."""
     path = Path(path)
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = []
+    text = path.read_bytes().decode("utf-8", "replace")
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            record_step = record.get("step", 0) if isinstance(record, dict) else None
+        except ValueError:
+            record_step = None
+        if not isinstance(record_step, (int, float)) or isinstance(record_step, bool):
+            print(f"warning: {path}:{lineno}: dropped a line that is not a complete log record "
+                  f"(the run was killed while writing it?)", file=sys.stderr)
+        elif record_step <= step:
+            keep.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 

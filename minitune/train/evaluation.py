@@ -66,10 +66,9 @@ def trained_max_length(model):
 
 
 def split_words(text):
-    """Split text into words the way BERT's pre-tokenizer does (whitespace, and each
-    punctuation mark on its own), with character offsets: [(word, (start, end)), ...]."""
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-    return BertPreTokenizer().pre_tokenize_str(text)
+    """The words of text by BERT's rule (``data.words``: each CJK character, each punctuation
+    mark, whitespace-separated runs), with character offsets: [(word, (start, end)), ...]."""
+    return [(text[start:end], (start, end)) for start, end in D.split_words(text)]
 
 
 def predict_texts(model, tokenizer, texts, text_pairs=None, max_len=None, batch_size=64):

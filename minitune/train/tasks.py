@@ -2,11 +2,13 @@
 are encoded, scored and predicted.
 
     classify   one label per text (or text pair): BertForSequenceClassification, accuracy
-    ner        one tag per word (CoNLL):           BertForTokenClassification, entity F1
+    ner        one tag per word (CoNLL, CLUENER):  BertForTokenClassification, entity F1
 
 Everything that differs between the tasks lives here, so the Trainer, ``minitune eval`` and
 ``minitune predict`` have no ``if task == ...`` of their own.
 """
+import sys
+
 import numpy as np
 
 from .. import data as D
@@ -27,9 +29,10 @@ class ClassifyTask:
     model_class = BertForSequenceClassification
     main_metric = "accuracy"
 
-    def read(self, path, columns):
-        """A labelled file (TSV/CSV/JSON lines); ``columns`` = (text, text pair, label)."""
-        return D.read_labelled(path, self.name, *columns)
+    def read(self, path, columns, header=None, encoding="utf-8"):
+        """A labelled file (TSV/CSV/JSON lines); ``columns`` = (text, text pair, label);
+        ``header``: does a TSV/CSV file have a header line (None: detect it)."""
+        return D.read_labelled(path, self.name, *columns, header=header, encoding=encoding)
 
     def labels(self, raw):
         return raw.labels
@@ -68,9 +71,13 @@ class NerTask:
     model_class = BertForTokenClassification
     main_metric = "f1"
 
-    def read(self, path, columns):
-        """A CoNLL file (columns do not apply)."""
-        return D.read_labelled(path, self.name)
+    def read(self, path, columns, header=None, encoding="utf-8"):
+        """A CoNLL file, or CLUENER span JSON lines (.json/.jsonl); columns do not apply.
+        Overlapping spans left out of a CLUENER file are printed (not silently dropped)."""
+        raw = D.read_labelled(path, self.name, encoding=encoding)
+        for message in getattr(raw, "dropped", ()):
+            print(message, file=sys.stderr)
+        return raw
 
     def labels(self, raw):
         return [tag for _, tags in raw for tag in tags]
@@ -83,17 +90,17 @@ class NerTask:
         return {"tags": D.word_tags(logits.argmax(-1), example, id2label)}
 
     def metrics(self, raw, predictions, id2label):
-        """Entity-level precision/recall/F1 (seqeval's default) and token accuracy."""
-        true = [list(tags) for _, tags in raw]
-        pred = [p["tags"] for p in predictions]
+        """Entity-level precision/recall/F1 (seqeval's default) and token accuracy, over
+        words (CoNLL) or characters (CLUENER: ``SpanData.scored_tags``)."""
+        true, pred = raw.scored_tags([p["tags"] for p in predictions])
         p, r, f = M.span_precision_recall_f1(true, pred)
         return {"precision": p, "recall": r, "f1": f,
                 "token_accuracy": M.accuracy([t for s in true for t in s],
                                              [t for s in pred for t in s])}
 
     def report(self, raw, predictions):
-        return M.ner_classification_report([list(t) for _, t in raw],
-                                           [p["tags"] for p in predictions], digits=4)
+        return M.ner_classification_report(*raw.scored_tags([p["tags"] for p in predictions]),
+                                           digits=4)
 
 
 TASKS = {task.name: task for task in (ClassifyTask(), NerTask())}

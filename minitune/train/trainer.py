@@ -30,7 +30,7 @@ from ..optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
 from ..tokenizer import Tokenizer
 from ..viz.curves import plot_run_if_possible
 from . import checkpoints as C
-from .args import TrainArgs, flag
+from .args import TrainArgs, flag, header_line
 from .callbacks import CtrlC, EarlyStopping, ProgressBar
 from .evaluation import evaluate, predict_texts
 from .graphs import graphs_for
@@ -65,15 +65,21 @@ class Trainer:
                  dev_data=None, test_data=None, callbacks=()):
         self._t0 = time.perf_counter()
         args = TrainArgs() if args is None else args
-        self.resume_dir, saved = None, None
+        self.resume_dir, saved, self._restart = None, None, False
         if args.resume:
             self.resume_dir = C.resume_dir_or_explain(args.out)
-            saved = C.load_trainer_state(self.resume_dir)
-            args = _resumed_args(args, saved, self.resume_dir)
+            if self.resume_dir is None:   # killed before its first checkpoint: start again
+                self._restart = True
+                args = _resumed_args(args, C.load_run_args(args.out), Path(args.out) / "run.json")
+            else:
+                saved = C.load_trainer_state(self.resume_dir)
+                args = _resumed_args(args, saved, self.resume_dir / "trainer_state.json")
         args.validate(have_train_data=train_data is not None)
         self.args, self.task, self.out = args, TASKS[args.task], Path(args.out)
         self.device = resolve_device(args.device)      # "cpu" or "gpu"; fails fast, in one line
         self.dist = _data_parallel(args, self.device)  # under mpirun -n N; else None
+        if self.is_writer and (train_data is not None or args.train is not None):
+            C.check_writable(self.out)        # before any data is read or model loaded
         self.raw = self._read_splits(train=train_data, dev=dev_data, test=test_data)
         self.tokenizer = tokenizer or Tokenizer.from_pretrained(self.resume_dir or args.model)
         self.id2label = self._label_map(saved, model)
@@ -112,7 +118,9 @@ class Trainer:
             if source is None:
                 continue
             is_path = isinstance(source, (str, Path))
-            raw[split] = self.task.read(source, self.args.columns) if is_path else source
+            raw[split] = (self.task.read(source, self.args.columns,
+                                         header_line(self.args.header), self.args.encoding)
+                          if is_path else source)
         return raw
 
     def _label_map(self, saved, model):
@@ -360,9 +368,14 @@ class Trainer:
               file=sys.stderr)
 
     def _prepare_out(self):
+        """A new run: an empty OUT, then run.json. A resumed one: the newest complete
+        checkpoint moved to last/, leftovers of crashes removed, the log cut back to its
+        step (the writer rank only)."""
         if self.resume_dir is None:
-            C.prepare_out_dir(self.out, self.args.overwrite)
+            C.prepare_out_dir(self.out, self.args.overwrite or self._restart)
+            C.write_run_args(self.out, _args_to_save(self.args))
         else:
+            self.resume_dir = C.recover_run_dir(self.out)
             C.truncate_metrics(self.out / "metrics.jsonl", self.state["step"])
 
     def _finish(self):
@@ -464,7 +477,7 @@ def _args_to_save(args):
     return saved
 
 
-def _resumed_args(given, saved, resume_dir):
+def _resumed_args(given, saved, saved_file):
     """The saved run's settings, keeping the given out/progress and where to compute (a run
     started on a GPU may go on on the CPU, and back). Flags that would change the run are
     ignored with a warning; data files that have gone missing are an error."""
@@ -481,5 +494,5 @@ def _resumed_args(given, saved, resume_dir):
         path = getattr(args, split)
         if path and not Path(path).is_file():
             raise C.RunDirError(f"--resume: the run's {flag(split)} file {path} (saved in "
-                                f"{resume_dir / 'trainer_state.json'}) does not exist")
+                                f"{saved_file}) does not exist")
     return args

@@ -56,6 +56,43 @@ def test_a_missing_barrier_in_the_attention_kernel_is_caught(emulated, monkeypat
     assert np.abs(f64(bad)[0] - f64(good)[0]).max() > 1e-2
 
 
+TWO_BLOCK_SUMS = r'''
+extern "C" __global__ void two_sums(const float* x, float* y) {
+    __shared__ float scratch[32];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float out[2];
+    for (int round = 0; round < 2; ++round) {
+        float v = x[threadIdx.x] * (round + 1);
+        for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, s);
+        if (lane == 0) scratch[warp] = v;
+        __syncthreads();
+        out[round] = 0.0f;
+        for (int w = 0; w < blockDim.x / 32; ++w) out[round] += scratch[w];
+        __syncthreads();                       // everyone has read scratch: it may be reused
+    }
+    y[threadIdx.x] = out[0] + 1000.0f * out[1];
+}
+'''
+
+
+def test_a_race_between_warps_is_caught(emulated):
+    """Without the second barrier, a fast warp overwrites the scratch of round 1 with round 2's
+    sums while a slow warp still reads it. The emulator runs each warp ahead to its next
+    __syncthreads, so the fast-warp case happens every time (in one order or the other)."""
+    x = np.arange(128, dtype=np.float32)
+    expected = np.full(128, x.sum() + 1000 * 2 * x.sum(), np.float32)
+    for text, ok in ((TWO_BLOCK_SUMS, True),
+                     (TWO_BLOCK_SUMS.replace("__syncthreads();                       //", "//"),
+                      False)):
+        results = []
+        for order in (False, True):
+            y = np.zeros(128, np.float32)
+            emulator.load("two_sums.cu", text=text).launch("two_sums", 1, 128, (x, y),
+                                                            reverse=order)
+            results.append(np.array_equal(y, expected))
+        assert all(results) if ok else not all(results)
+
+
 def test_barriers_in_divergent_code_are_reported_not_hung(emulated):
     text = r'''
 extern "C" __global__ void split(float* y) {

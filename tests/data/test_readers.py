@@ -3,7 +3,7 @@ and errors that name file, line and the flag to use.
 """
 import json
 import pytest
-from minitune import data
+from minitune import DataError, data
 from paths import SHARED_DATA, TESTS
 
 SST2 = SHARED_DATA / "sst2"
@@ -119,6 +119,62 @@ def test_read_labelled_picks_the_reader_by_task(tmp_path):
     assert data.read_labelled(conll, "ner") == [(["Paris"], ["B-LOC"])]
 
 
+# ----------------------------------------------------------------- header-less TSV/CSV
+
+CHNSENTICORP = SHARED_DATA / "chnsenticorp"
+
+
+def test_headerless_tsv_is_detected_text_then_label(tmp_path):
+    """ChnSentiCorp's layout: text<TAB>label, no header, string labels."""
+    path = write(tmp_path, "a.tsv", "房间太小。其他的都一般。\tnegative\n"
+                                    "15.4寸笔记本的键盘确实爽\tpositive\n\n"
+                                    "服务一般\tnegative\n")
+    got = data.read_classification(path)
+    assert got.texts[0] == "房间太小。其他的都一般。"
+    assert got.labels == ["negative", "positive", "negative"]
+    assert got.lines == [1, 2, 4]
+
+
+def test_headerless_label_first_and_csv(tmp_path):
+    tsv = write(tmp_path, "a.tsv", "1\ta gorgeous film\n0\tdull\n1\tgreat fun\n")
+    assert data.read_classification(tsv).labels == ["1", "0", "1"]
+    csv = write(tmp_path, "a.csv", '"好, 很好",pos\n差,neg\n不错,pos\n很差,neg\n')
+    got = data.read_classification(csv)
+    assert got.texts == ["好, 很好", "差", "不错", "很差"]
+    assert got.labels == ["pos", "neg", "pos", "neg"]
+
+
+def test_header_choice_overrides_detection(tmp_path):
+    # The first line's label ('rare') occurs nowhere else: it looks like a header.
+    path = write(tmp_path, "a.tsv", "一句\trare\n二句\tpos\n三句\tpos\n")
+    with pytest.raises(ValueError, match=r"a\.tsv:1 \(header\): no label column 'label' .*"
+                                         r"if line 1 is data, not a header, pass --header no"):
+        data.read_classification(path)
+    got = data.read_classification(path, header=False)
+    assert got.labels == ["rare", "pos", "pos"] and got.lines == [1, 2, 3]
+    got = data.read_classification(path, header=False, text_column="1", label_column="0")
+    assert got.labels == ["一句", "二句", "三句"]
+    assert data.read_labelled(path, "classify", header=False).labels[0] == "rare"
+
+
+def test_headerless_file_with_three_columns_needs_names(tmp_path):
+    path = write(tmp_path, "a.tsv", "7\tgood\tpos\n8\tbad\tneg\n")
+    with pytest.raises(ValueError, match=r"no header: columns 0, 1, 2\): no label column"):
+        data.read_classification(path, header=False)
+    got = data.read_classification(path, header=False, text_column="1", label_column="2")
+    assert got.texts == ["good", "bad"]
+
+
+@pytest.mark.skipif(not CHNSENTICORP.is_dir(), reason=f"ChnSentiCorp not found at {CHNSENTICORP}")
+def test_shared_chnsenticorp_reads_with_defaults():
+    train = data.read_classification(CHNSENTICORP / "train.tsv")
+    dev = data.read_classification(CHNSENTICORP / "dev.tsv")
+    assert (len(train), len(dev)) == (9600, 1200)
+    assert set(train.labels) == set(dev.labels) == {"positive", "negative"}
+    assert train.texts[0].startswith("选择珠江花园的原因就是方便") and train.lines[0] == 1
+    assert data.build_label_map(train.labels) == ["negative", "positive"]
+
+
 @pytest.mark.skipif(not SST2.is_dir(), reason=f"SST-2 not found at {SST2}")
 def test_shared_sst2_reads_with_defaults():
     train = data.read_classification(SST2 / "train.tsv")
@@ -158,6 +214,33 @@ def test_conll_reads_last_column_and_converts_iob1(tmp_path):
     ]
     assert sents.lines == [3, 8, 11]
     assert sents.n_converted == 4
+
+
+def test_conll_reads_one_character_per_line(tmp_path):
+    """MSRA / People's Daily layout: one character and its tag per line (tab or space)."""
+    sents = data.read_conll(write(tmp_path, "msra.txt", "中\tB-ORG\n共\tI-ORG\n中\tI-ORG\n"
+                                  "央\tI-ORG\n致\tO\n电\tO\n。\tO\n\n"
+                                  "张 B-PER\n三 I-PER\n在 O\n北 B-LOC\n京 I-LOC\n"))
+    assert list(sents) == [(list("中共中央致电。"), ["B-ORG"] + ["I-ORG"] * 3 + ["O"] * 3),
+                           (list("张三在北京"), ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])]
+    assert sents.lines == [1, 9]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cluener").is_dir(), reason="shared CLUENER not found")
+def test_conll_one_character_per_line_agrees_with_the_cluener_reader(tmp_path):
+    """The shared CLUENER dev file written one character per line (whitespace characters
+    left out, as such files do) reads back as the character tags of the span reader."""
+    spans = data.read_cluener(SHARED_DATA / "cluener" / "dev.json")
+    gold = [spans.char_tags(i) for i in range(len(spans))]
+    lines = []
+    for text, tags in zip(spans.texts, gold):
+        lines += [f"{c}\t{t}\n" for c, t in zip(text, tags) if not c.isspace()] + ["\n"]
+    sents = data.read_conll(write(tmp_path, "dev.char.txt", "".join(lines)))
+    assert len(sents) == len(spans) == 1000
+    for (chars, tags), text, want in zip(sents, spans.texts, gold):
+        kept = [i for i, c in enumerate(text) if not c.isspace()]
+        assert chars == [text[i] for i in kept]
+        assert tags == [want[i] for i in kept]
 
 
 def test_conll_can_keep_raw_tags(tmp_path):
@@ -232,3 +315,67 @@ def test_read_texts_of_each_format(tmp_path):
 def test_read_texts_errors(tmp_path, name, text, kwargs, message):
     with pytest.raises(ValueError, match=message):
         data.read_texts(write(tmp_path, name, text), **kwargs)
+
+
+# --- hostile and awkward files: every problem is a DataError naming file and line ---------
+
+def write_bytes(tmp_path, name, raw):
+    path = tmp_path / name
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_line_numbers_with_any_line_ending(tmp_path, newline):
+    rows = ["label\ttext", "1\tgood", "0\tbad", "1"]
+    path = write_bytes(tmp_path, "a.tsv", newline.join(rows).encode() + newline.encode())
+    with pytest.raises(DataError, match=r"a\.tsv:4: expected 2 columns"):
+        data.read_classification(path)
+    rows = ["label,text", '1,"multi', 'line"', "0,bad", "1"]
+    path = write_bytes(tmp_path, "a.csv", newline.join(rows).encode() + newline.encode())
+    with pytest.raises(DataError, match=r"a\.csv:5: expected 2 columns"):
+        data.read_classification(path)
+    sentences = ["john B-PER", "smith", ""]
+    path = write_bytes(tmp_path, "a.txt", newline.join(sentences).encode())
+    with pytest.raises(DataError, match=r"a\.txt:2: expected 'token TAG'"):
+        data.read_conll(path)
+
+
+def test_non_utf8_names_file_and_line_and_encoding_reads_it(tmp_path):
+    path = write_bytes(tmp_path, "a.tsv", b"label\ttext\n1\tgood\n0\tcaf\xe9 noir\n")
+    with pytest.raises(DataError, match=r"a\.tsv:3: not utf-8 text .* --encoding"):
+        data.read_classification(path)
+    assert data.read_classification(path, encoding="latin-1").texts == ["good", "café noir"]
+    conll = write_bytes(tmp_path, "a.txt", b"caf\xe9 O\n\n")
+    with pytest.raises(DataError, match=r"a\.txt:1: not utf-8"):
+        data.read_conll(conll)
+    assert data.read_conll(conll, encoding="cp1252")[0] == (["café"], ["O"])
+    with pytest.raises(DataError, match="unknown text encoding 'klingon'"):
+        data.read_classification(path, encoding="klingon")
+
+
+def test_csv_fields_of_any_length_and_unterminated_quotes(tmp_path):
+    long_text = "word " * 100_000                                   # 500 KB in one field
+    path = write_bytes(tmp_path, "a.csv", f'label,text\n1,"{long_text}"\n'.encode())
+    assert data.read_classification(path).texts == [long_text]
+    path = write_bytes(tmp_path, "b.csv", b'label,text\n1,good\n0,"bad\n1,fine\n0,dull\n')
+    with pytest.raises(DataError, match=r'b\.csv:3: a quoted field begins on this line '
+                                             r'and is never closed'):
+        data.read_classification(path)
+    path = write_bytes(tmp_path, "c.csv", b'label,text\n1,"say ""hi""\nthere"\n0,"open\n')
+    with pytest.raises(DataError, match=r"c\.csv:4: a quoted field begins"):
+        data.read_classification(path)
+
+
+def test_duplicate_columns_and_keys_are_refused(tmp_path):
+    path = write_bytes(tmp_path, "a.tsv", b"text\tlabel\ttext\nx\t1\ty\n")
+    with pytest.raises(DataError, match=r"a\.tsv:1: column name\(s\) 'text' appear more"):
+        data.read_classification(path)
+    path = write_bytes(tmp_path, "a.jsonl", b'{"text": "a", "label": 1, "text": "b"}\n')
+    with pytest.raises(DataError, match=r"a\.jsonl:1: key 'text' appears more than once"):
+        data.read_classification(path)
+
+
+def test_conll_splits_on_ascii_whitespace_only(tmp_path):
+    path = write_bytes(tmp_path, "a.txt", "10\u00a0000 O\nParis\u3000Texas B-LOC\n\n".encode())
+    assert data.read_conll(path)[0] == (["10\u00a0000", "Paris\u3000Texas"], ["O", "B-LOC"])

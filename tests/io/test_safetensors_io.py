@@ -67,7 +67,7 @@ def test_safetensors_half_and_bf16_become_float32(tmp_path):
     (b"", "8-byte header length"),
     (b"\x05\x00\x00", "8-byte header length"),
     (struct.pack("<Q", 10**6) + b"{}", "header length field says 1000000"),
-    (struct.pack("<Q", 5) + b"{nope", "not valid UTF-8 JSON"),
+    (struct.pack("<Q", 5) + b"{nope", "header is not valid JSON"),
     (struct.pack("<Q", 2) + b"[]", "not an object"),
     (raw_safetensors({"w": {"dtype": "F32", "shape": [2]}}), "lacks dtype/shape/data_offsets"),
     (raw_safetensors({"w": {"dtype": "F99", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),

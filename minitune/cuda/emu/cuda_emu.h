@@ -5,10 +5,11 @@
 // its own stack) and one OS thread runs them:
 //
 //   launch(grid, block): for each block, one after another (so __shared__ can be `static`):
-//       every thread runs until it reaches a barrier (or returns); then
-//       a warp whose lanes all wait in a shuffle/__syncwarp is released, else
-//       a block whose live threads all wait in __syncthreads -- on the same source line -- is;
-//       anything else is a deadlock on a GPU too, and is reported, not hung.
+//       every thread runs until it reaches a barrier (or returns); a warp whose 32 lanes all
+//       wait in a shuffle/__syncwarp is released and run on at once (so each warp runs ahead
+//       to its next __syncthreads before the next warp starts); a block whose live threads
+//       all wait in __syncthreads -- on the same source line -- is released; anything else
+//       is a deadlock on a GPU too, and is reported, not hung.
 //
 // Threads run in index order, or in reverse (emu_set_order): between two barriers one thread
 // runs to completion before the next starts, so a missing __syncthreads makes a thread read
@@ -103,6 +104,14 @@ inline int where(char* buf, size_t n, const Thread& t) {
                     block_idx.z, t.idx.x, t.idx.y, t.idx.z);
 }
 
+inline bool warp_ready(unsigned w) {                   // all 32 lanes wait in a shuffle
+    size_t lo = size_t(w) * 32;
+    if (lo + 32 > nthreads) return false;              // a partial warp: release() reports it
+    for (size_t i = lo; i < lo + 32; ++i)
+        if (threads[i].state != AT_WARP_SYNC) return false;
+    return true;
+}
+
 // Release whoever may go on; false when nobody can (all done, or a deadlock: error is set).
 inline bool release() {
     bool any = false;
@@ -162,15 +171,27 @@ inline void run_block() {
         makecontext(&t.ctx, entry, 0);
     }
     memset(dynamic_smem, 0xff, dynamic_smem_bytes);    // NaN: reading unwritten smem shows
+    long long N = (long long)n;
     while (true) {
-        for (size_t k = 0; k < n; ++k) {
-            Thread& t = threads[reverse_order ? n - 1 - k : k];
+        bool progressed = false;
+        for (long long k = 0; k < N; ++k) {
+            Thread& t = threads[reverse_order ? N - 1 - k : k];
             if (t.state != RUNNABLE) continue;
             current = &t;
             swapcontext(&scheduler, &t.ctx);
+            progressed = true;
             if (error[0]) return;
+            // The last lane of a warp reached its shuffle: release the warp and run it on at
+            // once, from its first lane. Each warp thus runs ahead to a __syncthreads before
+            // the next one starts -- as if warps ran at very different speeds -- so a race
+            // between warps (a missing barrier around shared memory) corrupts the result.
+            if (t.state == AT_WARP_SYNC && warp_ready(t.warp)) {
+                long long lo = t.warp * 32LL, hi = lo + 31 < N ? lo + 31 : N - 1;
+                for (long long i = lo; i <= hi; ++i) threads[i].state = RUNNABLE;
+                k = (reverse_order ? N - 1 - hi : lo) - 1;
+            }
         }
-        if (!release()) break;
+        if (!progressed && !release()) break;
     }
     if (!error[0])
         for (size_t i = 0; i < n; ++i)
