@@ -232,3 +232,37 @@ def test_adam_refuses_to_be_captured_without_its_state_or_its_kernel(emulated, m
 def test_device_scalars_outside_a_capture_is_an_error():
     with pytest.raises(RuntimeError, match="being captured"):
         graph.device_scalars(1, lambda: [0.0])
+
+
+class FixedSeed:
+    """A stand-in Generator whose one draw is ``seed``."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def integers(self, *args, **kwargs):
+        return np.uint64(self.seed)
+
+
+@pytest.mark.emulator
+def test_kernels_read_a_captured_steps_seed_from_its_slot(emulated, monkeypatch):
+    """Dropout and attention given a seed slot (as under capture: a placeholder seed of 0 in
+    the arguments) draw the masks of that seed, forward and backward."""
+    from kernel_helpers import attention_inputs
+    seed = 0x0123_4567_89AB_CDEF
+    rng = np.random.default_rng(3)
+    x, gy = (rng.normal(size=(5, 37)).astype(np.float32) for _ in range(2))
+    q, k, v, bias, gout = attention_inputs(4, 2, 2, 13, 8)
+    results = {}
+    for mode in ("slot", "plain"):
+        if mode == "slot":
+            monkeypatch.setattr(graph, "device_seed", lambda rng: (
+                np.uint64(0), np.array([seed], dtype=np.uint64)))
+        y, saved = cuda.dropout.forward(x, 0.3, FixedSeed(seed))
+        o, asaved = cuda.attention.forward(q, k, v, bias, 0.35, 0.2, FixedSeed(seed))
+        results[mode] = (y, cuda.dropout.backward(gy, saved), o,
+                         *cuda.attention.backward(gout, asaved))
+        monkeypatch.undo()
+    assert results["slot"][0].any() and not results["slot"][0].all()
+    for a, b in zip(results["slot"], results["plain"]):
+        assert np.array_equal(a, b)
