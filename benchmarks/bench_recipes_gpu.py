@@ -15,7 +15,7 @@ Sides:
                     (only when torch and transformers import)
 Reported per run: wall time of the training loop (steps only, and steps + dev evaluation),
 median step time, the dev score. The CPU figures to compare the scores with are in
-docs/results.md (SST2-A dev accuracy 0.8681 and CONLL-A entity F1 0.8892, seed 0).
+docs/results.md (seed 0: SST2-A dev accuracy 0.8624, CONLL-A entity F1 0.8867).
 
 Usage (repo root, GPU machine):
     PYTHONPATH=. python benchmarks/bench_recipes_gpu.py --model DIR --data DIR
