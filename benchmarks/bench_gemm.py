@@ -3,7 +3,8 @@
     M = B * T = 4096 rows; K (in) and N (out) in {384, 768, 1536, 3072}:
     MiniLM (384, 1536) and BERT-base (768, 3072) projections and feed-forward halves.
 
-Sides, each timed with CUDA events over `reps` calls, rounds interleaved (order alternating),
+Sides, each timed with CUDA events over `reps` calls, rounds interleaved (order alternating;
+bench_kernels.time_interleaved),
 reported as median and minimum per-call time, achieved TFLOP/s (2 M N K per call) and the
 median of the per-round ratios minitune / cuBLAS ("pct_of_cublas" = 100 / that ratio):
 
@@ -88,28 +89,6 @@ def sides_for(cupy, torch, precision, layout, m, n, k, variant=4):
     return sides
 
 
-def time_interleaved(sync, event, elapsed, sides, rounds, reps, deadline):
-    """Per-call milliseconds of each side, rounds interleaved, CUDA events around `reps`."""
-    for fn in sides.values():
-        fn()
-    sync()
-    times = {name: [] for name in sides}
-    for r in range(rounds):
-        if r >= 2 and time.perf_counter() > deadline:
-            break
-        order = list(sides.items()) if r % 2 == 0 else list(sides.items())[::-1]
-        for name, fn in order:
-            sync()
-            start, end = event(), event()
-            start.record()
-            for _ in range(reps):
-                fn()
-            end.record()
-            end.synchronize()
-            times[name].append(elapsed(start, end) / reps)
-    return times
-
-
 def summarize(times, m, n, k, precision):
     tflop = 2.0 * m * n * k / 1e12
     out = {}
@@ -156,6 +135,7 @@ def main():
     import cupy
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import bench_gpu
+    from bench_kernels import time_interleaved
     t0 = time.perf_counter()
     deadline = t0 + args.budget_s
     report = {"device": bench_gpu._device_name(cupy), "peak_TFLOP_per_s": PEAK_TFLOPS,
@@ -163,7 +143,6 @@ def main():
                                                                os.environ["CUPY_TF32"]},
               "products": {}}
     torch = bench_gpu._import_torch(report)
-    timing = (cupy.cuda.Device().synchronize, cupy.cuda.Event, cupy.cuda.get_elapsed_time)
 
     def save():
         report["elapsed_s"] = round(time.perf_counter() - t0, 1)
@@ -184,7 +163,7 @@ def main():
             sides = sides_for(cupy, torch, precision, layout, m, n, k, variant)
             if variant != 4:
                 sides.pop("cublas", None)
-            result = summarize(time_interleaved(*timing, sides, args.rounds, args.reps,
+            result = summarize(time_interleaved(cupy, sides, args.rounds, args.reps,
                                                 deadline), m, n, k, precision)
         except Exception as e:                       # one failing case must not hide the rest
             result, failed = {"error": f"{type(e).__name__}: {e}"}, True

@@ -144,6 +144,30 @@ __device__ __forceinline__ void load_tile(float* S, const float* X, int ld, int 
     }
 }
 
+// One staged K step of variants 3 and 4: acc[i][j] += a[i] * b[j] for k = 0 .. BK-1, where a
+// is As[k][ra0 .. ra0+3] and As[k][ra1 .. ra1+3], b is Bs[k][rb0 .. rb0+3] and Bs[k][rb1 ..
+// rb1+3] -- four float4 loads from shared memory for 64 multiply-adds. The two variants
+// differ only in which rows and columns (ra*, rb*) a thread owns.
+template <int BK, int LDA, int LDB>
+__device__ __forceinline__ void outer_products(float (&acc)[8][8], const float* As,
+                                               const float* Bs, int ra0, int ra1, int rb0,
+                                               int rb1) {
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+        float a[8], b[8];
+        *reinterpret_cast<float4*>(a) = *reinterpret_cast<const float4*>(As + kk * LDA + ra0);
+        *reinterpret_cast<float4*>(a + 4) =
+            *reinterpret_cast<const float4*>(As + kk * LDA + ra1);
+        *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(Bs + kk * LDB + rb0);
+        *reinterpret_cast<float4*>(b + 4) =
+            *reinterpret_cast<const float4*>(Bs + kk * LDB + rb1);
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+            for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * b[j];
+    }
+}
+
 // ------------------------------------------------------ variant 2: 2-D register blocking
 
 #define BM2 64
@@ -205,20 +229,9 @@ __device__ void gemm3(GEMM_ARGS) {
         load_tile<TA, true, BM3, BK3, BM3 + PAD, 256>(&As[0][0], A, lda, m0, k0, M, Kz);
         load_tile<!TB, true, BN3, BK3, BN3 + PAD, 256>(&Bs[0][0], B, ldb, n0, k0, N, Kz);
         __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < BK3; ++kk) {
-            float a[8], b[8];
-            *reinterpret_cast<float4*>(a) = *reinterpret_cast<const float4*>(&As[kk][ty * 8]);
-            *reinterpret_cast<float4*>(a + 4) =
-                *reinterpret_cast<const float4*>(&As[kk][ty * 8 + 4]);
-            *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(&Bs[kk][tx * 8]);
-            *reinterpret_cast<float4*>(b + 4) =
-                *reinterpret_cast<const float4*>(&Bs[kk][tx * 8 + 4]);
-#pragma unroll
-            for (int i = 0; i < 8; ++i)
-#pragma unroll
-                for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * b[j];
-        }
+        // rows ty*8 .. ty*8+7 and columns tx*8 .. tx*8+7, each as two float4s
+        outer_products<BK3, BM3 + PAD, BN3 + PAD>(acc, &As[0][0], &Bs[0][0], ty * 8,
+                                                  ty * 8 + 4, tx * 8, tx * 8 + 4);
         __syncthreads();
     }
 #pragma unroll
@@ -253,22 +266,10 @@ __device__ void gemm4(GEMM_ARGS) {
         load_tile<TA, VEC, BM, BK, BM + PAD, THREADS>(&As[0][0], A, lda, m0, k0, M, Kz);
         load_tile<!TB, VEC, BN, BK, BN + PAD, THREADS>(&Bs[0][0], B, ldb, n0, k0, N, Kz);
         __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < BK; ++kk) {
-            float a[8], b[8];
-            *reinterpret_cast<float4*>(a) =
-                *reinterpret_cast<const float4*>(&As[kk][wm + ly * 4]);
-            *reinterpret_cast<float4*>(a + 4) =
-                *reinterpret_cast<const float4*>(&As[kk][wm + 32 + ly * 4]);
-            *reinterpret_cast<float4*>(b) =
-                *reinterpret_cast<const float4*>(&Bs[kk][wn + lx * 4]);
-            *reinterpret_cast<float4*>(b + 4) =
-                *reinterpret_cast<const float4*>(&Bs[kk][wn + 16 + lx * 4]);
-#pragma unroll
-            for (int i = 0; i < 8; ++i)
-#pragma unroll
-                for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * b[j];
-        }
+        // the warp tile's 2 x 2 groups: rows 32 apart, columns 16 apart
+        outer_products<BK, BM + PAD, BN + PAD>(acc, &As[0][0], &Bs[0][0], wm + ly * 4,
+                                               wm + 32 + ly * 4, wn + lx * 4,
+                                               wn + 16 + lx * 4);
         __syncthreads();
     }
 #pragma unroll

@@ -113,10 +113,7 @@ class Linear(Function):
     """
 
     def forward(self, x, w, b=None):
-        if x.shape[-1] != w.shape[1] or (b is not None and b.shape != (w.shape[0],)):
-            bshape = None if b is None else b.shape
-            raise ValueError(f"linear: input {x.shape}, weight {w.shape}, bias {bshape}: need "
-                             f"input (..., IN), weight (OUT, IN), bias (OUT,)")
+        check_linear_shapes(x, w, b)
         self.impl = dispatch.implementation("linear", LINEAR_REFERENCE, x, w, b)
         y, self.saved = self.impl.forward(x, w, b, amp.current())
         return y
@@ -126,6 +123,14 @@ class Linear(Function):
         needs = [t.requires_grad for t in self.inputs] + [False]
         gx, gw, gb = self.impl.backward(gy, self.saved, needs)
         return (gx, gw) if len(self.inputs) == 2 else (gx, gw, gb)
+
+
+def check_linear_shapes(x, w, b):
+    """ValueError naming the shapes unless x (..., IN), w (OUT, IN), b (OUT,) or None."""
+    if x.shape[-1] != w.shape[1] or (b is not None and b.shape != (w.shape[0],)):
+        bshape = None if b is None else b.shape
+        raise ValueError(f"linear: input {x.shape}, weight {w.shape}, bias {bshape}: need "
+                         f"input (..., IN), weight (OUT, IN), bias (OUT,)")
 
 
 def matmul(a, b):

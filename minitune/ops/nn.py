@@ -16,7 +16,7 @@ from .. import amp, dispatch
 from ..autograd import Function, sum_to
 from ..backend import device_of, get_array_module, to_device
 from ..cuda.graph import capturing
-from .matmul import LINEAR_REFERENCE, _batched
+from .matmul import LINEAR_REFERENCE, _batched, check_linear_shapes
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -165,9 +165,7 @@ class LinearGELU(Function):
     result (``F.linear(x, W, b, activation="gelu")``)."""
 
     def forward(self, x, w, b):
-        if x.shape[-1] != w.shape[1] or b.shape != (w.shape[0],):
-            raise ValueError(f"linear: input {x.shape}, weight {w.shape}, bias {b.shape}: need "
-                             f"input (..., IN), weight (OUT, IN), bias (OUT,)")
+        check_linear_shapes(x, w, b)
         self.impl = dispatch.implementation("linear_gelu", LINEAR_GELU_REFERENCE, x, w, b)
         y, self.saved = self.impl.forward(x, w, b, amp.current())
         return y

@@ -3,7 +3,6 @@ without a GPU: the device logic is tested with the GPU's presence forced either 
 tests mean the same everywhere), training runs on the CPU with "auto", a run resumes on the
 CPU whatever device it started on, and bf16 training runs (emulated) on the CPU."""
 import json
-import signal
 import types
 
 import numpy as np
@@ -13,7 +12,8 @@ import minitune
 from minitune import backend, cli
 from minitune.io import read_safetensors
 from minitune.testing import assert_close
-from minitune.train import Callback, TrainArgs, Trainer, train
+from minitune.train import TrainArgs, Trainer, train
+from pipeline_helpers import InterruptAt, train_args
 
 NO_GPU = "cupy sees no CUDA device (cudaErrorNoDevice: no CUDA-capable device is detected)"
 
@@ -21,14 +21,6 @@ NO_GPU = "cupy sees no CUDA device (cudaErrorNoDevice: no CUDA-capable device is
 @pytest.fixture
 def no_gpu(monkeypatch):
     monkeypatch.setattr(backend, "cuda_unavailable_reason", lambda: NO_GPU)
-
-
-def run_args(model_dir, files, out, **kw):
-    base = dict(task="classify", model=str(model_dir), train=str(files / "train.tsv"),
-                dev=str(files / "dev.tsv"), out=str(out), epochs=2, batch_size=8, lr=1e-3,
-                max_len=16, progress=False, save_steps=3)
-    base.update(kw)
-    return TrainArgs(**base)
 
 
 def test_device_names_resolve_without_a_gpu(no_gpu):
@@ -86,7 +78,7 @@ def test_cuda_without_a_gpu_is_a_one_line_error_in_every_command(
 
 def test_eval_and_predict_with_auto_run_on_the_cpu(no_gpu, tiny_model_dir, sentiment_files,
                                                    tmp_path, capsys):
-    train(run_args(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1))
+    train(train_args(tiny_model_dir, sentiment_files, tmp_path / "run", epochs=1))
     capsys.readouterr()
     run, data = str(tmp_path / "run"), str(sentiment_files / "dev.tsv")
     assert cli.main(["eval", "--model", run, "--data", data, "--device", "auto",
@@ -98,30 +90,21 @@ def test_eval_and_predict_with_auto_run_on_the_cpu(no_gpu, tiny_model_dir, senti
 
 
 def test_auto_trains_on_the_cpu_bit_for_bit(no_gpu, tiny_model_dir, sentiment_files, tmp_path):
-    train(run_args(tiny_model_dir, sentiment_files, tmp_path / "cpu", epochs=1))
-    train(run_args(tiny_model_dir, sentiment_files, tmp_path / "auto", epochs=1, device="auto"))
+    train(train_args(tiny_model_dir, sentiment_files, tmp_path / "cpu", epochs=1))
+    train(train_args(tiny_model_dir, sentiment_files, tmp_path / "auto", epochs=1, device="auto"))
     a = read_safetensors(tmp_path / "cpu" / "last" / "model.safetensors")
     b = read_safetensors(tmp_path / "auto" / "last" / "model.safetensors")
     for k in a:
         assert np.array_equal(a[k], b[k]), k
 
 
-class InterruptAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_gradients(self, trainer):
-        if trainer.state["step"] + 1 == self.step:
-            signal.raise_signal(signal.SIGINT)
-
-
 def test_a_run_started_on_cuda_resumes_on_the_cpu(no_gpu, tiny_model_dir, sentiment_files,
                                                   tmp_path):
     """trainer_state.json records the device a run started on; --resume computes where it is
     told now (--device, default cpu), and ends with the weights of an uninterrupted run."""
-    train(run_args(tiny_model_dir, sentiment_files, tmp_path / "straight", epochs=2))
+    train(train_args(tiny_model_dir, sentiment_files, tmp_path / "straight", epochs=2))
     with pytest.raises(KeyboardInterrupt):
-        Trainer(run_args(tiny_model_dir, sentiment_files, tmp_path / "moved", epochs=2),
+        Trainer(train_args(tiny_model_dir, sentiment_files, tmp_path / "moved", epochs=2),
                 callbacks=[InterruptAt(4)]).fit()
     state_file = tmp_path / "moved" / "last" / "trainer_state.json"
     state = json.loads(state_file.read_text())
@@ -139,9 +122,9 @@ def test_a_run_started_on_cuda_resumes_on_the_cpu(no_gpu, tiny_model_dir, sentim
 
 def test_bf16_training_on_the_cpu_rounds_the_products_and_keeps_float32_weights(
         tiny_model_dir, sentiment_files, tmp_path):
-    result = train(run_args(tiny_model_dir, sentiment_files, tmp_path / "bf16", epochs=1,
+    result = train(train_args(tiny_model_dir, sentiment_files, tmp_path / "bf16", epochs=1,
                             precision="bf16"))
-    train(run_args(tiny_model_dir, sentiment_files, tmp_path / "fp32", epochs=1))
+    train(train_args(tiny_model_dir, sentiment_files, tmp_path / "fp32", epochs=1))
     bf16 = read_safetensors(tmp_path / "bf16" / "last" / "model.safetensors")
     fp32 = read_safetensors(tmp_path / "fp32" / "last" / "model.safetensors")
     assert all(w.dtype == np.float32 for w in bf16.values())
