@@ -55,7 +55,8 @@ class GraphedSteps:
         rows, max_len: the padded batch is ``rows`` x a bucket length <= ``max_len``.
         pad_id: the tokenizer's padding id.
         enabled: False runs every step eagerly, through the same padding (the A/B switch).
-        backend: "cuda", or "emulator" (tests: eager steps on numpy arrays).
+        backend: "cuda", or "emulator": numpy arrays, always eager (the emulator records
+            kernel launches only; a model's numpy ops would not be replayed) -- for tests.
     """
 
     def __init__(self, model, optimizer, rows, max_len, pad_id, enabled=True, backend="cuda"):
@@ -64,7 +65,7 @@ class GraphedSteps:
         self.vocab, self.num_labels = model.config.vocab_size, model.config.num_labels
         params = model.parameters()
         self.graphed = graph.GraphedStep(
-            self._step, backend=backend, enabled=enabled, rngs=[model.rng],
+            self._step, backend=backend, enabled=enabled and backend == "cuda", rngs=[model.rng],
             pinned=lambda: [p.data for p in params],
             context=lambda: (amp.current(), dispatch.fused_enabled()))
 
