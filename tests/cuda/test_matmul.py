@@ -303,9 +303,15 @@ def test_gpu_kernels_match_float64_and_cublas(ta, tb, shape):
         got = mm.gemm(a, b, ta, tb, variant=variant)
         check(got, want, K, f"variant {variant}")
         err = float(np.abs(f64(got)[0] - want).max())
-        assert err <= 4 * err_cublas + 1e-6 * float(np.abs(want).max()), (variant, err,
+        assert err <= 8 * err_cublas + 1e-6 * float(np.abs(want).max()), (variant, err,
                                                                           err_cublas)
     cupy.cuda.get_current_stream().synchronize()
+
+
+# Tensor cores accumulate in float32 but not exactly as IEEE adds do (partial sums are aligned
+# with fewer bits): 10x the SIMT tolerance -- still 40x below one bf16 rounding step (2^-8),
+# so an operand rounded otherwise than documented (truncated, say) fails.
+TENSOR_CORE_RTOL = 1e-4
 
 
 @pytest.mark.gpu
@@ -317,7 +323,7 @@ def test_gpu_tensor_core_kernels_round_as_documented(precision, ta, tb, shape):
     a, b = gpu_operands(2, M, N, K, ta, tb)
     want = product64(amp.round_to(a, precision), amp.round_to(b, precision), ta, tb)
     got = mm.gemm(a, b, ta, tb, precision=precision)
-    check(got, want, K, precision)
+    check(got, want, K, precision, rtol=TENSOR_CORE_RTOL)
 
 
 @pytest.mark.gpu
@@ -329,11 +335,12 @@ def test_gpu_epilogues(precision, epilogue):
     bias = backend.to_device(np.random.default_rng(4).normal(size=N).astype(np.float32), "gpu")
     out = mm.gemm(a, b, tb=True, bias=bias, epilogue=epilogue, precision=precision)
     want = product64(amp.round_to(a, precision), amp.round_to(b, precision), False, True)
+    rtol = 1e-5 if precision == "fp32" else TENSOR_CORE_RTOL
     if epilogue == "bias":
-        check(out, want + f64(bias)[0], K)
+        check(out, want + f64(bias)[0], K, rtol=rtol)
     else:
-        check(out[1], want, K, "P")
-        check(out[0], gelu64(want + f64(bias)[0]), K, "gelu")
+        check(out[1], want, K, "P", rtol)
+        check(out[0], gelu64(want + f64(bias)[0]), K, "gelu", rtol)
 
 
 @pytest.mark.gpu
