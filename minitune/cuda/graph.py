@@ -269,6 +269,7 @@ class GraphedStep:
             _active = None
         for device, host in capture.copies:
             backend.upload(device, host)
+        backend.trim()           # the eager warm-up's activations go back to the driver
         return _Graph(backend, handle, inputs, outputs, capture)
 
 
@@ -311,6 +312,10 @@ class _CupyGraphs:
     def launch(self, graph):
         graph.launch(self.xp.cuda.Stream.null)
 
+    def trim(self):
+        """Free the ordinary pool's unused blocks (eager steps' activations, cached by CuPy)."""
+        self.xp.get_default_memory_pool().free_all_blocks()
+
 
 class _EmulatedGraphs:
     """The same protocol on the CPU: capture records the kernel launches the launchers make
@@ -337,3 +342,6 @@ class _EmulatedGraphs:
     def launch(self, launches):
         for args in launches:
             runtime.emulated_launch(*args)
+
+    def trim(self):
+        pass
