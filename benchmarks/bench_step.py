@@ -20,7 +20,7 @@ plus the graphs' own pool; PyTorch: max_memory_allocated growth).
 
 Usage (repo root, GPU machine; exits 2 without a device):
     PYTHONPATH=. python benchmarks/bench_step.py [--json out.json] [--rounds 8] [--budget-s 90]
-        [--phases minilm_fp32,minilm_bf16,bert_base_fp32,bert_base_bf16,forward]
+        [--phases minilm_fp32,forward,minilm_bf16,bert_base_fp32,bert_base_bf16]
     PYTHONPATH=. python benchmarks/bench_step.py --dry-run   (no GPU: a tiny model through the
         same code on the CPU, once)
 """
@@ -207,7 +207,7 @@ def dry_run():
     return 0
 
 
-PHASES = ("minilm_fp32", "minilm_bf16", "bert_base_fp32", "bert_base_bf16", "forward")
+PHASES = ("minilm_fp32", "forward", "minilm_bf16", "bert_base_fp32", "bert_base_bf16")
 
 
 def main():
