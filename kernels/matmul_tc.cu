@@ -30,8 +30,9 @@
 //      loads single elements (any shapes).
 // Limits: sm_80 or later (the launcher rounds and runs matmul.cu elsewhere); no split-K; no
 // cp.async double buffering, no Hopper wgmma / TMA -- which is where cuBLAS's remaining lead
-// on an H200 comes from (docs/kernels.md). Not run by the CPU emulator (no tensor cores
-// there): compile-checked for sm_80 and sm_90, tested on a GPU against cuBLAS.
+// on an H200 comes from (docs/kernels.md). Tested: compile-checked for sm_80 and sm_90; its
+// indexing (tiles, fragment layouts, rounding, epilogue) on the CPU emulator through a WMMA
+// stand-in (minitune/cuda/emu/mma.h); its arithmetic on a GPU against cuBLAS.
 #include <cuda_bf16.h>
 #include <mma.h>
 

@@ -37,6 +37,9 @@ MUTATIONS = [  # (file, text, replacement)
     ("gemm.cuh", "C[at] = acc + bias[n];", "C[at] = acc;"),
     ("gemm.cuh", "v = make_float4(v.x + b.x, v.y + b.y", "v = make_float4(v.x + b.x, v.y + b.x"),
     ("gemm.cuh", "K - (int)z * k_chunk", "K - (int)z * k_chunk - 1"),
+    ("matmul_tc.cu", "struct Layout<true> { using type = wmma::col_major; };",
+     "struct Layout<true> { using type = wmma::row_major; };"),
+    ("matmul_tc.cu", "n = n0 + wn + j * 16 + col;", "n = n0 + wn + j * 16 + col + 1;"),
 ]
 
 

@@ -16,9 +16,9 @@ at least two blocks per SM; ``tiled_gemm`` is the kernels' algorithm in NumPy (t
 split-K partials added in order, the epilogue) for a reader to follow the CUDA against.
 
 Precision (``amp``): "fp32" runs variant 4 of matmul.cu; "tf32"/"bf16" run matmul_tc.cu where
-the device has tensor cores (compute capability 8.0 or later), else -- and in the CPU emulator,
-which cannot run tensor-core code -- the operands are rounded (``amp.round_to``) and the fp32
-kernel runs: the same numbers up to the order of summation.
+the device has tensor cores (compute capability 8.0 or later), else the operands are rounded
+(``amp.round_to``) and the fp32 kernel runs: the same numbers up to the order of summation.
+The CPU emulator runs matmul_tc.cu through a WMMA stand-in when asked (``tensor_cores=True``).
 """
 import math
 
@@ -86,7 +86,7 @@ def _vectorisable(rt, M, N, K, arrays, numbers):
 
 
 def gemm(a, b, ta=False, tb=False, bias=None, epilogue=None, precision="fp32", variant=4,
-         tile=None, splits=None):
+         tile=None, splits=None, tensor_cores=None):
     """op(a) @ op(b) (+ bias) (-> GELU) on the GEMM kernels.
 
     Args:
@@ -97,6 +97,9 @@ def gemm(a, b, ta=False, tb=False, bias=None, epilogue=None, precision="fp32", v
         precision: "fp32", "tf32" or "bf16" (see the module docstring).
         variant: 1-4 (matmul.cu's header); 1-3 are for study and benchmarks (no epilogue).
         tile, splits: override ``plan`` (variant 4): (BM, BN) in TILES, splits >= 1.
+        tensor_cores: run "tf32"/"bf16" on matmul_tc.cu (True) or as rounded operands on the
+            fp32 kernel (False); default: what the device has. The tests set True in the
+            emulator, whose WMMA stand-in (emu/mma.h) runs matmul_tc.cu's indexing.
 
     Returns:
         C (M, N) or (Z, M, N) float32; with "gelu" the pair (C, P), P = op(a) @ op(b).
@@ -104,7 +107,7 @@ def gemm(a, b, ta=False, tb=False, bias=None, epilogue=None, precision="fp32", v
     rt = runtime.for_array(a)
     xp = rt.xp
     epilogue = epilogue or ("bias" if bias is not None else "none")
-    if precision != "fp32" and not rt.tensor_cores:
+    if precision != "fp32" and not (rt.tensor_cores if tensor_cores is None else tensor_cores):
         a, b = amp.round_to(a, precision), amp.round_to(b, precision)
         precision = "fp32"
     a, lda, sa, ra, ca = _operand(xp, a)

@@ -35,16 +35,6 @@ def kernel_files():
     return sorted(p.name for p in KERNEL_DIR.glob("*.cu"))
 
 
-def uses_tensor_cores(name):
-    """True for the kernel files written for tensor cores (``*_tc.cu``): compile-checked, but
-    beyond the CPU emulator."""
-    return name.endswith("_tc.cu")
-
-
-def emulated_files():
-    """The kernel files the CPU emulator runs: all but the tensor-core ones."""
-    return [name for name in kernel_files() if not uses_tensor_cores(name)]
-
 
 def load_source(name, text=None):
     """The full text of kernels/``name`` with its quoted includes pasted in.

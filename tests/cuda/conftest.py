@@ -12,5 +12,5 @@ def emulated():
     Skips without a C++ compiler."""
     if shutil.which(emulator.CXX) is None:
         pytest.skip(f"the CUDA emulator needs a C++20 compiler ({emulator.CXX!r} not found)")
-    emulator.build_all(source.emulated_files())
+    emulator.build_all(source.kernel_files())
     return emulator
