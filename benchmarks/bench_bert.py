@@ -33,6 +33,8 @@ Usage:
   python benchmarks/bench_bert.py --json out.json --threads 2
   python benchmarks/bench_bert.py --rss           # only peak RSS, one subprocess per side/config
   python benchmarks/bench_bert.py --profile       # only the per-op profile of one minitune step
+                                                  # (and the step's GEMM-bound fraction)
+  python benchmarks/bench_bert.py --busy 1        # also beside 1 CPU-bound competitor process
 """
 import os
 import sys
@@ -283,6 +285,14 @@ def run_config(name, args, with_torch):
     times, values = interleaved(sides, args.warmup, args.pairs)
     res = {"mode": mode, "head": head, "batch": B, "seqlen": T, "warmup": args.warmup,
            "pairs": args.pairs, **extra}
+    if args.busy:
+        with Competitors(args.busy):
+            busy_times, _ = interleaved(sides, args.warmup, args.pairs)
+        res["busy"] = {"competitors": args.busy}
+        for n in sides:
+            quiet, busy = statistics.median(times[n]), statistics.median(busy_times[n])
+            res["busy"][n] = {"all_s": busy_times[n], "median_s": busy, "min_s": min(busy_times[n]),
+                              "slowdown": busy / quiet}
     for n in sides:
         res[n] = summarise(times[n], B * T)
         res[n]["first_last_value"] = [values[n][0], values[n][-1]]
@@ -326,6 +336,14 @@ def print_config(name, r):
                   f"{s['tokens_per_s_median']:7.0f} tokens/s (best {s['tokens_per_s_best']:.0f})"
                   f"  {what} first {s['first_last_value'][0]:.4g} last "
                   f"{s['first_last_value'][1]:.4g}", flush=True)
+    if "busy" in r:
+        b = r["busy"]
+        print(f"  busy machine ({b['competitors']} CPU-bound competitor process(es) beside both "
+              f"sides; slowdown = busy median / quiet median):", flush=True)
+        for side in ("minitune", "torch"):
+            if side in b:
+                print(f"    {side:9s} median {b[side]['median_s']:7.3f} {unit}  min "
+                      f"{b[side]['min_s']:7.3f}  slowdown {b[side]['slowdown']:.2f}x", flush=True)
     if "ratio_median" in r:
         rs = r["ratio_pairs"]
         print(f"  ratio minitune/torch: median of pairs {r['ratio_median']:.2f} "
@@ -338,6 +356,25 @@ def print_config(name, r):
               f"transformers 5.24, 2 threads, separate process): median "
               f"{ref['median_s']:.2f} {unit}, min {ref['min_s']:.2f}, peak RSS "
               f"{ref['peak_rss_gib']:.2f} GiB", flush=True)
+
+
+class Competitors:
+    """``n`` CPU-bound processes (a busy loop each) running while the block runs: the other
+    work of a shared machine, made reproducible."""
+
+    def __init__(self, n):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                      for _ in range(self.n)]
+        time.sleep(1.0)                       # let the scheduler (and minitune) notice them
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+            p.wait()
 
 
 # --------------------------------------------------------------------------- load time
@@ -471,12 +508,18 @@ class OpTimer:
 
 
 def _flops(name, phase, op, arrays):
-    """2*M*N*K per matrix product: forward one product, backward one per input needing grad."""
+    """2*M*N*K per matrix product: forward one product, backward one per input needing grad
+    (the fused attention: two products forward, four backward)."""
     if name == "Linear":
         x, w = (arrays[0], arrays[1]) if phase == "forward" else (op.x, op.w)
         one = 2.0 * x.size * w.shape[0]
         return one if phase == "forward" else one * sum(
             t.requires_grad for t in op.inputs[:2])
+    if name == "Attention":                  # q k^T and probs v; backward: four products
+        q = arrays[0] if phase == "forward" else op.saved[0]
+        B, NH, T, HS = q.shape
+        one = 2.0 * B * NH * T * T * HS
+        return 2 * one if phase == "forward" else 4 * one
     if name == "MatMul":
         a, b = (arrays[0], arrays[1]) if phase == "forward" else (op.a, op.b)
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
@@ -554,7 +597,7 @@ def bench_profile(name, steps=3):
     ops = sorted(((k, v / steps) for k, v in timer.seconds.items()), key=lambda kv: -kv[1])
     op_total = {p: sum(v for (n, ph), v in ops if ph == p) for p in ("forward", "backward")}
     gemm_flops = sum(timer.flops.values()) / steps
-    gemm_s = sum(v for (n, ph), v in ops if n in ("Linear", "MatMul"))
+    gemm_s = sum(v for (n, ph), v in ops if n in ("Linear", "MatMul", "Attention"))
     rates = gemm_ceiling(B, T, c.hidden_size, c.intermediate_size, c.num_attention_heads)
 
     print(f"profile: minitune {name} (B {B} x T {T}), mean of {steps} steps, threads {THREADS}")
@@ -568,14 +611,16 @@ def bench_profile(name, steps=3):
         print(f"    {n:13s} {ph:8s} {v:7.3f} s {100 * v / total:5.1f}%  "
               f"{timer.calls[(n, ph)] // steps:4d} calls"
               + (f"  {rate:6.1f} GFLOP/s" if rate else ""))
-    print(f"  matrix products: {gemm_flops:.3g} FLOP/step in {gemm_s:.3f} s "
+    print(f"  matrix products (Linear, MatMul, Attention incl. its softmax): {gemm_flops:.3g} "
+          f"FLOP/step in {gemm_s:.3f} s "
           f"({gemm_flops / gemm_s / 1e9:.1f} GFLOP/s), {100 * gemm_s / total:.0f}% of the step")
     print("  numpy GEMM rate now, same shapes (forward form), GFLOP/s: "
           + "; ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     best = max(rates.values())
+    floor = gemm_flops / best / 1e9
     print(f"  FLOP floor: {gemm_flops:.3g} FLOP at the best rate above ({best:.0f} GFLOP/s) = "
-          f"{gemm_flops / best / 1e9:.3f} s; the step is {total / (gemm_flops / best / 1e9):.1f}x "
-          f"that")
+          f"{floor:.3f} s; the step is {total / floor:.1f}x that")
+    print(f"  GEMM-bound fraction (FLOP floor / step time): {floor / total:.2f}  (target >= 0.7)")
 
     prof = cProfile.Profile()
     prof.enable()
@@ -589,6 +634,7 @@ def bench_profile(name, steps=3):
             "op_s": {f"{n}.{ph}": v for (n, ph), v in ops},
             "op_calls": {f"{n}.{ph}": timer.calls[(n, ph)] // steps for (n, ph), _ in ops},
             "gemm_flop_per_step": gemm_flops, "gemm_s_per_step": gemm_s,
+            "gemm_bound_fraction": floor / total,
             "gemm_rates_gflops": rates, "cprofile_top": buf.getvalue()}
 
 
@@ -614,6 +660,9 @@ def main():
                     help="only profile one minitune step of train_seq_b32_l64 (or of the first "
                          "--only configuration)")
     ap.add_argument("--profile-steps", type=int, default=3, help="steps averaged by --profile")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="after the quiet rounds, run the same rounds again beside N CPU-bound "
+                         "competitor processes and report each side's slowdown")
     ap.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     ap.add_argument("--_child-load", dest="child_load", help=argparse.SUPPRESS)
     ap.add_argument("--_child-rss", dest="child_rss", nargs=2, help=argparse.SUPPRESS)

@@ -11,6 +11,9 @@ from . import functional
 from .testing import GradcheckError, gradcheck
 from .errors import CheckpointError, ConfigError, DataError, UnsafeCheckpointError
 from .tokenizer import Tokenizer
+from .cpu import register as _register_fused_cpu_ops
+
+_register_fused_cpu_ops()
 
 __version__ = "0.1.0"
 

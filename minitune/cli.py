@@ -144,8 +144,8 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"minitune {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="BLAS threads (default: the BLAS library's choice). On a shared "
-                             "or small machine 1 is often fastest")
+                        help="most threads to compute with, BLAS's and minitune's own (default: "
+                             "the cores available; fewer while other processes keep them busy)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.options.__doc__)

@@ -90,5 +90,6 @@ def test_reference_and_fused_paths_agree_on_a_whole_model(fake_cpu_layer_norm):
     fused = model(ids).last_hidden_state.data
     with dispatch.use_fused(False):
         plain = model(ids).last_hidden_state.data
-    assert_close(fused, plain, rtol=0, atol=0)
+    # the real fused CPU ops (minitune/cpu) run too: float32 rounding differs, not the result
+    assert_close(fused, plain, rtol=1e-5, atol=1e-6)
     assert fake_cpu_layer_norm[1]

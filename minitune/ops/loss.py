@@ -26,23 +26,36 @@ def cross_entropy_forward(logits, target, ignore_index, reduction):
     k = logits.shape[-1]
     z = logits.reshape(-1, k)                                    # (N, K)
     t = target.reshape(-1)                                       # (N,)
+    valid, t_safe = checked_targets(t, k, ignore_index)
+    logp = z - _logsumexp(z, axis=-1)                            # (N, K) log-probabilities
+    losses = -xp.take_along_axis(logp, t_safe[:, None], axis=1)[:, 0] * valid
+    count = int(valid.sum())
+    saved = (logp, t_safe, valid, count, logits.shape, reduction)
+    return reduced(losses, count, target.shape, reduction, logits.dtype), saved
+
+
+def reduced(losses, count, shape, reduction, dtype):
+    """The per-row losses (N,) (0 where ignored) as ``reduction`` asks: "none" -> ``shape``,
+    "sum", or "mean" over the ``count`` counted rows (a 0-d array of ``dtype``)."""
+    if reduction == "none":
+        return losses.reshape(shape)
+    total = losses.sum()
+    if reduction == "mean":
+        # all targets ignored: loss 0 (and grad 0), not 0/0 = NaN
+        total = total / max(count, 1)
+    return get_array_module(losses).asarray(total, dtype=dtype)
+
+
+def checked_targets(t, k, ignore_index):
+    """(valid, t_safe) for targets t (N,): which rows count, and t with ignored rows set to 0.
+    Raises ValueError naming the first bad targets when any counted one is outside [0, K)."""
+    xp = get_array_module(t)
     valid = t != ignore_index
     if xp.any(valid & ((t < 0) | (t >= k))):
         bad = t[valid & ((t < 0) | (t >= k))]
         raise ValueError(f"cross_entropy: targets must be in [0, {k}) or ignore_index "
                          f"{ignore_index}, got {bad[:5].tolist()}")
-    t_safe = xp.where(valid, t, 0)
-    logp = z - _logsumexp(z, axis=-1)                            # (N, K) log-probabilities
-    losses = -xp.take_along_axis(logp, t_safe[:, None], axis=1)[:, 0] * valid
-    count = int(valid.sum())
-    saved = (logp, t_safe, valid, count, logits.shape, reduction)
-    if reduction == "none":
-        return losses.reshape(target.shape), saved
-    total = losses.sum()
-    if reduction == "mean":
-        # all targets ignored: loss 0 (and grad 0), not 0/0 = NaN
-        total = total / max(count, 1)
-    return xp.asarray(total, dtype=logits.dtype), saved
+    return valid, xp.where(valid, t, 0)
 
 
 def cross_entropy_backward(gy, saved):

@@ -24,6 +24,7 @@ import math
 
 from .. import dispatch
 from ..backend import get_array_module
+from ..cuda import adam as cuda_adam
 from ..cuda import graph
 from .optimizer import Optimizer
 
@@ -86,9 +87,9 @@ class Adam(Optimizer):
     def _captured_hyper(self, impl, group, states):
         """The device slot (step size, sqrt(1 - b2^t), 1 - lr wd) a captured update reads;
         before each replay the group's counters advance and the values follow its lr."""
-        if impl is ADAM_REFERENCE:
+        if impl.step is not cuda_adam.step:      # the reference, or fused CPU code
             raise graph.CaptureError("a captured Adam update needs the adam kernel (fused ops "
-                                     "are switched off)")
+                                     "are switched off, or the weights are not on the GPU)")
         if len({s["step"] for s in states}) != 1:
             raise graph.CaptureError("a captured Adam update needs a group's parameters at one "
                                      "step")

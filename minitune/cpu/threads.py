@@ -1,0 +1,240 @@
+"""How many threads minitune computes with on the CPU: decided here, and only here.
+
+Two sets of threads do the work of a step on the CPU:
+
+- **BLAS** (numpy's OpenBLAS): the large 2-D products of the Linear layers. It splits one
+  product into equal static parts, one per thread, and its idle threads spin-wait.
+- **minitune's pool** (this module): the fused layer ops of ``minitune.cpu`` and the many small
+  attention products. Work is cut into more chunks than threads; each thread takes the next
+  chunk when it is done with one, so a thread slowed down by another process on its core does
+  less of the work instead of holding everyone up. Idle pool threads sleep on a lock.
+
+``set_num_threads(n)`` sets both to n. The two never run at once (an op runs either BLAS or the
+pool), so n threads of each is n busy threads, not 2n. While the pool runs small products,
+BLAS is held at one thread (``single_threaded_blas``), since a two-way split of a 128 x 128
+product costs more in synchronisation than it saves, and it stalls for whole scheduler slices
+when another process holds one of the cores (docs/performance.md).
+
+The default is the number of cores this process may run on (``os.sched_getaffinity``), unless
+the environment sets ``MINITUNE_NUM_THREADS`` (or ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``);
+``minitune --threads N`` sets those variables (and restarts), ``set_num_threads`` works from
+Python at any time.
+
+**A busy machine.** Every parallel op ends with the calling thread waiting for the others.
+When other processes keep the cores busy, a waited-for thread may not run for a whole
+scheduler slice, and a step has hundreds of such waits: measured, a 0.6 s SST-2 step took
+13 s beside other work. So minitune watches how much CPU *other* processes take (from
+/proc/stat, at most every half second) and uses only the cores they leave free: with n
+threads allowed and others keeping k cores busy, it computes with max(1, round(n - k))
+threads (BLAS and pool alike), and goes back up when they stop. ``set_adaptive(False)`` (or
+``MINITUNE_ADAPTIVE_THREADS=0``) keeps exactly n.
+"""
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+def _default_threads():
+    """MINITUNE_NUM_THREADS, else the BLAS/OpenMP variables a user may have set for numpy,
+    else the cores this process may run on."""
+    name = next((v for v in ("MINITUNE_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                 if os.environ.get(v)), None)
+    env = os.environ.get(name) if name else None
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"{name} must be a positive integer, got {env!r}")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                      # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Config:
+    threads = _default_threads()                # the most threads allowed (set_num_threads)
+    active = None                               # threads in use now (fewer on a busy machine)
+    adaptive = os.environ.get("MINITUNE_ADAPTIVE_THREADS", "1") != "0"
+    pool = None                                 # a ThreadPoolExecutor of threads - 1 workers
+    blas = None                                 # threadpoolctl's controller, once needed
+
+
+def num_threads():
+    """The most threads minitune computes with (BLAS and its own pool)."""
+    return _Config.threads
+
+
+def set_num_threads(n):
+    """Use up to ``n`` threads from now on, for BLAS and for minitune's fused ops.
+
+    Unlike the OPENBLAS_NUM_THREADS variable, this works after numpy has been imported.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"the number of threads must be at least 1, got {n}")
+    _Config.threads = n
+    if _Config.pool is not None:
+        _Config.pool.shutdown(wait=True)
+        _Config.pool = None
+    _Load.reset()
+    _use(n)
+
+
+def set_adaptive(flag):
+    """True (default): use fewer threads while other processes keep cores busy."""
+    _Config.adaptive = bool(flag)
+    _Load.reset()
+    _use(_Config.threads)
+
+
+def active_threads():
+    """The number of threads in use now: ``num_threads()``, or fewer on a busy machine."""
+    if _Config.adaptive and _Config.threads > 1:
+        n = max(1, min(_Config.threads, round(_Config.threads - _Load.others_busy())))
+        if n != _Config.active:
+            _use(n)
+    elif _Config.active is None:
+        _use(_Config.threads)
+    return _Config.active
+
+
+def _use(n):
+    """Compute with n threads: BLAS's count, and how many chunks the pool hands out."""
+    _Config.active = n
+    _blas().limit(limits=n, user_api="blas")
+
+
+class _Load:
+    """How many cores other processes keep busy, from the machine's and this process's CPU
+    time (Linux /proc/stat); 0 where that is not available."""
+    interval = 0.5            # seconds between two readings
+    last = None               # (wall, machine busy seconds, this process's seconds)
+    others = 0.0              # cores busy with other processes, smoothed
+
+    @classmethod
+    def reset(cls):
+        cls.last, cls.others = None, 0.0
+
+    @classmethod
+    def others_busy(cls):
+        now = time.monotonic()
+        if cls.last is not None and now - cls.last[0] < cls.interval:
+            return cls.others
+        busy = _machine_busy_seconds()
+        if busy is None:
+            return 0.0
+        ours = time.process_time()
+        if cls.last is not None:
+            wall = now - cls.last[0]
+            seen = max(0.0, (busy - cls.last[1]) - (ours - cls.last[2])) / wall
+            cls.others = 0.5 * cls.others + 0.5 * seen
+        cls.last = (now, busy, ours)
+        return cls.others
+
+
+def _machine_busy_seconds():
+    """CPU seconds all processes have used since boot (None where /proc/stat is missing)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait
+    ticks = [int(v) for v in fields[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _blas():
+    """threadpoolctl's view of the BLAS libraries loaded in this process (numpy's, scipy's)."""
+    if _Config.blas is None:
+        from threadpoolctl import ThreadpoolController
+        _Config.blas = ThreadpoolController()
+    return _Config.blas
+
+
+def blas_num_threads():
+    """The largest thread count among the loaded BLAS libraries."""
+    return max((lib.num_threads for lib in _blas().select(user_api="blas").lib_controllers),
+               default=1)
+
+
+class single_threaded_blas:
+    """Inside the block BLAS runs on the calling thread (minitune's pool splits the work).
+
+    Cheap to enter (a C call per BLAS library), so it wraps single ops.
+    """
+
+    def __enter__(self):
+        self.libs = _blas().select(user_api="blas").lib_controllers
+        self.saved = [lib.num_threads for lib in self.libs]
+        for lib, n in zip(self.libs, self.saved):
+            if n != 1:
+                lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, n in zip(self.libs, self.saved):
+            if n != 1:
+                lib.set_num_threads(n)
+
+
+def chunk_bounds(n, grain=1, per_thread=4):
+    """Split ``range(n)`` into contiguous chunks for the pool: about ``per_thread`` chunks per
+    thread (so a slow thread can be made up for), none shorter than ``grain`` items.
+
+    Returns a list of (lo, hi) pairs covering [0, n) in order.
+    """
+    threads = active_threads()
+    parts = 1 if threads == 1 else max(1, min(n // max(grain, 1), threads * per_thread))
+    edges = np.linspace(0, n, parts + 1).astype(np.int64).tolist()
+    return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
+
+
+def parallel_for(kernel, n, *args, grain=1):
+    """Run ``kernel(c, lo, hi, *args)`` for every chunk c = (lo, hi) of ``range(n)``.
+
+    The chunks come from ``chunk_bounds(n, grain)``. The calling thread and the pool's threads
+    take chunks one after another until none is left. A kernel must release the GIL (numba
+    ``nogil=True``, or numpy calls on large arrays) and write only to its own rows, or to
+    ``partial[c]`` for a reduction. Returns the number of chunks.
+    """
+    bounds = chunk_bounds(n, grain)
+    if len(bounds) == 1:
+        kernel(0, 0, n, *args)
+        return 1
+    work = iter(enumerate(bounds))                  # next() on it is atomic under the GIL
+    errors = []
+
+    def worker():
+        try:
+            for c, (lo, hi) in work:
+                kernel(c, lo, hi, *args)
+        except BaseException as e:                  # noqa: BLE001 -- re-raised below
+            errors.append(e)
+
+    pool = _pool()
+    futures = [pool.submit(worker) for _ in range(min(_Config.active, len(bounds)) - 1)]
+    worker()
+    for f in futures:
+        f.result()
+    if errors:
+        raise errors[0]
+    return len(bounds)
+
+
+def _pool():
+    if _Config.pool is None:
+        _Config.pool = ThreadPoolExecutor(max_workers=_Config.threads - 1,
+                                          thread_name_prefix="minitune-cpu")
+    return _Config.pool
+
+
+def num_chunks(n, grain=1):
+    """How many chunks ``parallel_for(kernel, n, grain=grain)`` will use (to size partials)."""
+    return len(chunk_bounds(n, grain))
+

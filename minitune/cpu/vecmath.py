@@ -1,0 +1,99 @@
+"""What every fused CPU kernel shares: the ``kernel`` decorator and a vectorised exp.
+
+Kernels are plain Python loops over rows, compiled by numba (``nogil``: the pool's threads run
+them at the same time; ``cache``: compiled once per machine, then loaded from __pycache__).
+numba is used because a fused op is one loop doing what NumPy needs a pass over memory for at
+every step (GELU is ~15 passes in NumPy): compiled, the loop keeps each row in cache.
+
+**exp.** numba's ``math.exp`` is a scalar libm call (~2 ns per element), which stops the loop
+from being vectorised; the softmax, GELU and cross-entropy loops need exp on every element.
+``exp_row`` computes it the way vector math libraries do (Cephes ``expf``):
+
+    exp(x) = 2^n * exp(r),  n = round(x / ln 2),  r = x - n ln 2  in [-ln2/2, ln2/2]
+    exp(r) ~ 1 + r + r^2 (c5 + c4 r + ... + c0 r^5)      (relative error < 2e-7)
+    2^n    is built from bits: the float32 with exponent field n + 127 and mantissa 0.
+
+Building 2^n needs the float's bits, which numba reaches through an int32 view of the output
+row: a first loop writes the bits of 2^n, a second multiplies them by exp(r). Both loops are
+vectorised (about 0.3 ns per element, as fast as ``np.exp``). float64 rows use ``math.exp``,
+exact to rounding, so the float64 path stays as exact as the NumPy reference.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+# IEEE-safe fast-math: reassociation lets the compiler vectorise sums (row means, dot
+# products) and contract a*b+c into one FMA; NaN and inf keep their meaning (no nnan/ninf).
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+_LOG2E = 1.4426950408889634
+_LN2_HI, _LN2_LO = 0.693359375, -2.12194440e-4        # ln 2 = HI + LO, HI exact in 9 bits
+_EXP_LO = -87.33                                      # below: exp underflows float32, return 0
+_EXP_HI = 88.72                                       # above: clamped (overflow to ~3.4e38)
+
+
+def kernel(fn=None, *, fastmath=FASTMATH):
+    """Compile ``fn`` as a fused CPU kernel (nopython, GIL released, cached on disk).
+
+    ``error_model="numpy"``: a float division by zero gives inf/NaN as in NumPy, rather than
+    Python's ZeroDivisionError, whose check in every iteration stops the loop from being
+    vectorised (measured: 0.9 ns instead of 0.3 ns per element for ``1 / (1 + p a)``).
+    """
+    if fn is None:
+        return lambda f: kernel(f, fastmath=fastmath)
+    return njit(nogil=True, cache=True, fastmath=fastmath, error_model="numpy")(fn)
+
+
+@kernel
+def exp_row(x, out, shift=0.0):
+    """out[j] = exp(x[j] - shift) for 1-D contiguous rows x, out of one float dtype (out is
+    not x); returns sum(out), accumulated as the row is written (softmax needs it)."""
+    total = 0.0
+    if x.itemsize == 8:                                # float64: the exact library exp
+        for j in range(x.size):
+            out[j] = math.exp(x[j] - shift)
+            total += out[j]
+        return total
+    f = np.float32
+    c = f(shift)
+    bits = out.view(np.int32)
+    for j in range(x.size):                            # out = 2^n, written as bits
+        v = min(max(x[j] - c, f(_EXP_LO)), f(_EXP_HI))
+        n = np.floor(v * f(_LOG2E) + f(0.5))
+        bits[j] = (np.int32(n) + 127) << 23
+    for j in range(x.size):                            # out *= exp(r)
+        xj = x[j] - c
+        v = min(max(xj, f(_EXP_LO)), f(_EXP_HI))
+        n = np.floor(v * f(_LOG2E) + f(0.5))
+        r = v - n * f(_LN2_HI) - n * f(_LN2_LO)
+        p = f(1.9875691500e-4)
+        p = p * r + f(1.3981999507e-3)
+        p = p * r + f(8.3334519073e-3)
+        p = p * r + f(4.1665795894e-2)
+        p = p * r + f(1.6666665459e-1)
+        p = p * r + f(5.0000001201e-1)
+        e = (p * r * r + r + f(1.0)) * out[j]
+        # underflow -> 0; NaN (both tests false) -> NaN
+        e = e if xj >= f(_EXP_LO) else (f(0.0) if xj < f(_EXP_LO) else xj)
+        out[j] = e
+        total += e
+    return total
+
+
+@kernel
+def row_max(x, acc):
+    """max(x) of a 1-D row; acc is a scratch array of 16 (reused: no allocation per row).
+    16 running maxima (one vector register of float32) let the compiler vectorise what a
+    single running max, a chain of dependent compares, cannot."""
+    n = x.size
+    acc[:] = -np.inf
+    for j0 in range(0, n - 15, 16):
+        for i in range(16):
+            acc[i] = max(acc[i], x[j0 + i])
+    m = acc[0]
+    for i in range(1, 16):
+        m = max(m, acc[i])
+    for j in range(n - n % 16, n):
+        m = max(m, x[j])
+    return m

@@ -1,0 +1,51 @@
+"""minitune.cpu.attention against the reference ops.nn.attention_forward / _backward."""
+import numpy as np
+import pytest
+
+from minitune.cpu import attention as fused
+from minitune.ops import nn as ref
+from cpu_helpers import DTYPES, assert_same, pool_threads  # noqa: F401
+
+
+def bert_mask(rng, B, T, dtype, batch=True):
+    """(B, 1, 1, T) additive padding mask; sequence 0 has every key masked."""
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0] = 0
+    keep = np.arange(T)[None, :] < lengths[:, None]
+    bias = ((1.0 - keep) * np.finfo(dtype).min).astype(dtype)[:, None, None, :]
+    return bias if batch else bias[:1]
+
+
+def heads(rng, B, NH, T, HS, dtype):
+    """(B, NH, T, HS) as the model makes it: a transposed view of (B, T, NH, HS)."""
+    return rng.standard_normal((B, T, NH, HS)).astype(dtype).transpose(0, 2, 1, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 2, 7, 5), (9, 3, 33, 8)])
+@pytest.mark.parametrize("mask", ["none", "batch", "shared"])
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_attention_matches_reference(dtype, shape, mask, p, pool_threads):
+    rng = np.random.default_rng(sum(shape))
+    B, NH, T, HS = shape
+    q, k, v = (heads(rng, B, NH, T, HS, dtype) for _ in range(3))
+    bias = None if mask == "none" else bert_mask(rng, B, T, dtype, batch=mask == "batch")
+    scale = 1 / np.sqrt(HS)
+    assert fused.supports(q, k, v, bias)
+    out, saved = fused.attention_forward(q, k, v, bias, scale, p, np.random.default_rng(7))
+    out_ref, saved_ref = ref.attention_forward(q, k, v, bias, scale, p,
+                                               np.random.default_rng(7))
+    assert_same(out, out_ref, dtype)
+    if p:
+        np.testing.assert_array_equal(saved[4], saved_ref[4])     # the same dropout mask
+    gout = rng.standard_normal(out.shape).astype(dtype)
+    for got, want in zip(fused.attention_backward(gout, saved),
+                         ref.attention_backward(gout, saved_ref)):
+        assert_same(got, want, dtype, scale=T)
+
+
+def test_other_masks_and_mixed_dtypes_are_left_to_the_reference():
+    q = np.zeros((2, 3, 4, 5), np.float32)
+    assert not fused.supports(q, q, q, np.zeros((2, 3, 4, 4), np.float32))    # per-head mask
+    assert not fused.supports(q, q, q.astype(np.float64), None)
+    assert not fused.supports(q, q, q, np.zeros((2, 1, 1, 4), np.float64))

@@ -1,0 +1,41 @@
+"""minitune.cpu.gelu against the reference ops.nn.gelu_forward / gelu_backward."""
+import numpy as np
+import pytest
+
+from minitune.cpu import gelu as fused
+from minitune.ops import nn as ref
+from cpu_helpers import DTYPES, assert_same, pool_threads  # noqa: F401
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (3, 5), (2, 7, 37), (67, 1541)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_gelu_matches_reference(dtype, shape, with_bias, pool_threads):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 3).astype(dtype)        # both tails of Phi
+    bias = rng.standard_normal(shape[-1]).astype(dtype) if with_bias else None
+    gy = rng.standard_normal(shape).astype(dtype)
+    y, saved = fused.gelu_forward(x, bias)
+    y_ref, saved_ref = ref.gelu_forward(x, bias)
+    assert_same(y, y_ref, dtype)
+    gx, gb = fused.gelu_backward(gy, saved)
+    gx_ref, gb_ref = ref.gelu_backward(gy, saved_ref)
+    assert_same(gx, gx_ref, dtype)
+    assert_same(gb, gb_ref, dtype, scale=np.sqrt(x.size))
+
+
+def test_gelu_keeps_only_its_input_for_backward():
+    x = np.ones((4, 6), np.float32)
+    _, saved = fused.gelu_forward(x, np.zeros(6, np.float32))
+    assert saved[0] is x                                      # no (N, I) copies kept
+    assert sum(a.size for a in saved if isinstance(a, np.ndarray)) == x.size + 6
+
+
+def test_gelu_extreme_values():
+    x = np.array([[-1e4, -40.0, -9.5, -0.0, 1e-30, 9.5, 40.0, 1e4, np.nan]], np.float32)
+    y, saved = fused.gelu_forward(x)
+    np.testing.assert_array_equal(y[0, :2], [0.0, 0.0])
+    np.testing.assert_array_equal(y[0, 6:8], x[0, 6:8])
+    assert np.isnan(y[0, 8])
+    gx, _ = fused.gelu_backward(np.ones_like(x), saved)
+    np.testing.assert_array_equal(gx[0, [0, 1, 6, 7]], [0.0, 0.0, 1.0, 1.0])

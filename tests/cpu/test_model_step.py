@@ -1,0 +1,53 @@
+"""A whole training step of a small BERT with the fused CPU ops and with the references only:
+the same loss, logits, gradients and updated weights (float32 within tolerance, float64 to
+rounding), and the same dropout masks (one seed)."""
+import numpy as np
+import pytest
+
+from minitune import cpu, dispatch
+from minitune.models import BertConfig, BertForSequenceClassification, BertForTokenClassification
+from minitune.optim import AdamW, param_groups_with_weight_decay
+from cpu_helpers import TOL
+
+
+def small_config():
+    return BertConfig(vocab_size=97, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
+                      intermediate_size=37, max_position_embeddings=40, type_vocab_size=2,
+                      id2label={0: "a", 1: "b", 2: "c"})
+
+
+def one_step(cls, dtype, fused):
+    rng = np.random.default_rng(0)
+    model = cls(small_config(), seed=3).astype(dtype).train()
+    opt = AdamW(param_groups_with_weight_decay(model.named_parameters(), 0.01), lr=1e-3)
+    B, T = 5, 19
+    ids = rng.integers(1, 97, (B, T))
+    mask = (np.arange(T)[None] < rng.integers(3, T + 1, B)[:, None]).astype(np.int64)
+    labels = rng.integers(0, 3, B if cls is BertForSequenceClassification else (B, T))
+    with dispatch.use_fused(fused):
+        out = model(ids, mask, labels=labels)
+        out.loss.backward()
+        grads = {n: p.grad.copy() for n, p in model.named_parameters()}
+        opt.step()
+    weights = {n: p.data.copy() for n, p in model.named_parameters()}
+    return out.loss.item(), out.logits.data, grads, weights
+
+
+@pytest.mark.parametrize("cls", [BertForSequenceClassification, BertForTokenClassification])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_training_step_is_the_same_with_and_without_fused_ops(cls, dtype):
+    assert set(cpu.FUSED) >= {"attention", "layer_norm", "gelu", "cross_entropy", "embedding",
+                              "adam"}
+    loss, logits, grads, weights = one_step(cls, dtype, fused=True)
+    loss_ref, logits_ref, grads_ref, weights_ref = one_step(cls, dtype, fused=False)
+    tol = TOL[dtype]
+    assert loss == pytest.approx(loss_ref, rel=tol["rtol"], abs=tol["atol"])
+    np.testing.assert_allclose(logits, logits_ref, rtol=tol["rtol"], atol=tol["atol"])
+    # gradients are compared on the scale of the largest one: some are rounding noise around
+    # an exact 0 (the key bias: softmax ignores a constant added to a row of scores)
+    scale = max(np.abs(g).max() for g in grads_ref.values())
+    for name in grads_ref:
+        np.testing.assert_allclose(grads[name], grads_ref[name], rtol=0,
+                                   atol=50 * tol["rtol"] * scale, err_msg=name)
+        np.testing.assert_allclose(weights[name], weights_ref[name], rtol=tol["rtol"],
+                                   atol=tol["atol"], err_msg=name)

@@ -1,0 +1,94 @@
+"""minitune.cpu.threads: one place for the thread count; the pool's chunking and errors."""
+import threading
+
+import numpy as np
+import pytest
+
+from minitune.cpu import threads
+
+
+@pytest.fixture
+def restore_threads():
+    before = threads.num_threads()
+    threads.set_adaptive(False)
+    yield
+    threads.set_adaptive(True)
+    threads.set_num_threads(before)
+
+
+def test_set_num_threads_sets_blas_and_the_pool(restore_threads):
+    threads.set_num_threads(1)
+    assert threads.num_threads() == 1 and threads.blas_num_threads() == 1
+    threads.set_num_threads(2)
+    assert threads.num_threads() == 2 and threads.blas_num_threads() == 2
+    with threads.single_threaded_blas():
+        assert threads.blas_num_threads() == 1
+    assert threads.blas_num_threads() == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        threads.set_num_threads(0)
+
+
+@pytest.mark.parametrize("n, grain", [(0, 1), (1, 1), (5, 1), (1000, 7), (1000, 1000)])
+def test_parallel_for_covers_every_item_once(n, grain, restore_threads):
+    threads.set_num_threads(2)
+    hits = np.zeros(n, np.int64)
+    seen = set()
+
+    def kernel(c, lo, hi):
+        hits[lo:hi] += 1
+        seen.add(threading.get_ident())
+    chunks = threads.parallel_for(kernel, n, grain=grain)
+    assert (hits == 1).all()
+    assert chunks == threads.num_chunks(n, grain) <= max(1, 4 * 2)
+    assert all(hi - lo >= min(grain, n) for lo, hi in threads.chunk_bounds(n, grain))
+
+
+def test_parallel_for_reraises_a_kernels_error(restore_threads):
+    threads.set_num_threads(2)
+
+    def kernel(c, lo, hi):
+        if c == 3:
+            raise ZeroDivisionError("chunk 3")
+    with pytest.raises(ZeroDivisionError, match="chunk 3"):
+        threads.parallel_for(kernel, 100)
+
+
+def test_one_thread_runs_everything_on_the_caller(restore_threads):
+    threads.set_num_threads(1)
+    idents = set()
+    threads.parallel_for(lambda c, lo, hi: idents.add(threading.get_ident()), 100)
+    assert idents == {threading.get_ident()}
+
+
+def test_bad_environment_value_is_named(monkeypatch):
+    monkeypatch.setenv("MINITUNE_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="MINITUNE_NUM_THREADS"):
+        threads._default_threads()
+
+
+def test_fewer_threads_while_other_processes_keep_cores_busy(restore_threads, monkeypatch):
+    threads.set_num_threads(2)
+    threads.set_adaptive(True)
+    clock = {"wall": 100.0, "busy": 1000.0}
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(threads.time, "process_time", lambda: 5.0)     # we use no CPU
+    monkeypatch.setattr(threads, "_machine_busy_seconds", lambda: clock["busy"])
+    assert threads.active_threads() == 2                    # first reading: nothing known
+    for _ in range(4):                                      # others keep 1.9 cores busy
+        clock["wall"] += 1.0
+        clock["busy"] += 1.9
+        threads.active_threads()
+    assert threads.active_threads() == 1 and threads.blas_num_threads() == 1
+    assert threads.num_chunks(1000) == 1
+    for _ in range(4):                                      # they stop
+        clock["wall"] += 1.0
+        threads.active_threads()
+    assert threads.active_threads() == 2 and threads.blas_num_threads() == 2
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    monkeypatch.delenv("MINITUNE_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert threads._default_threads() == 3
+    monkeypatch.setenv("MINITUNE_NUM_THREADS", "1")
+    assert threads._default_threads() == 1
