@@ -234,6 +234,16 @@ def _pool():
     return _Config.pool
 
 
+def _forget_pool_after_fork():
+    """A forked child has only the thread that forked: the pool's workers are gone, yet the
+    executor still counts them, so work submitted to it would wait forever. The child starts
+    a pool of its own when it first needs one."""
+    _Config.pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def num_chunks(n, grain=1):
     """How many chunks ``parallel_for(kernel, n, grain=grain)`` will use (to size partials)."""
     return len(chunk_bounds(n, grain))

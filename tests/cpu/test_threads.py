@@ -1,5 +1,7 @@
 """minitune.cpu.threads: one place for the thread count; the pool's chunking and errors."""
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -92,3 +94,34 @@ def test_thread_count_from_the_environment(monkeypatch):
     assert threads._default_threads() == 3
     monkeypatch.setenv("MINITUNE_NUM_THREADS", "1")
     assert threads._default_threads() == 1
+
+
+def test_a_forked_child_computes_with_a_pool_of_its_own(restore_threads):
+    """After fork only the forking thread exists: the child must not wait for the parent's
+    pool threads (the hang this guards against took the crash-injection tests, which fork)."""
+    threads.set_num_threads(2)
+
+    def kernel(c, lo, hi, out):
+        out[c] = hi - lo
+
+    partial = np.zeros(threads.num_chunks(1000))
+    threads.parallel_for(kernel, 1000, partial)             # the parent's pool is started
+    pid = os.fork()
+    if pid == 0:                                            # the child: exit 0 on success
+        code = 1
+        try:
+            partial[:] = 0
+            threads.parallel_for(kernel, 1000, partial)
+            code = 0 if partial.sum() == 1000 else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError("the forked child hung in parallel_for")
