@@ -1,7 +1,7 @@
 """A training step as one CUDA graph: captured once per input shape, then replayed.
 
-A MiniLM step at 32 x 128 launches about a thousand kernels, most of them short: the GPU
-waits on Python between them. CUDA can record the launches a stream receives ("capture")
+A training step launches a kernel for every op of every layer, forward and backward --
+hundreds, many of them short -- and the GPU waits on Python between them. CUDA can record the launches a stream receives ("capture")
 into a graph and run the whole graph again with one call ("replay"), no Python in between.
 
     step = GraphedStep(fn)             # fn(inputs) -> outputs: dicts of device arrays
