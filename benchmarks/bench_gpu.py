@@ -204,14 +204,19 @@ def _import_torch(report):
     return torch
 
 
-def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0):
+def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0, config=None,
+                amp_dtype=None, device="cuda"):
     """The same model in plain PyTorch: returns (train_step, forward) closures. ``dropout``:
-    BERT's dropout probability in the training step (benchmarks/bench_kernels.py uses 0.1)."""
+    BERT's dropout probability in the training step (benchmarks/bench_kernels.py uses 0.1);
+    ``config``: the model's sizes (default CONFIG); ``amp_dtype``: run the step's forward and
+    loss under ``torch.autocast("cuda", amp_dtype)`` (benchmarks/bench_step.py's bf16);
+    ``device``: "cpu" checks the code on a machine without a GPU."""
     import torch.nn.functional as tF
-    dev = torch.device("cuda")
+    config = config or CONFIG
+    dev = torch.device(device)
     P = {n: torch.tensor(w, device=dev, requires_grad=True) for n, w in host_weights.items()}
     opt = torch.optim.AdamW(list(P.values()), lr=LR, weight_decay=WEIGHT_DECAY)
-    H, NH = CONFIG["hidden_size"], CONFIG["num_attention_heads"]
+    H, NH = config["hidden_size"], config["num_attention_heads"]
     HS, eps = H // NH, 1e-12
 
     def lin(x, name):
@@ -231,7 +236,7 @@ def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0):
              + tF.embedding(types, P[e + "token_type_embeddings.weight"]))
         x = drop(ln(x, e + "LayerNorm"))
         bias = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-        for i in range(CONFIG["num_hidden_layers"]):
+        for i in range(config["num_hidden_layers"]):
             p = f"bert.encoder.layer.{i}."
 
             def heads(t):
@@ -253,8 +258,11 @@ def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0):
     tr, fw = to_dev(train_batch), to_dev(fwd_batch)
 
     def step():
-        logits = logits_of(tr["input_ids"], tr["token_type_ids"], tr["attention_mask"], dropout)
-        loss = tF.cross_entropy(logits, tr["labels"])
+        with torch.autocast(dev.type, dtype=amp_dtype or torch.bfloat16,
+                            enabled=amp_dtype is not None):
+            logits = logits_of(tr["input_ids"], tr["token_type_ids"], tr["attention_mask"],
+                               dropout)
+            loss = tF.cross_entropy(logits, tr["labels"])
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -263,7 +271,8 @@ def _torch_side(torch, host_weights, train_batch, fwd_batch, dropout=0.0):
     def forward():
         with torch.no_grad():
             out = logits_of(fw["input_ids"], fw["token_type_ids"], fw["attention_mask"])
-        torch.cuda.synchronize()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         return out
 
     return step, forward

@@ -13,7 +13,10 @@
 // addresses of float32 arrays; block_tensor (nblocks,) int32 and block_start (nblocks,) int64:
 // which parameter, and which element of it, each block starts at; sizes (P,) int64. Bias
 // corrections: step_sizes / bc2_roots (P,) float32 when parameters are at different steps,
-// else null and the scalars step_size, bc2_root.
+// else null and the scalars step_size, bc2_root. hyper: null, or (step_size, bc2_root, decay)
+// read from memory instead of the scalars -- a step captured as a CUDA graph keeps its launch
+// arguments, so what changes every step (the schedule's lr, t) is refreshed there before each
+// replay (minitune/cuda/graph.py).
 // Launch: block 256, each block one chunk of 256 * 4 elements of one parameter (the launcher
 //   builds the block table once per set of parameters and caches it); grid nblocks.
 //
@@ -35,7 +38,12 @@ extern "C" __global__ void adam_update(
         const long long* sizes, const int* block_tensor, const long long* block_start,
         const float* step_sizes, const float* bc2_roots, float step_size, float bc2_root,
         float decay, float wd, float one_minus_b1, float b2, float one_minus_b2, float eps,
-        int decoupled) {
+        int decoupled, const float* hyper) {
+    if (hyper) {                    // a captured step: (step_size, bc2_root, decay) in memory
+        step_size = hyper[0];
+        bc2_root = hyper[1];
+        decay = hyper[2];
+    }
     int p = block_tensor[blockIdx.x];
     float* w = reinterpret_cast<float*>(w_ptrs[p]);
     const float* g = reinterpret_cast<const float*>(g_ptrs[p]);

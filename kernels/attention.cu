@@ -65,29 +65,30 @@
     const float *q, const float *k, const float *v, const float *bias, float *o, float *m_out, \
     float *l_out, int NH, int T, int HS, int sb, int sh, int st, int osb, int osh, int ost,    \
     int bias_sb, float scale, unsigned long long seed, unsigned offset, unsigned threshold,    \
-    float dscale
+    float dscale, const unsigned long long *seed_ptr
 #define FORWARD_PASS q, k, v, bias, o, m_out, l_out, NH, T, HS, sb, sh, st, osb, osh, ost,      \
-    bias_sb, scale, seed, offset, threshold, dscale
+    bias_sb, scale, seed, offset, threshold, dscale, seed_ptr
 #define DQ_ARGS                                                                                \
     const float *q, const float *k, const float *v, const float *bias, const float *o,         \
     const float *gout, const float *m_in, const float *l_in, float *dvec, float *gq, int NH,   \
     int T, int HS, int sb, int sh, int st, int osb, int osh, int ost, int gsb, int gsh,        \
     int gst, int bias_sb, float scale, unsigned long long seed, unsigned offset,               \
-    unsigned threshold, float dscale
+    unsigned threshold, float dscale, const unsigned long long *seed_ptr
 #define DQ_PASS q, k, v, bias, o, gout, m_in, l_in, dvec, gq, NH, T, HS, sb, sh, st, osb, osh,   \
-    ost, gsb, gsh, gst, bias_sb, scale, seed, offset, threshold, dscale
+    ost, gsb, gsh, gst, bias_sb, scale, seed, offset, threshold, dscale, seed_ptr
 #define DKDV_ARGS                                                                              \
     const float *q, const float *k, const float *v, const float *bias, const float *gout,      \
     const float *m_in, const float *l_in, const float *dvec, float *gk, float *gv, int NH,     \
     int T, int HS, int sb, int sh, int st, int osb, int osh, int ost, int gsb, int gsh,        \
     int gst, int bias_sb, float scale, unsigned long long seed, unsigned offset,               \
-    unsigned threshold, float dscale
+    unsigned threshold, float dscale, const unsigned long long *seed_ptr
 #define DKDV_PASS q, k, v, bias, gout, m_in, l_in, dvec, gk, gv, NH, T, HS, sb, sh, st, osb,    \
-    osh, ost, gsb, gsh, gst, bias_sb, scale, seed, offset, threshold, dscale
+    osh, ost, gsb, gsh, gst, bias_sb, scale, seed, offset, threshold, dscale, seed_ptr
 
 // ---------------------------------------------------------------- variant 1: naive forward
 
 extern "C" __global__ void attention_forward_naive(FORWARD_ARGS) {
+    if (seed_ptr) seed = *seed_ptr;                       // a captured step's seed (common.cuh)
     int i = blockIdx.x * blockDim.x + threadIdx.x, bh = blockIdx.y;
     int b = bh / NH, h = bh % NH;
     if (i >= T) return;                                   // no barriers in this kernel
@@ -249,6 +250,7 @@ __device__ __forceinline__ void load_bias(float* bs, const float* bias, long lon
 
 template <int SPLIT>
 __device__ __forceinline__ void forward_tiled(FORWARD_ARGS) {
+    if (seed_ptr) seed = *seed_ptr;
     const int ROWS = 128 / SPLIT, HSP = 32 * SPLIT;
     __shared__ __align__(16) float ks[KT * 32 * SPLIT];
     __shared__ __align__(16) float vs[KT * 32 * SPLIT];
@@ -306,6 +308,7 @@ __device__ __forceinline__ void forward_tiled(FORWARD_ARGS) {
 
 template <int SPLIT>
 __device__ __forceinline__ void backward_dq(DQ_ARGS) {
+    if (seed_ptr) seed = *seed_ptr;
     const int ROWS = 128 / SPLIT, HSP = 32 * SPLIT;
     __shared__ __align__(16) float ks[KT * 32 * SPLIT];
     __shared__ __align__(16) float vs[KT * 32 * SPLIT];
@@ -348,6 +351,7 @@ __device__ __forceinline__ void backward_dq(DQ_ARGS) {
 
 template <int SPLIT>
 __device__ __forceinline__ void backward_dkdv(DKDV_ARGS) {
+    if (seed_ptr) seed = *seed_ptr;
     const int ROWS = 128 / SPLIT, HSP = 32 * SPLIT;
     __shared__ __align__(16) float qs[KT * 32 * SPLIT];
     __shared__ __align__(16) float gs[KT * 32 * SPLIT];

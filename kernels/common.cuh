@@ -11,6 +11,9 @@
 // round(p * 65536), so P(keep) = 1 - threshold / 65536 exactly, and the kept values are scaled
 // by 65536 / (65536 - threshold). The counter is chosen per kernel (documented there) so that
 // forward and backward regenerate the same mask from (seed, offset) alone: nothing is stored.
+// Kernels that draw also take `const unsigned long long* seed_ptr`: null normally, and in a
+// step captured as a CUDA graph the address of the seed, which minitune/cuda/graph.py
+// refreshes before every replay (a captured launch keeps its argument values).
 // NumPy reference: minitune/cuda/philox.py.
 #include <math_constants.h>
 

@@ -14,12 +14,16 @@
 //      16-byte aligned (aligned = 1), scalar otherwise and in the tail.
 // Traffic: reads x, writes y (8 bytes per element) -- the reference also writes and reads back
 //   a one-byte mask and draws it on the host.
+// seed_ptr: null, or where the seed is read from instead (a CUDA graph's seed slot: a
+// captured kernel keeps its arguments, so a seed that changes every step lives in memory).
 // Limits: float32 only; y may alias x.
 #include "common.cuh"
 
 extern "C" __global__ void dropout_apply(const float* x, float* y, long long n,
                                          unsigned long long seed, unsigned offset,
-                                         unsigned threshold, float scale, int aligned) {
+                                         unsigned threshold, float scale, int aligned,
+                                         const unsigned long long* seed_ptr) {
+    if (seed_ptr) seed = *seed_ptr;                       // a captured step's seed (common.cuh)
     long long groups = (n + 7) / 8;
     for (long long g = blockIdx.x * (long long)blockDim.x + threadIdx.x; g < groups;
          g += (long long)gridDim.x * blockDim.x) {

@@ -4,6 +4,7 @@
     import minitune.functional as F
     trainer = mt.Trainer(mt.TrainArgs(train="train.tsv", dev="dev.tsv"))
 """
+from .backend import cuda_available
 from .autograd import Function, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import Tensor, tensor
 from . import functional
@@ -18,7 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "set_grad_enabled", "is_grad_enabled",
            "functional", "gradcheck", "GradcheckError", "Tokenizer", "Trainer", "TrainArgs",
-           "CheckpointError", "ConfigError", "DataError", "UnsafeCheckpointError"]
+           "CheckpointError", "ConfigError", "DataError", "UnsafeCheckpointError",
+           "cuda_available"]
 
 
 def __getattr__(name):

@@ -40,34 +40,52 @@ def get_array_module(*arrays):
 
 
 def gpu_available():
-    """True when cupy imports and sees at least one CUDA device."""
-    cupy = _import_cupy()
-    if cupy is None:
-        return False
+    """True when cupy imports and sees at least one CUDA device; never raises."""
+    return cuda_unavailable_reason() is None
+
+
+def cuda_available():
+    """``minitune.cuda_available()``: True when ``--device cuda`` can run; never raises."""
+    return gpu_available()
+
+
+def cuda_unavailable_reason():
+    """None when a CUDA device is usable through cupy, else one line saying why not."""
     try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except cupy.cuda.runtime.CUDARuntimeError:
-        return False
-
-
-def gpu_count():
-    """The number of CUDA devices cupy sees (0 without cupy)."""
-    return cupy_module().cuda.runtime.getDeviceCount() if gpu_available() else 0
-
-
-def use_gpu(index):
-    """Make CUDA device ``index`` this process's current device (one GPU per data-parallel
-    rank); arrays created afterwards live there."""
-    cupy_module().cuda.Device(index).use()
-
-
-def cupy_module():
-    """The cupy module (for the few places that call CUDA libraries directly, such as NCCL);
-    raises when cupy is not installed."""
-    cupy = _import_cupy()
+        cupy = _import_cupy()
+    except Exception as e:                  # a broken install (a CUDA library that fails to load)
+        return f"cupy failed to import ({type(e).__name__}: {_first_line(e)})"
     if cupy is None:
-        raise RuntimeError("cupy is not installed (pip install 'minitune[gpu]')")
-    return cupy
+        return "cupy is not installed (pip install 'minitune[gpu]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:                  # CUDARuntimeError: no driver, driver too old ...
+        return f"cupy sees no CUDA device ({_first_line(e)})"
+    return None if count > 0 else "cupy sees no CUDA device (0 devices)"
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name):
+    """The device to compute on for a requested ``name``: "cpu" -> "cpu"; "cuda" (or "gpu")
+    -> "gpu", or a RuntimeError of one line saying why no CUDA device can be used; "auto" ->
+    "gpu" when one can, else "cpu"."""
+    if name == "cpu":
+        return "cpu"
+    if name not in ("cuda", "gpu", "auto"):
+        raise ValueError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        return "gpu"
+    if name == "auto":
+        return "cpu"
+    raise RuntimeError(f"device 'cuda' requested, but {reason}; use --device cpu (or auto)")
 
 
 def to_device(array, device):

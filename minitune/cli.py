@@ -21,7 +21,7 @@ import os
 import sys
 from dataclasses import MISSING, dataclass, fields
 
-from . import __version__
+from . import __version__, amp
 from .data import read_texts
 from .data.readers import TEXT_FORMATS, file_format
 from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
@@ -43,16 +43,18 @@ def run_train(args):
 
 
 def run_eval(args):
-    model, tokenizer = load_finetuned(args.model)
+    model, tokenizer = load_finetuned(args.model, device=args.device)
     columns = (args.text_column, args.text_pair_column, args.label_column)
-    scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
-                                   args.batch_size, header_line(args.header), args.encoding)
+    with amp.autocast(args.precision):
+        scores, report = evaluate_file(model, tokenizer, args.data, columns, args.max_len,
+                                       args.batch_size, header_line(args.header),
+                                       args.encoding)
     print(report)
     print(json.dumps({"model": model.name_or_path, "data": args.data, **scores}))
 
 
 def run_predict(args):
-    model, tokenizer = load_finetuned(args.model)
+    model, tokenizer = load_finetuned(args.model, device=args.device)
     if args.texts:
         texts, pairs = args.texts, None
     else:
@@ -65,7 +67,9 @@ def run_predict(args):
     if args.output_format == "cluener" and args.input and file_format(
             args.input, TEXT_FORMATS) == "jsonl":
         ids = record_ids(args.input)
-    predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len, args.batch_size)
+    with amp.autocast(args.precision):
+        predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len,
+                                    args.batch_size)
     out = open_output(args.output)
     try:
         write_predictions(out, texts, predictions, args.output, args.output_format, ids)

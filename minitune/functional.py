@@ -7,7 +7,8 @@ import numpy as np
 from .ops import nn as _nn
 from .ops.elementwise import exp, log, sqrt, tanh
 from .ops.loss import IGNORE_INDEX, CrossEntropy
-from .ops.matmul import linear, matmul, stacked_linear
+from .ops import matmul as _matmul
+from .ops.matmul import matmul, stacked_linear
 from .ops.reduce import max, mean, sum
 from .ops.shape import concatenate, reshape, stack, transpose
 from .ops.nn import erf
@@ -33,6 +34,22 @@ def gelu(x, bias=None):
     if bias is None:
         return _nn.GELU().apply(x)
     return _nn.GELU().apply(x, bias)
+
+
+def linear(x, weight, bias=None, activation=None):
+    """``x @ weight.T + bias``, then ``activation`` ("gelu" or None): x (..., IN), weight
+    (OUT, IN), bias (OUT,) -> (..., OUT).
+
+    ``activation="gelu"`` with a bias is one op (bias and exact GELU applied as the product is
+    written, on the GPU kernels), the same numbers as ``gelu(linear(x, weight), bias=bias)``.
+    """
+    if activation is None:
+        return _matmul.linear(x, weight, bias)
+    if activation != "gelu":
+        raise ValueError(f"linear: unknown activation {activation!r} (None or 'gelu')")
+    if bias is None:
+        return gelu(_matmul.linear(x, weight))
+    return _nn.LinearGELU().apply(x, weight, bias)
 
 
 def softmax(x, axis=-1):

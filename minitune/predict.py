@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import data as D
+from .backend import resolve_device
 from .models import BertConfig
 from .tokenizer import Tokenizer
 from .train.checkpoints import run_model_dir
@@ -24,10 +25,11 @@ __all__ = ["load_finetuned", "predict_texts", "evaluate_file", "trained_max_leng
            "trained_columns", "write_predictions", "record_ids"]
 
 
-def load_finetuned(path, warn=True):
+def load_finetuned(path, warn=True, device="cpu"):
     """The model and tokenizer of a run directory (its best/, else last/ with a warning) or of
     a model directory written by ``minitune train`` / ``save_pretrained``.
 
+    device: "cpu", "cuda" or "auto" (``backend.resolve_device``): where the model computes.
     Returns (model in eval mode, tokenizer)."""
     from .io import resolve_model_dir
     model_dir, warning = run_model_dir(resolve_model_dir(path))
@@ -36,7 +38,7 @@ def load_finetuned(path, warn=True):
     config = BertConfig.from_json_file(model_dir / "config.json")
     architecture = (config.extra.get("architectures") or ["BertForSequenceClassification"])[0]
     task = task_of_architecture(architecture, model_dir / "config.json")
-    model = task.model_class.from_pretrained(model_dir)
+    model = task.model_class.from_pretrained(model_dir).to(resolve_device(device))
     model.name_or_path = str(model_dir)
     return model, Tokenizer.from_pretrained(model_dir)
 

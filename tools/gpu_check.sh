@@ -1,37 +1,49 @@
 #!/usr/bin/env bash
-# One GPU check for minitune's CuPy backend and CUDA kernels, in under 7 minutes, installing
-# nothing. Unattended: every step runs under `timeout`, and the report is written whatever fails.
+# One GPU check for minitune's CuPy backend, CUDA kernels, GEMM, CUDA graphs and GPU
+# fine-tuning, in under 7 minutes, installing nothing. Unattended: every step runs under
+# `timeout`, and the report is written whatever fails.
 #
 #   bash tools/gpu_check.sh            (from the repo root, on a machine with a CUDA GPU)
 #
-# Needs python with numpy, cupy and pytest; torch is optional (the benchmarks' reference);
-# hypothesis, tokenizers, safetensors and scipy are not needed. Steps (worst case in brackets):
-#   1. $OUT/env.txt       nvidia-smi, cupy.show_config(), package versions            (<= 30 s)
-#   2. $OUT/pytest.txt    REQUIRE_GPU=1 pytest -m gpu tests/test_backend.py tests/cuda: ops, tiny
-#                         BERT and AdamW steps on cupy against numpy; every kernel against its
-#                         reference and the CuPy path (BERT and odd shapes, fwd and bwd);
-#                         whole models with the kernels on; dropout statistics and
-#                         determinism. A run without a device errors instead of skipping.
-#                         $OUT/errors.jsonl: worst error per comparison of test_backend.py (<= 140 s)
-#   3. $OUT/bench_kernels.txt  benchmarks/bench_kernels.py: each kernel vs the CuPy path vs
-#                         PyTorch; the MiniLM step (dropout 0.1) with kernels on/off vs PyTorch
-#                         eager; peak memory. JSON in $OUT/bench_kernels.json       (<= 170 s)
-#   4. $OUT/bench.txt     benchmarks/bench_gpu.py: MiniLM-shaped BERT, minitune+cupy (kernels
-#                         on) vs torch, no dropout (train step 32x128, forward 64x128),
-#                         JSON in $OUT/bench.json                                    (<= 50 s)
-#   5. $OUT/gpu_report.json  everything above in one JSON file
-# Exit status: 0 when every test passed and both benchmarks ran; 1 otherwise.
-# The kernels compile with NVRTC on first use (about 10 s for attention.cu); CuPy caches them.
+# Needs python with numpy, cupy and pytest; torch (and transformers for step 6) are optional:
+# the benchmarks' reference side. Steps, each with its worst case (the sum is 415 s):
+#   1. env.txt           nvidia-smi, cupy.show_config(), package versions            (<= 15 s)
+#   2. pytest.txt        REQUIRE_GPU=1 pytest -m gpu: ops, tiny BERT and AdamW on cupy
+#                         against numpy (tests/test_backend.py); every kernel against its
+#                         reference and the CuPy path; the GEMM kernels (fp32, TF32, BF16)
+#                         against float64 and cuBLAS; whole models with the kernels on;
+#                         replayed CUDA-graph steps against eager ones; a training run with
+#                         and without graphs. A run without a device errors instead of
+#                         skipping. errors.jsonl: worst error per comparison      (<= 120 s)
+#   3. bench_kernels.json  benchmarks/bench_kernels.py --skip-model: each fused kernel
+#                         vs the CuPy path vs PyTorch                                 (<= 55 s)
+#   4. bench_gemm.json     benchmarks/bench_gemm.py: our GEMM vs cuBLAS at M = 4096,
+#                         K, N in {384 .. 3072}, fp32 / TF32 / BF16; TFLOP/s         (<= 45 s)
+#   5. bench_step.json     benchmarks/bench_step.py: MiniLM and BERT-base training steps
+#                         (fp32, bf16) graphed vs eager vs PyTorch eager/autocast, forward
+#                         64 x 128, peak memory, TFLOP/s                             (<= 70 s)
+#   6. finetune.json       benchmarks/bench_recipes_gpu.py: SST2-A on the GPU (500 steps,
+#                         fp32 and bf16), minitune vs PyTorch + Transformers, wall time and
+#                         dev accuracy. Needs the folder tools/gpu_payload.py writes (model
+#                         and data), in $MINITUNE_GPU_PAYLOAD (default ./gpu_payload);
+#                         without it the step is skipped and the report says so       (<= 95 s)
+#   7. $OUT/gpu_report.json: everything above in one JSON file (with the tail of each
+#      log), $OUT/pytest.txt, and the rest in $OUT/gpu_check_logs.tgz: three files  (<= 15 s)
+# Exit status: 0 when every test passed and every benchmark ran; 1 otherwise.
+# Kernels compile with NVRTC on first use (about 30 s in all); CuPy caches them.
 # OUT defaults to ./gpu_check_out when the environment does not set it.
 set -u
 
 OUT=${OUT:-$PWD/gpu_check_out}
-mkdir -p "$OUT"
+W="$OUT/work"                              # logs; tarred at the end
+rm -rf "$W"
+mkdir -p "$W"
 if [ ! -f minitune/backend.py ]; then
     echo "gpu_check.sh: run me from the repository root (minitune/backend.py not found)" >&2
     exit 1
 fi
 PY=${PYTHON:-$(command -v python || command -v python3)}
+PAYLOAD=${MINITUNE_GPU_PAYLOAD:-$PWD/gpu_payload}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # minitune is not installed there
 export PYTHONUNBUFFERED=1
 export CUPY_TF32=0                                       # full-FP32 GEMMs, as numpy
@@ -43,20 +55,20 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 {
     echo "## date";          date -u
     echo "## python";        "$PY" --version; echo "$PY"
-    echo "## nvidia-smi";    timeout 10 nvidia-smi
+    echo "## nvidia-smi";    timeout 5 nvidia-smi
     echo "## cupy.show_config()"
-    timeout 10 "$PY" -c 'import cupy; cupy.show_config()'
+    timeout 5 "$PY" -c 'import cupy; cupy.show_config()'
     echo "## packages"
-    timeout 10 "$PY" - <<'EOF'
+    timeout 5 "$PY" - <<'EOF'
 import importlib
-for name in ("numpy", "cupy", "pytest", "torch", "hypothesis", "scipy", "tokenizers",
-             "safetensors"):
+for name in ("numpy", "cupy", "pytest", "torch", "transformers", "hypothesis", "scipy",
+             "tokenizers", "safetensors"):
     try:
         print(name, getattr(importlib.import_module(name), "__version__", "?"))
     except Exception as e:                 # absent or broken: say which
         print(name, "unavailable:", type(e).__name__, e)
 EOF
-} > "$OUT/env.txt" 2>&1
+} > "$W/env.txt" 2>&1
 echo "env recorded ($(elapsed) s)"
 
 # ---- 2. GPU tests. conftest.py needs hypothesis; without it run the files on their own (they
@@ -64,34 +76,50 @@ echo "env recorded ($(elapsed) s)"
 CONFTEST=()
 if ! "$PY" -c 'import hypothesis' 2>/dev/null; then CONFTEST=(--noconftest); fi
 GPU_TESTS=(tests/test_backend.py tests/cuda/test_attention.py tests/cuda/test_row_kernels.py
-           tests/cuda/test_models_kernels.py)
-rm -f "$OUT/errors.jsonl"
-REQUIRE_GPU=1 MINITUNE_GPU_ERRLOG="$OUT/errors.jsonl" timeout -k 5 140 \
+           tests/cuda/test_models_kernels.py tests/cuda/test_matmul.py tests/cuda/test_graph.py
+           tests/train/test_graphs.py)
+rm -f "$W/errors.jsonl"
+REQUIRE_GPU=1 MINITUNE_GPU_ERRLOG="$W/errors.jsonl" timeout -k 5 120 \
     "$PY" -m pytest -q -m gpu "${CONFTEST[@]}" -p no:cacheprovider --durations=12 \
-    --junitxml="$OUT/pytest.xml" "${GPU_TESTS[@]}" > "$OUT/pytest.txt" 2>&1
+    --junitxml="$W/pytest.xml" "${GPU_TESTS[@]}" > "$W/pytest.txt" 2>&1
 RC_TESTS=$?
-echo "tests: exit $RC_TESTS ($(elapsed) s): $(tail -n 1 "$OUT/pytest.txt")"
+echo "tests: exit $RC_TESTS ($(elapsed) s): $(tail -n 1 "$W/pytest.txt")"
 
-# ---- 3. kernel benchmarks (stop timing by themselves; timeout is the backstop)
-timeout -k 5 170 "$PY" benchmarks/bench_kernels.py --json "$OUT/bench_kernels.json" \
-    --budget-s 100 > "$OUT/bench_kernels.txt" 2>&1
+# ---- 3-5. benchmarks (they stop timing by themselves; timeout is the backstop)
+timeout -k 5 55 "$PY" benchmarks/bench_kernels.py --json "$W/bench_kernels.json" \
+    --budget-s 40 --skip-model > "$W/bench_kernels.txt" 2>&1
 RC_KBENCH=$?
-echo "bench_kernels: exit $RC_KBENCH ($(elapsed) s)"; tail -n 20 "$OUT/bench_kernels.txt"
+echo "bench_kernels: exit $RC_KBENCH ($(elapsed) s)"
+timeout -k 5 45 "$PY" benchmarks/bench_gemm.py --json "$W/bench_gemm.json" --budget-s 32 \
+    > "$W/bench_gemm.txt" 2>&1
+RC_GEMM=$?
+echo "bench_gemm: exit $RC_GEMM ($(elapsed) s)"
+timeout -k 5 70 "$PY" benchmarks/bench_step.py --json "$W/bench_step.json" --budget-s 50 \
+    > "$W/bench_step.txt" 2>&1
+RC_STEP=$?
+echo "bench_step: exit $RC_STEP ($(elapsed) s)"; tail -n 6 "$W/bench_step.txt"
 
-# ---- 4. the model benchmark of the CuPy backend
-timeout -k 5 50 "$PY" benchmarks/bench_gpu.py --json "$OUT/bench.json" --iters 20 --warmup 3 \
-    --budget-s 40 > "$OUT/bench.txt" 2>&1
-RC_BENCH=$?
-echo "bench: exit $RC_BENCH ($(elapsed) s)"; cat "$OUT/bench.txt"
+# ---- 6. fine-tuning on the GPU (SST2-A), minitune vs PyTorch
+if [ -f "$PAYLOAD/minilm/model.safetensors" ] && [ -f "$PAYLOAD/sst2/train.tsv" ]; then
+    timeout -k 5 95 "$PY" benchmarks/bench_recipes_gpu.py --model "$PAYLOAD/minilm" \
+        --data "$PAYLOAD" --recipes sst2a --precisions fp32,bf16 --budget-s 75 \
+        --json "$W/finetune.json" > "$W/finetune.txt" 2>&1
+    RC_TUNE=$?
+else
+    echo "{\"skipped\": \"no payload in $PAYLOAD (run tools/gpu_payload.py and carry it)\"}" \
+        > "$W/finetune.json"
+    RC_TUNE=0
+fi
+echo "finetune: exit $RC_TUNE ($(elapsed) s)"; tail -n 4 "$W/finetune.txt" 2>/dev/null
 
-# ---- 5. one JSON report
-RC_TESTS=$RC_TESTS RC_BENCH=$RC_BENCH RC_KBENCH=$RC_KBENCH ELAPSED=$(elapsed) OUTDIR="$OUT" \
-    timeout 20 "$PY" - <<'EOF'
+# ---- 7. one JSON report
+RC_TESTS=$RC_TESTS RC_KBENCH=$RC_KBENCH RC_GEMM=$RC_GEMM RC_STEP=$RC_STEP RC_TUNE=$RC_TUNE \
+    ELAPSED=$(elapsed) OUTDIR="$W" timeout 15 "$PY" - <<'EOF'
 import json, os, xml.etree.ElementTree as ET
 out = os.environ["OUTDIR"]
-report = {"rc_tests": int(os.environ["RC_TESTS"]), "rc_bench": int(os.environ["RC_BENCH"]),
-          "rc_bench_kernels": int(os.environ["RC_KBENCH"]),
-          "elapsed_s_before_report": int(os.environ["ELAPSED"])}
+report = {k.lower(): int(os.environ[k]) for k in
+          ("RC_TESTS", "RC_KBENCH", "RC_GEMM", "RC_STEP", "RC_TUNE")}
+report["elapsed_s_before_report"] = int(os.environ["ELAPSED"])
 try:
     suite = ET.parse(os.path.join(out, "pytest.xml")).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
@@ -113,14 +141,19 @@ try:
     report["worst_err_over_bound_per_test"] = dict(sorted(worst.items(), key=lambda kv: -kv[1]))
 except OSError:
     report["worst_err_over_bound_per_test"] = None
-for key, name in (("bench", "bench.json"), ("bench_kernels", "bench_kernels.json")):
+for key in ("bench_kernels", "bench_gemm", "bench_step", "finetune"):
     try:
-        with open(os.path.join(out, name), encoding="utf-8") as f:
+        with open(os.path.join(out, key + ".json"), encoding="utf-8") as f:
             report[key] = json.load(f)
     except (OSError, ValueError) as e:
         report[key] = {"unreadable": f"{type(e).__name__}: {e}"}
 with open(os.path.join(out, "env.txt"), encoding="utf-8", errors="replace") as f:
     report["env_txt_head"] = f.read()[:4000]
+report["log_tails"] = {}
+for name in sorted(os.listdir(out)):
+    if name.endswith(".txt") and name != "env.txt":
+        with open(os.path.join(out, name), encoding="utf-8", errors="replace") as f:
+            report["log_tails"][name] = f.read()[-3000:]
 with open(os.path.join(out, "gpu_report.json"), "w", encoding="utf-8") as f:
     json.dump(report, f, indent=2)
 tests = report["tests"]
@@ -128,6 +161,9 @@ print("tests:", {k: v for k, v in tests.items() if k != "not_passed"})
 for t in tests.get("not_passed", [])[:15]:
     print(f"  {t['outcome']}: {t['name']}: {t['message'][:200]}")
 EOF
-echo "report: $OUT/gpu_report.json (total $(elapsed) s)"
+cp "$W/gpu_report.json" "$W/pytest.txt" "$OUT/" 2>/dev/null
+tar -czf "$OUT/gpu_check_logs.tgz" -C "$OUT" work && rm -rf "$W"
+echo "report: $OUT/gpu_report.json, $OUT/pytest.txt, $OUT/gpu_check_logs.tgz (total $(elapsed) s)"
 
-[ "$RC_TESTS" -eq 0 ] && [ "$RC_BENCH" -eq 0 ] && [ "$RC_KBENCH" -eq 0 ]
+[ "$RC_TESTS" -eq 0 ] && [ "$RC_KBENCH" -eq 0 ] && [ "$RC_GEMM" -eq 0 ] && \
+    [ "$RC_STEP" -eq 0 ] && [ "$RC_TUNE" -eq 0 ]

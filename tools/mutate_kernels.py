@@ -29,6 +29,17 @@ MUTATIONS = [  # (file, text, replacement)
     ("adamw.cu", "__fadd_rn(__fdiv_rn(sqrtf(ve), root), eps)",
      "__fdiv_rn(__fadd_rn(sqrtf(ve), eps), root)"),
     ("dropout.cu", "draw16(r, 5)", "draw16(r, 4)"),
+    ("dropout.cu", "if (seed_ptr) seed = *seed_ptr;", "if (seed_ptr) seed = *seed_ptr + 1;"),
+    ("adamw.cu", "step_size = hyper[0];", "step_size = hyper[1];"),
+    ("matmul.cu", "acc[i][j] += a[i] * b[j];\n    }\n}", "acc[i][j] += a[i] * b[i];\n    }\n}"),
+    ("matmul.cu", "S[(k + 3) * LDS + r] = v.w;", "S[(k + 3) * LDS + r] = v.z;"),
+    ("matmul.cu", "(i / 4) * 32 + ly * 4", "(i / 4) * 16 + ly * 4"),
+    ("gemm.cuh", "C[at] = acc + bias[n];", "C[at] = acc;"),
+    ("gemm.cuh", "v = make_float4(v.x + b.x, v.y + b.y", "v = make_float4(v.x + b.x, v.y + b.x"),
+    ("gemm.cuh", "K - (int)z * k_chunk", "K - (int)z * k_chunk - 1"),
+    ("matmul_tc.cu", "struct Layout<true> { using type = wmma::col_major; };",
+     "struct Layout<true> { using type = wmma::row_major; };"),
+    ("matmul_tc.cu", "n = n0 + wn + j * 16 + col;", "n = n0 + wn + j * 16 + col + 1;"),
 ]
 
 

@@ -13,7 +13,7 @@ numbers, in NumPy), and one launcher module per kernel file. docs/kernels.md exp
 """
 from types import SimpleNamespace
 
-from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm
+from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm, matmul
 
 
 def _kernel(name, module, *functions):
@@ -29,4 +29,11 @@ KERNELS = {
     "embedding": _kernel("embedding", embedding, "forward", "backward"),
     "dropout": _kernel("dropout", dropout, "forward", "backward"),
     "adam": _kernel("adam", adam, "step"),
+    "linear": SimpleNamespace(name="linear", supports=matmul.supports_linear,
+                              forward=matmul.linear_forward, backward=matmul.linear_backward),
+    "linear_gelu": SimpleNamespace(name="linear_gelu", supports=matmul.supports_linear,
+                                   forward=matmul.linear_gelu_forward,
+                                   backward=matmul.linear_gelu_backward),
+    "matmul": SimpleNamespace(name="matmul", supports=matmul.supports_matmul,
+                              forward=matmul.matmul_forward, backward=matmul.matmul_backward),
 }

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import runtime
+from . import graph, runtime
 
 FILE = "adamw.cu"
 CHUNK = 1024                        # elements a block updates (adamw.cu)
@@ -32,18 +32,24 @@ def _table(rt, ws, gs, ms, vs):
         xp = rt.xp
         sizes = np.array([w.size for w in ws], dtype=np.int64)
         blocks = [(p, s) for p, n in enumerate(sizes) for s in range(0, int(n), CHUNK)]
-        table = tuple(xp.asarray(np.array([rt.pointer(a) for a in arrays], dtype=np.uint64))
+        upload = lambda host: graph.device_copy(xp, host)     # noqa: E731 (after a capture)
+        table = tuple(upload(np.array([rt.pointer(a) for a in arrays], dtype=np.uint64))
                       for arrays in (ws, gs, ms, vs)) + (
-            xp.asarray(sizes), xp.asarray(np.array([p for p, _ in blocks], dtype=np.int32)),
-            xp.asarray(np.array([s for _, s in blocks], dtype=np.int64)))
+            upload(sizes), upload(np.array([p for p, _ in blocks], dtype=np.int32)),
+            upload(np.array([s for _, s in blocks], dtype=np.int64)))
         if len(_tables) > 64:                           # bounded: old address sets go
             _tables.clear()
         _tables[key] = table
     return table
 
 
-def step(ws, gs, ms, vs, ts, lr, betas, eps, weight_decay, decoupled, work):
-    """One Adam/AdamW update of float32 parameters ``ws`` in place (``work`` is unused)."""
+def step(ws, gs, ms, vs, ts, lr, betas, eps, weight_decay, decoupled, work, hyper=None):
+    """One Adam/AdamW update of float32 parameters ``ws`` in place (``work`` is unused).
+
+    hyper: None, or a float32 device array (step_size, bc2_root, decay) that the kernel reads
+    instead of the values computed here from lr and ts -- a step captured as a CUDA graph,
+    whose optimizer refreshes it before each replay (``optim.adam``, ``graph.device_scalars``).
+    """
     rt = runtime.for_array(ws[0])
     xp = rt.xp
     b1, b2 = betas
@@ -56,11 +62,13 @@ def step(ws, gs, ms, vs, ts, lr, betas, eps, weight_decay, decoupled, work):
     step_sizes = [lr / (1 - b1 ** t) for t in ts]
     roots = [math.sqrt(1 - b2 ** t) for t in ts]
     same = len(set(ts)) == 1
+    if hyper is not None and not same:
+        raise ValueError("adam kernel: device hyper-parameters need every parameter at one step")
     per_tensor = (None, None) if same else (
-        xp.asarray(np.array(step_sizes, dtype=np.float32)),
-        xp.asarray(np.array(roots, dtype=np.float32)))
+        graph.device_copy(xp, np.array(step_sizes, dtype=np.float32)),
+        graph.device_copy(xp, np.array(roots, dtype=np.float32)))
     rt.launch(FILE, "adam_update", int(block_tensor.size), 256,
               (w_ptrs, g_ptrs, m_ptrs, v_ptrs, sizes, block_tensor, block_start, *per_tensor,
                np.float32(step_sizes[0]), np.float32(roots[0]),
                np.float32(1 - lr * weight_decay), np.float32(weight_decay), np.float32(1 - b1),
-               np.float32(b2), np.float32(1 - b2), np.float32(eps), np.int32(decoupled)))
+               np.float32(b2), np.float32(1 - b2), np.float32(eps), np.int32(decoupled), hyper))

@@ -13,7 +13,7 @@ follow the CUDA against; tests/cuda checks them against plain attention, then th
 """
 import numpy as np
 
-from . import runtime
+from . import graph, runtime
 from .philox import threshold_and_scale
 
 FILE = "attention.cu"
@@ -59,11 +59,13 @@ def _head_major(xp, B, NH, T, HS):
 
 
 def _dropout(p, rng):
-    """(seed, threshold, dscale) for dropout probability p; the seed comes from ``rng``."""
+    """(seed, threshold, dscale, seed_ptr) for dropout probability p; the seed comes from
+    ``rng`` (under CUDA graph capture: from a slot, ``graph.device_seed``)."""
     if p == 0.0:
-        return np.uint64(0), np.uint32(0), np.float32(1.0)
+        return np.uint64(0), np.uint32(0), np.float32(1.0), None
     threshold, scale = threshold_and_scale(p)
-    return rng.integers(0, 2**64, dtype=np.uint64), np.uint32(threshold), np.float32(scale)
+    seed, seed_ptr = graph.device_seed(rng)
+    return seed, np.uint32(threshold), np.float32(scale), seed_ptr
 
 
 def forward(q, k, v, mask_bias, scale, dropout_p, rng, variant=2):
@@ -80,9 +82,10 @@ def forward(q, k, v, mask_bias, scale, dropout_p, rng, variant=2):
     out, ostrides = _head_major(xp, B, NH, T, HS)
     m = xp.empty((B * NH, T), dtype=np.float32)
     L = xp.empty((B * NH, T), dtype=np.float32)
-    seed, threshold, dscale = _dropout(dropout_p, rng)
+    seed, threshold, dscale, seed_ptr = _dropout(dropout_p, rng)
     args = (q, k, v, bias, out, m, L, np.int32(NH), np.int32(T), np.int32(HS), *_strides(q),
-            *ostrides, np.int32(bias_sb), np.float32(scale), seed, OFFSET, threshold, dscale)
+            *ostrides, np.int32(bias_sb), np.float32(scale), seed, OFFSET, threshold, dscale,
+            seed_ptr)
     if variant == 1:
         rt.launch(FILE, "attention_forward_naive", ((T + 127) // 128, B * NH), 128, args)
     else:
@@ -90,13 +93,13 @@ def forward(q, k, v, mask_bias, scale, dropout_p, rng, variant=2):
         rows = 128 // split
         rt.launch(FILE, f"attention_forward_s{split}", ((T + rows - 1) // rows, B * NH), 128,
                   args)
-    saved = (q, k, v, bias, bias_sb, out, m, L, scale, seed, threshold, dscale)
+    saved = (q, k, v, bias, bias_sb, out, m, L, scale, seed, threshold, dscale, seed_ptr)
     return out, saved
 
 
 def backward(gout, saved):
     """The op's backward: (gq, gk, gv), each (B, NH, T, HS)."""
-    q, k, v, bias, bias_sb, out, m, L, scale, seed, threshold, dscale = saved
+    q, k, v, bias, bias_sb, out, m, L, scale, seed, threshold, dscale, seed_ptr = saved
     rt = runtime.for_array(gout)
     xp = rt.xp
     B, NH, T, HS = q.shape
@@ -110,7 +113,7 @@ def backward(gout, saved):
     rows = 128 // split
     grid = ((T + rows - 1) // rows, B * NH)
     shape = (np.int32(NH), np.int32(T), np.int32(HS), *_strides(q), *ostrides, *_strides(gout),
-             np.int32(bias_sb), np.float32(scale), seed, OFFSET, threshold, dscale)
+             np.int32(bias_sb), np.float32(scale), seed, OFFSET, threshold, dscale, seed_ptr)
     rt.launch(FILE, f"attention_backward_dq_s{split}", grid, 128,
               (q, k, v, bias, out, gout, m, L, dvec, gq) + shape)
     rt.launch(FILE, f"attention_backward_dkdv_s{split}", grid, 128,

@@ -4,12 +4,13 @@ Same arguments and results as ``minitune.ops.loss.cross_entropy_forward/backward
 is (z (N, K), t (N,) int64, lse (N,), count (1,) on the device, logits shape, reduction,
 ignore_index): no (N, K) log-probabilities are kept. The reduced loss and the count of counted
 rows stay on the device; the one host read is the 4-byte flag of out-of-range targets, so that
-a bad label raises the reference's clear error (a synchronisation; docs/kernels.md).
+a bad label raises the reference's clear error (a synchronisation; docs/kernels.md). A step
+being captured as a CUDA graph skips it: its caller checks the labels on the host.
 ``online_logsumexp`` is the NumPy picture of the forward's per-lane running max and sum.
 """
 import numpy as np
 
-from . import runtime
+from . import graph, runtime
 
 FILE = "cross_entropy.cu"
 MODES = {"none": 0, "sum": 1, "mean": 2}
@@ -34,7 +35,7 @@ def forward(logits, target, ignore_index, reduction):
     if N:
         rt.launch(FILE, "cross_entropy_forward", (N + 7) // 8, 256,
                   (z, t, losses, lse, np.int32(N), np.int32(K), np.int64(ignore_index), bad))
-    if int(bad[0]):                                       # the one host read (see above)
+    if not graph.capturing() and int(bad[0]):             # the one host read (see above)
         wrong = t[(t != ignore_index) & ((t < 0) | (t >= K))]
         raise ValueError(f"cross_entropy: targets must be in [0, {K}) or ignore_index "
                          f"{ignore_index}, got {wrong[:5].tolist()}")

@@ -68,7 +68,7 @@ def translation_unit(name, text=None):
 def _build(name, text=None):
     """Compile kernels/``name`` (or ``text``) into a cached shared library; return its path."""
     tu = translation_unit(name, text)
-    header = (EMU_DIR / "cuda_emu.h").read_bytes() + (EMU_DIR / "math_constants.h").read_bytes()
+    header = b"".join(h.read_bytes() for h in sorted(EMU_DIR.glob("*.h")))   # all stand-ins
     key = hashlib.sha256(tu.encode() + header + " ".join((CXX,) + CXXFLAGS).encode())
     stem = f"{Path(name).stem}-{key.hexdigest()[:16]}"
     lib = cache_dir("emulator") / f"{stem}.so"

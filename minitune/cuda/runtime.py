@@ -15,6 +15,9 @@ which is how CI runs every launcher on machines without a GPU.
 The GPU side compiles each kernel file once per process with ``cupy.RawModule(code=...)`` (NVRTC,
 ``nvrtc.OPTIONS``; CuPy also caches the binary on disk) and launches with the current stream.
 """
+import contextlib
+import functools
+
 import numpy as np
 
 from ..backend import _import_cupy, is_cupy_array
@@ -30,6 +33,16 @@ class GpuRuntime:
         self.xp = cupy if cupy is not None else _import_cupy()
         self._modules = {}
         self._functions = {}
+
+    @functools.cached_property
+    def sm_count(self):
+        """Multiprocessors of the current device (launchers size their grids by it)."""
+        return self.xp.cuda.Device().attributes["MultiProcessorCount"]
+
+    @functools.cached_property
+    def tensor_cores(self):
+        """True from compute capability 8.0 (the TF32/BF16 mma of kernels/matmul_tc.cu)."""
+        return int(self.xp.cuda.Device().compute_capability) >= 80
 
     def function(self, name, kernel):
         """Kernel ``kernel`` of kernels/``name``; the file is compiled once per process."""
@@ -56,17 +69,44 @@ class EmulatorRuntime:
     """Kernels from the CPU emulator, on numpy arrays (tests, study)."""
 
     xp = np
+    sm_count = 2              # small, so that the tests reach the launchers' split paths
+    tensor_cores = False      # the emulator cannot run tensor-core code
 
     @staticmethod
     def pointer(array):
         return array.ctypes.data
 
     def launch(self, name, kernel, grid, block, args, shared_mem=0):
-        emulator.launch(name, kernel, _dim3(grid), _dim3(block), args, shared_mem)
+        if _recording is not None:              # an emulated CUDA graph is being captured
+            _recording.append((name, kernel, _dim3(grid), _dim3(block), args, shared_mem))
+            return
+        emulated_launch(name, kernel, _dim3(grid), _dim3(block), args, shared_mem)
 
 
 def _dim3(d):
     return (d,) if isinstance(d, int) else tuple(d)
+
+
+def emulated_launch(name, kernel, grid, block, args, shared_mem=0):
+    """Run one kernel in the CPU emulator now."""
+    emulator.launch(name, kernel, grid, block, args, shared_mem)
+
+
+_recording = None           # a list while the emulator records launches (cuda/graph.py)
+
+
+@contextlib.contextmanager
+def recording():
+    """Inside the block, emulated launches are recorded, not run: the CPU's picture of a CUDA
+    graph capture (the arguments are kept as given -- arrays by reference, scalars by value,
+    as a captured launch keeps them). Yields the list of (file, kernel, grid, block, args,
+    shared_mem)."""
+    global _recording
+    previous, _recording = _recording, []
+    try:
+        yield _recording
+    finally:
+        _recording = previous
 
 
 _gpu = None

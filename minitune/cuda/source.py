@@ -35,6 +35,7 @@ def kernel_files():
     return sorted(p.name for p in KERNEL_DIR.glob("*.cu"))
 
 
+
 def load_source(name, text=None):
     """The full text of kernels/``name`` with its quoted includes pasted in.
 

@@ -12,10 +12,11 @@ import math
 
 import numpy as np
 
-from .. import dispatch
+from .. import amp, dispatch
 from ..autograd import Function, sum_to
 from ..backend import device_of, get_array_module, to_device
-from .matmul import _batched
+from ..cuda.graph import capturing
+from .matmul import LINEAR_REFERENCE, _batched, check_linear_shapes
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -133,6 +134,44 @@ class GELU(Function):
     def backward(self, gy):
         gx, gb = self.impl.backward(gy, self.saved)
         return (gx,) if len(self.inputs) == 1 else (gx, gb)
+
+
+def linear_gelu_forward(x, w, b, precision="fp32"):
+    """gelu(x @ w^T + b), the first half of BERT's feed-forward: x (..., IN), w (I, IN), b (I,)
+    -> (..., I). The reference is the two ops it fuses, each through its own dispatch point
+    (so fused CPU code for either still runs). saved: both ops' implementations and saved."""
+    linear = dispatch.implementation("linear", LINEAR_REFERENCE, x, w)
+    u, linear_saved = linear.forward(x, w, None, precision)
+    act = dispatch.implementation("gelu", GELU_REFERENCE, u)
+    y, gelu_saved = act.forward(u, b)
+    return y, (linear, linear_saved, act, gelu_saved)
+
+
+def linear_gelu_backward(gy, saved, needs=(True, True, True)):
+    """(gx, gw, gb): gelu's backward gives gu = dL/d(x w^T + b) and gb = sum(gu); linear's
+    gives gx = gu w and gw = gu^T x."""
+    linear, linear_saved, act, gelu_saved = saved
+    gu, gb = act.backward(gy, gelu_saved)
+    gx, gw, _ = linear.backward(gu, linear_saved, (needs[0], needs[1], False))
+    return gx, gw, gb if needs[2] else None
+
+
+LINEAR_GELU_REFERENCE = dispatch.Implementation("linear_gelu", forward=linear_gelu_forward,
+                                                backward=linear_gelu_backward)
+
+
+class LinearGELU(Function):
+    """gelu(x @ W^T + b): one op, so a GEMM kernel can apply bias and GELU as it writes its
+    result (``F.linear(x, W, b, activation="gelu")``)."""
+
+    def forward(self, x, w, b):
+        check_linear_shapes(x, w, b)
+        self.impl = dispatch.implementation("linear_gelu", LINEAR_GELU_REFERENCE, x, w, b)
+        y, self.saved = self.impl.forward(x, w, b, amp.current())
+        return y
+
+    def backward(self, gy):
+        return self.impl.backward(gy, self.saved, [t.requires_grad for t in self.inputs])
 
 
 class Softmax(Function):
@@ -273,7 +312,8 @@ class Embedding(Function):
             raise ValueError(f"embedding: ids must be integers, got {ids.dtype}")
         # ids usually come from the tokenizer as numpy: copy them (small) to the weight's device
         ids = to_device(ids, device_of(weight))
-        if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
+        # a host read of device values: not while a CUDA graph is captured (its caller checks)
+        if ids.size and not capturing() and (ids.min() < 0 or ids.max() >= weight.shape[0]):
             raise ValueError(f"embedding: ids must lie in [0, {weight.shape[0]}), "
                              f"got min {ids.min()} max {ids.max()}")
         self.impl = dispatch.implementation("embedding", EMBEDDING_REFERENCE, weight)

@@ -24,6 +24,8 @@ import math
 
 from .. import dispatch
 from ..backend import get_array_module
+from ..cuda import adam as cuda_adam
+from ..cuda import graph
 from .optimizer import Optimizer
 
 
@@ -49,26 +51,59 @@ class Adam(Optimizer):
         """One update of every parameter with a gradient; ``p.data`` is changed in place.
 
         The arithmetic is ``adam_update`` (below) or a fused implementation of it chosen by
-        ``minitune.dispatch`` (all parameters of a group in one call)."""
+        ``minitune.dispatch`` (all parameters of a group in one call). While a step is captured
+        as a CUDA graph (``cuda.graph``) nothing moves on the host: the step counters advance,
+        and the step size and decay are computed, before each replay instead."""
         for group in self.param_groups:
-            ws, gs, ms, vs, ts = [], [], [], [], []
-            for p, g, xp in self._params_with_grad(group):
-                state = self.state.get(id(p))
-                if state is None:
-                    state = {"step": 0, "exp_avg": xp.zeros_like(p.data),
-                             "exp_avg_sq": xp.zeros_like(p.data)}
-                    self.state[id(p)] = state
+            params = list(self._params_with_grad(group))
+            if not params:
+                continue
+            states = [self._state_of(p, xp) for p, _, xp in params]
+            ws = [p.data for p, _, _ in params]
+            impl = dispatch.implementation("adam", ADAM_REFERENCE, ws[0])
+            extra = {}
+            if graph.capturing():
+                extra["hyper"] = self._captured_hyper(impl, group, states)
+            else:
+                for state in states:
+                    state["step"] += 1
+            impl.step(ws, [g for _, g, _ in params], [s["exp_avg"] for s in states],
+                      [s["exp_avg_sq"] for s in states], [s["step"] for s in states],
+                      lr=group["lr"], betas=group["betas"], eps=group["eps"],
+                      weight_decay=group["weight_decay"], decoupled=self.decoupled_weight_decay,
+                      work=self._work_buffer, **extra)
+
+    def _state_of(self, p, xp):
+        """The moments and step counter of ``p``, created (zeros, step 0) on first use."""
+        state = self.state.get(id(p))
+        if state is None:
+            if graph.capturing():          # zeros made while capturing would be re-zeroed
+                raise graph.CaptureError("Adam's state must exist before a step is captured")
+            state = {"step": 0, "exp_avg": xp.zeros_like(p.data),
+                     "exp_avg_sq": xp.zeros_like(p.data)}
+            self.state[id(p)] = state
+        return state
+
+    def _captured_hyper(self, impl, group, states):
+        """The device slot (step size, sqrt(1 - b2^t), 1 - lr wd) a captured update reads;
+        before each replay the group's counters advance and the values follow its lr."""
+        if impl.step is not cuda_adam.step:      # the reference, or fused CPU code
+            raise graph.CaptureError("a captured Adam update needs the adam kernel (fused ops "
+                                     "are switched off, or the weights are not on the GPU)")
+        if len({s["step"] for s in states}) != 1:
+            raise graph.CaptureError("a captured Adam update needs a group's parameters at one "
+                                     "step")
+        b1, b2 = group["betas"]
+
+        def advance():
+            for state in states:
                 state["step"] += 1
-                ws.append(p.data)
-                gs.append(g)
-                ms.append(state["exp_avg"])
-                vs.append(state["exp_avg_sq"])
-                ts.append(state["step"])
-            if ws:
-                impl = dispatch.implementation("adam", ADAM_REFERENCE, ws[0])
-                impl.step(ws, gs, ms, vs, ts, lr=group["lr"], betas=group["betas"],
-                          eps=group["eps"], weight_decay=group["weight_decay"],
-                          decoupled=self.decoupled_weight_decay, work=self._work_buffer)
+
+        def values():
+            t, lr = states[0]["step"], group["lr"]
+            return [lr / (1 - b1 ** t), math.sqrt(1 - b2 ** t), 1 - lr * group["weight_decay"]]
+
+        return graph.device_scalars(3, values, before=advance)
 
 
 def adam_update(ws, gs, ms, vs, ts, lr, betas, eps, weight_decay, decoupled, work):

@@ -14,6 +14,8 @@ import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 
+from ..amp import PRECISIONS
+from ..backend import DEVICES
 from .tasks import TASKS
 
 
@@ -34,6 +36,19 @@ def option(default=None, help="", *, min=None, above=None, max=None, choices=Non
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def device_option():
+    """--device, shared by train, eval and predict."""
+    return option("cpu", "where to compute: cpu; cuda, a CUDA GPU through CuPy (an error when "
+                  "none is visible); auto, cuda when one is visible, else cpu", choices=DEVICES)
+
+
+def precision_option():
+    """--precision, shared by train, eval and predict (minitune/amp.py)."""
+    return option("fp32", "number format of the matrix products' operands: fp32; bf16 or tf32 "
+                  "on GPU tensor cores (float32 weights, accumulation and statistics; emulated, "
+                  "and slower, on the CPU)", choices=PRECISIONS)
 
 
 HEADER_CHOICES = {"auto": None, "yes": True, "no": False}
@@ -162,8 +177,13 @@ class TrainArgs(Options):
     header: str = header_option()
     encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
                            "gb18030")
+    device: str = device_option()
+    precision: str = precision_option()
+    cuda_graphs: bool = option(True, "with --device cuda, capture each training step (forward, "
+                               "backward, AdamW) as a CUDA graph per padded shape and replay it")
     overwrite: bool = option(False, "replace a finished or stopped run in --out")
-    resume: bool = option(False, "continue the run saved in --out (its own settings)")
+    resume: bool = option(False, "continue the run saved in --out (its own settings; --device "
+                          "and --cuda-graphs may change)")
     progress: bool = option(True, "show a progress bar")
 
     def check(self, have_train_data=False):
@@ -190,6 +210,8 @@ class EvalArgs(Options):
                                metavar="DIR")
     data: str | None = option(None, "labelled file in the training format", required=True,
                               metavar="FILE")
+    device: str = device_option()
+    precision: str = precision_option()
     text_column: str | None = option(None, "text column (default: the training run's)",
                                      metavar="NAME")
     text_pair_column: str | None = option(None, "second text column (default: the training "
@@ -235,6 +257,8 @@ class PredictArgs(Options):
     max_len: int | None = option(None, "truncation (default: the training run's --max-len)",
                                  min=3)
     batch_size: int = option(64, "texts per pass", min=1)
+    device: str = device_option()
+    precision: str = precision_option()
 
     def check(self):
         if self.texts and self.input:

@@ -19,8 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from .. import amp
 from .. import data as D
 from .. import distributed
+from ..backend import resolve_device
 from ..io import atomic_write_text
 from ..ops.loss import IGNORE_INDEX
 from ..optim import (AdamW, clip_grad_norm, linear_schedule_with_warmup,
@@ -31,6 +33,7 @@ from . import checkpoints as C
 from .args import TrainArgs, flag, header_line
 from .callbacks import CtrlC, EarlyStopping, ProgressBar
 from .evaluation import evaluate, predict_texts
+from .graphs import graphs_for
 from .tasks import TASKS
 
 
@@ -73,7 +76,8 @@ class Trainer:
                 args = _resumed_args(args, saved, self.resume_dir / "trainer_state.json")
         args.validate(have_train_data=train_data is not None)
         self.args, self.task, self.out = args, TASKS[args.task], Path(args.out)
-        self.dist = _data_parallel(args)      # under mpirun -n N; None in a single process
+        self.device = resolve_device(args.device)      # "cpu" or "gpu"; fails fast, in one line
+        self.dist = _data_parallel(args, self.device)  # under mpirun -n N; else None
         if self.is_writer and (train_data is not None or args.train is not None):
             C.check_writable(self.out)        # before any data is read or model loaded
         self.raw = self._read_splits(train=train_data, dev=dev_data, test=test_data)
@@ -82,6 +86,7 @@ class Trainer:
         self.model = model or self.task.model_class.from_pretrained(
             self.resume_dir or args.model, id2label=self.id2label, seed=args.seed)
         self._check_model()
+        self.model.to(self.device)                     # before the optimizer and its state
         self.examples = {split: self._encode(split, raw) for split, raw in self.raw.items()}
         self.loader = self._build_loader()
         if self.dist is not None:             # each rank reads its share of every batch
@@ -100,6 +105,7 @@ class Trainer:
         self._progress = ProgressBar() if args.progress and self.is_writer else None
         if self._progress:
             self.callbacks.append(self._progress)
+        self._graphs = graphs_for(self)       # CUDA graphs of the step (GPU only), or None
         self.should_stop = False
 
     # ------------------------------------------------------------------ building
@@ -203,7 +209,8 @@ class Trainer:
         self.should_stop = False
         try:
             log_path = self.out / "metrics.jsonl" if self.is_writer else os.devnull
-            with open(log_path, "a") as self._log_file, CtrlC() as ctrl_c:
+            with open(log_path, "a") as self._log_file, CtrlC() as ctrl_c, \
+                    amp.autocast(self.args.precision):
                 self._call("on_fit_start")
                 while self.state["step"] < self.total_steps and not self.should_stop:
                     logs = self.training_step()
@@ -217,13 +224,19 @@ class Trainer:
         """One optimizer step: the backward passes of its batches, then ``on_gradients``,
         clipping and the update. Returns the step's log record."""
         t0 = time.perf_counter()
-        loss = self._accumulate_gradients(self._next_batches())
-        if self.dist is not None:
-            loss = self._all_reduce_gradients(loss)
-        self._call("on_gradients")
-        grad_norm = self._clip_gradients()
+        batches = self._next_batches()
         lr = self.optimizer.param_groups[0]["lr"]
-        self._update()
+        if self._graphs is not None and len(batches) == 1:
+            # forward, backward and AdamW as one CUDA graph; the loss is read after it
+            loss, grad_norm = self._finite(self._graphs.step(batches[0])), None
+            self.schedule.step()
+        else:
+            loss = self._accumulate_gradients(batches)
+            if self.dist is not None:
+                loss = self._all_reduce_gradients(loss)
+            self._call("on_gradients")
+            grad_norm = self._clip_gradients()
+            self._update()
         self.state["step"] += 1
         step = self.state["step"]
         logs = {"step": step, "epoch": step / self.steps_per_epoch, "loss": loss, "lr": lr,
@@ -255,17 +268,21 @@ class Trainer:
                 continue
             out = self.model(batch["input_ids"], batch["attention_mask"],
                              batch["token_type_ids"], labels=batch["labels"])
-            value = out.loss.item()
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"loss is {value} at step {self.state['step'] + 1} (epoch "
-                    f"{self.loader.epoch}, batch {self.loader.position}); stopping. The last "
-                    f"good checkpoint ({self.out / 'last'}) is intact; try a lower --lr")
+            value = self._finite(out.loss.item())
             weight = n / total if total else 0.0
             loss = out.loss if len(batches) == 1 else out.loss * weight
             loss.backward()
             step_loss += value * weight if len(batches) > 1 else value
         return step_loss
+
+    def _finite(self, loss):
+        """``loss`` (a float), or TrainingError when it is NaN or infinite."""
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"loss is {loss} at step {self.state['step'] + 1} (epoch {self.loader.epoch}, "
+                f"batch {self.loader.position}); stopping. The last good checkpoint "
+                f"({self.out / 'last'}) is intact; try a lower --lr")
+        return loss
 
     def _clip_gradients(self):
         if self.args.max_grad_norm is None:
@@ -421,8 +438,10 @@ class Trainer:
         else:
             raw = self._read_splits(eval=data)["eval"]
             examples = self._encode("eval", raw)
-        scores, _ = evaluate(self.model, self.task, raw, examples, self.id2label,
-                             self.args.eval_batch_size, self.tokenizer.pad_token_id, self.dist)
+        with amp.autocast(self.args.precision):
+            scores, _ = evaluate(self.model, self.task, raw, examples, self.id2label,
+                                 self.args.eval_batch_size, self.tokenizer.pad_token_id,
+                                 self.dist)
         return scores
 
     def predict(self, texts, text_pairs=None):
@@ -436,11 +455,11 @@ def train(args, **kwargs):
     return Trainer(args, **kwargs).fit()
 
 
-def _data_parallel(args):
+def _data_parallel(args, device):
     """A DataParallel when an MPI launcher started several processes, else None: the
     single-process run imports no MPI. A rank that does not start, or that was given other
     flags, is named here."""
-    comm = distributed.communicator()
+    comm = distributed.communicator(device)
     if comm.size == 1:
         return None
     dist = distributed.DataParallel(comm)
@@ -459,12 +478,15 @@ def _args_to_save(args):
 
 
 def _resumed_args(given, saved, saved_file):
-    """The saved run's settings, keeping the given out/progress. Flags that would change the
-    run are ignored with a warning; data files that have gone missing are an error."""
+    """The saved run's settings, keeping the given out/progress and where to compute (a run
+    started on a GPU may go on on the CPU, and back). Flags that would change the run are
+    ignored with a warning; data files that have gone missing are an error."""
     known = {f.name for f in dataclasses.fields(TrainArgs)}
     args = TrainArgs(**{k: v for k, v in saved["args"].items() if k in known})
     args.out, args.resume, args.progress = given.out, True, given.progress
-    ignored = sorted(set(given.changed()) - {"out", "resume", "progress", "overwrite"})
+    args.device, args.cuda_graphs = given.device, given.cuda_graphs
+    ignored = sorted(set(given.changed()) - {"out", "resume", "progress", "overwrite", "device",
+                                             "cuda_graphs"})
     if ignored:
         print(f"--resume continues the saved run with its own settings; ignoring "
               f"{', '.join(flag(k) for k in ignored)}", file=sys.stderr)

@@ -61,7 +61,8 @@ def run(train, steps=0):
 def test_tiny_bert_through_every_kernel_matches_the_reference(kernels_on_numpy):
     out, grads, weights = run(train=False, steps=2)
     for op in ("attention.forward", "attention.backward", "layer_norm.forward",
-               "layer_norm.backward", "gelu.forward", "gelu.backward", "embedding.forward",
+               "layer_norm.backward", "linear.forward", "linear.backward",
+               "linear_gelu.forward", "linear_gelu.backward", "embedding.forward",
                "embedding.backward", "cross_entropy.forward", "cross_entropy.backward",
                "adam.step"):
         assert kernels_on_numpy.get(op), f"{op} did not run: {kernels_on_numpy}"

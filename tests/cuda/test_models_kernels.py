@@ -58,7 +58,8 @@ def tiny_run(device, train=False):
 def test_tiny_bert_loss_logits_and_grads_with_kernels_match_cpu(kernel_calls):
     cpu_out, cpu_grads = tiny_run("cpu")
     gpu_out, gpu_grads = tiny_run("gpu")
-    for op in ("attention.forward", "attention.backward", "layer_norm.backward", "gelu.backward",
+    for op in ("attention.forward", "attention.backward", "layer_norm.backward",
+               "linear.forward", "linear.backward", "linear_gelu.backward",
                "cross_entropy.backward", "embedding.backward"):
         assert kernel_calls.get(op), f"the {op} kernel did not run: {kernel_calls}"
     assert_close(backend.asnumpy(gpu_out.loss.data), cpu_out.loss.data, rtol=1e-4, atol=1e-5)

@@ -1,7 +1,6 @@
 """The Trainer end to end on a tiny random BERT (fast, no real checkpoint): training,
 checkpoints, resume from anywhere, gradient accumulation, early stopping, callbacks."""
 import json
-import signal
 
 import numpy as np
 import pytest
@@ -12,15 +11,10 @@ from minitune.models import BertForSequenceClassification
 from minitune.testing import assert_close
 from minitune.tokenizer import Tokenizer
 from minitune.train import Callback, RunDirError, TrainArgs, Trainer, TrainingError, train
-from pipeline_helpers import save_tiny_bert
+from pipeline_helpers import InterruptAt, save_tiny_bert, train_args
 
 
-def args(model_dir, files, out, **kw):
-    base = dict(task="classify", model=str(model_dir), train=str(files / "train.tsv"),
-                dev=str(files / "dev.tsv"), out=str(out), epochs=2, batch_size=8, lr=1e-3,
-                max_len=16, progress=False, save_steps=3)
-    base.update(kw)
-    return TrainArgs(**base)
+args = train_args          # the quick run of the tiny BERT (pipeline_helpers)
 
 
 def final_weights(run_dir):
@@ -46,15 +40,6 @@ def test_training_writes_metrics_checkpoints_and_learns(tiny_model_dir, sentimen
     assert json.loads((out / "results.json").read_text())["steps"] == 60
 
 
-class InterruptAt(Callback):
-    """Ctrl-C during step ``step`` (what a user's keypress does)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_gradients(self, trainer):
-        if trainer.state["step"] + 1 == self.step:
-            signal.raise_signal(signal.SIGINT)
 
 
 def test_interrupted_run_resumed_from_another_directory_ends_with_identical_weights(

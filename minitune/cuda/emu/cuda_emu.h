@@ -17,9 +17,10 @@
 // two orders at least -- and the result is wrong every time, not once in a while. Dynamic
 // shared memory is filled with NaN at every block start, so reading it unwritten shows too.
 //
-// Limits: no tensor cores, inline PTX, cp.async or cooperative groups; shuffles with the full
-// mask in full warps only; math is the host libm (erff, expf ...), not the GPU's; atomics are
-// trivial since one OS thread runs everything.
+// Limits: tensor cores only through emu/mma.h's WMMA stand-in (indexing, not arithmetic); no
+// inline PTX, cp.async or cooperative groups; shuffles with the full mask in full warps only;
+// math is the host libm (erff, expf ...), not the GPU's; atomics are trivial since one OS
+// thread runs everything.
 #pragma once
 // Only C headers and two light C++ ones: every kernel file's build parses this header, and
 // <functional>, <string> and <vector> would triple the time of a small one.
