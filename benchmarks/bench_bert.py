@@ -509,19 +509,25 @@ class OpTimer:
 
 def _flops(name, phase, op, arrays):
     """2*M*N*K per matrix product: forward one product, backward one per input needing grad
-    (the fused attention: two products forward, four backward)."""
-    if name == "Linear":
-        x, w = (arrays[0], arrays[1]) if phase == "forward" else (op.x, op.w)
+    (the stacked q/k/v Linear: one forward, two backward; the fused attention: two products
+    forward, four backward)."""
+    if name in ("Linear", "LinearGELU"):     # LinearGELU: the FFN's first product + GELU
+        x, w = arrays[:2] if phase == "forward" else [t.data for t in op.inputs[:2]]
         one = 2.0 * x.size * w.shape[0]
         return one if phase == "forward" else one * sum(
             t.requires_grad for t in op.inputs[:2])
+    if name == "StackedLinear":              # x @ [W_q; W_k; W_v]^T; backward gx and gW
+        ins = arrays if phase == "forward" else [t.data for t in op.inputs]
+        weights = ins[1:1 + (len(ins) - 1) // 2]
+        one = 2.0 * ins[0].size * sum(w.shape[0] for w in weights)
+        return one if phase == "forward" else 2 * one
     if name == "Attention":                  # q k^T and probs v; backward: four products
         q = arrays[0] if phase == "forward" else op.saved[0]
         B, NH, T, HS = q.shape
         one = 2.0 * B * NH * T * T * HS
         return 2 * one if phase == "forward" else 4 * one
     if name == "MatMul":
-        a, b = (arrays[0], arrays[1]) if phase == "forward" else (op.a, op.b)
+        a, b = arrays[:2] if phase == "forward" else [t.data for t in op.inputs[:2]]
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         one = 2.0 * np.prod(batch, dtype=float) * a.shape[-2] * a.shape[-1] * b.shape[-1]
         return one if phase == "forward" else one * sum(t.requires_grad for t in op.inputs)
@@ -597,7 +603,8 @@ def bench_profile(name, steps=3):
     ops = sorted(((k, v / steps) for k, v in timer.seconds.items()), key=lambda kv: -kv[1])
     op_total = {p: sum(v for (n, ph), v in ops if ph == p) for p in ("forward", "backward")}
     gemm_flops = sum(timer.flops.values()) / steps
-    gemm_s = sum(v for (n, ph), v in ops if n in ("Linear", "MatMul", "Attention"))
+    gemm_s = sum(v for (n, ph), v in ops
+                 if n in ("Linear", "LinearGELU", "StackedLinear", "MatMul", "Attention"))
     rates = gemm_ceiling(B, T, c.hidden_size, c.intermediate_size, c.num_attention_heads)
 
     print(f"profile: minitune {name} (B {B} x T {T}), mean of {steps} steps, threads {THREADS}")
@@ -611,7 +618,9 @@ def bench_profile(name, steps=3):
         print(f"    {n:13s} {ph:8s} {v:7.3f} s {100 * v / total:5.1f}%  "
               f"{timer.calls[(n, ph)] // steps:4d} calls"
               + (f"  {rate:6.1f} GFLOP/s" if rate else ""))
-    print(f"  matrix products (Linear, MatMul, Attention incl. its softmax): {gemm_flops:.3g} "
+    print(f"  matrix products (Linear, LinearGELU incl. its GELU, StackedLinear, MatMul, "
+          f"Attention incl. its softmax): "
+          f"{gemm_flops:.3g} "
           f"FLOP/step in {gemm_s:.3f} s "
           f"({gemm_flops / gemm_s / 1e9:.1f} GFLOP/s), {100 * gemm_s / total:.0f}% of the step")
     print("  numpy GEMM rate now, same shapes (forward form), GFLOP/s: "

@@ -62,6 +62,9 @@ def cases(rng):
     gq = np.ascontiguousarray(q)
     out["attention bwd"] = (lambda: ref_nn.attention_backward(gq, sr),
                             lambda: F["attention"].backward(gq, sf))
+    pair("dropout 0.1 (B,T,H)", lambda x: ref_nn.dropout_forward(x, 0.1, np.random.default_rng(0)),
+         lambda x: F["dropout"].forward(x, 0.1, np.random.default_rng(0)), (x_h,),
+         ref_nn.dropout_backward, F["dropout"].backward, x_h)
     pair("cross_entropy (B*T, 9)", ref_loss.cross_entropy_forward, F["cross_entropy"].forward,
          (logits, tags, -100, "mean"), ref_loss.cross_entropy_backward,
          F["cross_entropy"].backward, np.float32(1.0))

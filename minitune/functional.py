@@ -8,7 +8,7 @@ from .ops import nn as _nn
 from .ops.elementwise import exp, log, sqrt, tanh
 from .ops.loss import IGNORE_INDEX, CrossEntropy
 from .ops import matmul as _matmul
-from .ops.matmul import matmul
+from .ops.matmul import matmul, stacked_linear
 from .ops.reduce import max, mean, sum
 from .ops.shape import concatenate, reshape, stack, transpose
 from .ops.nn import erf
@@ -16,7 +16,7 @@ from .tensor import Tensor
 
 __all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "embedding", "dropout",
            "scaled_dot_product_attention", "where", "masked_fill", "cross_entropy", "matmul",
-           "linear", "concatenate", "stack", "reshape", "transpose", "exp", "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
+           "linear", "stacked_linear", "concatenate", "stack", "reshape", "transpose", "exp", "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
 
 
 def _data(x):

@@ -39,3 +39,26 @@ def assert_same(got, want, dtype, scale=1.0):
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
     tol = TOL[dtype]
     assert_close(got, want, rtol=tol["rtol"], atol=tol["atol"] * scale)
+
+
+class FusedDraws:
+    """A stand-in for the numpy Generator that hands the *reference* the fused path's masks.
+
+    The fused dropout (minitune/cpu/dropout.py) takes one 64-bit seed from the Generator per
+    call and computes its 16-bit draws from it; the reference takes the draws themselves from
+    the Generator. Given to the reference, this object answers each request for a mask's
+    draws with the seed a real Generator (seeded as the fused run's) would have given at that
+    point, turned into the fused draws: the reference then applies the fused path's masks, so
+    the two can be compared value by value.
+    """
+
+    def __init__(self, seed):
+        """seed: a Generator to take the seeds from (used, not copied), or its seed."""
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    def integers(self, low, high=None, size=None, dtype=np.int64):
+        from minitune.cpu import dropout
+        if dtype == np.uint16 and (low, high) == (0, 65536):
+            seed = dropout.draw_seed(self.rng)
+            return dropout.draws16(seed, int(np.prod(size))).reshape(size)
+        return self.rng.integers(low, high, size=size, dtype=dtype)

@@ -21,19 +21,22 @@ FUSED = {}
 
 
 def register():
-    """Fill ``FUSED`` (once; a no-op without numba), and tune the C allocator (memory.py)."""
+    """Fill ``FUSED`` (once; a no-op without numba); tune the C allocator (memory.py) and
+    OpenBLAS's idle workers (threads.shorten_blas_spin)."""
     if FUSED:
         return
     memory.tune_malloc()
+    threads.shorten_blas_spin()
     try:
         import numba  # noqa: F401
     except ImportError:
         return
     _drop_stale_compiled_kernels()
     from .. import dispatch
-    from . import adam, attention, cross_entropy, embedding, gelu, layer_norm
+    from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm
     for name, module, functions in [
         ("attention", attention, ("forward", "backward")),
+        ("dropout", dropout, ("forward", "backward")),
         ("layer_norm", layer_norm, ("forward", "backward")),
         ("gelu", gelu, ("forward", "backward")),
         ("cross_entropy", cross_entropy, ("forward", "backward")),

@@ -17,54 +17,77 @@ the row pass
     gscores = probs * (gprobs - sum(gprobs * probs)) * scale
     gv = D^T gout,  gq = gscores k,  gk = gscores^T q,     D = probs * keep * keep_scale
 
-The dropout mask is drawn from ``rng`` for the whole tensor before the slices are handed out,
-in the reference's order, so a seed gives the same masks with and without fused ops.
+The dropout mask is the fused dropout's (cpu/dropout.py): ``rng`` gives one seed, and the keep
+flag of probability (b, h, i, j) is ``keep_mask``'s for its flat index in (B, NH, T, T),
+computed by the row pass that applies it -- in parallel, never stored: the backward's row pass
+computes it again. (The reference draws the whole mask from ``rng`` on one thread: 6 ms per
+layer at B 32 x T 128, and a (B, NH, T, T) boolean array kept for the backward.)
+
+Layout: out, and gq, gk, gv in the backward, are (B, NH, T, HS) *views* of (B, T, NH, HS)
+arrays -- the products write each head straight into its columns of the (B, T, H) layout the
+next Linear reads. The model's merge of the heads, ``out.transpose(0, 2, 1, 3).reshape(B, T,
+H)``, is then a view, and so are the gradients' way back through the split of the heads: no
+(B, T, H) copy in either direction (the reference returns contiguous (B, NH, T, HS) arrays;
+values are the same).
 
 supports: q, k, v float32 or float64 of one dtype, and a mask_bias that is None or BERT's
 (B, 1, 1, T) / (1, 1, 1, T) additive mask; anything else runs on the reference.
-saved: (q, k, v, probs, keep, keep_scale, scale) as the reference.
+saved: (q, k, v, probs, seed, threshold, keep_scale, scale): threshold 0 means no dropout;
+under ``no_grad`` probs is None (nothing will run the backward).
 """
 import numpy as np
 
-from ..ops.nn import dropout_keep_mask
+from ..autograd import is_grad_enabled
+from ..ops.nn import dropout_threshold
+from .dropout import draw_seed, keep_mask
 from .threads import parallel_for, single_threaded_blas
 from .vecmath import exp_row, kernel, row_max
 
 
 @kernel
-def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, keep, keep_scale, dropped):
-    """Rows of s (R, T): s = softmax(s * scale + mask) in place; dropped = s * keep * ks.
+def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold, keep_scale,
+                          dropped):
+    """Rows of s (R, T): s = softmax(s * scale + mask) in place; with threshold > 0 also
+    dropped = s * keep * keep_scale.
 
-    mask (Bm, T): Bm = 1 (shared) or one row per sequence; row r of s belongs to sequence
-    (row0 + r) // rows_per_batch. keep has zero rows when there is no dropout.
+    Row r of s is row row0 + r of all B * NH * T rows: it belongs to sequence (row0 + r) //
+    rows_per_batch (mask (Bm, T): Bm = 1, shared, or one row per sequence), and its keep flags
+    are those of elements (row0 + r) * T ... of the whole tensor.
     """
     R, T = s.shape
     f = s.dtype.type
     arg = np.empty(T, s.dtype)
     acc = np.empty(16, s.dtype)
+    keep = np.empty(T, np.bool_)
+    bits = s.view(np.int32)
     for r in range(R):
         mrow = mask[0] if mask.shape[0] == 1 else mask[(row0 + r) // rows_per_batch]
         for j in range(T):
             arg[j] = s[r, j] * scale + mrow[j]
-        total = exp_row(arg, s[r], row_max(arg, acc))      # shifted by the max: no overflow
+        total = exp_row(arg, s[r], bits[r], row_max(arg, acc))   # shifted by the max
         inv = f(1.0) / f(total)
         for j in range(T):
             s[r, j] *= inv
-        if keep.shape[0]:
+        if threshold:
+            keep_mask(seed, (row0 + r) * T, keep, threshold)
             for j in range(T):
-                dropped[r, j] = s[r, j] * keep[r, j] * keep_scale
+                dropped[r, j] = s[r, j] * keep_scale if keep[j] else f(0.0)
 
 
 @kernel
-def _softmax_dropout_backward_rows(g, probs, keep, keep_scale, scale, dropped):
-    """Rows of g (R, T) = gout v^T, turned in place into gscores; dropped = probs*keep*ks."""
+def _softmax_dropout_backward_rows(g, probs, row0, seed, threshold, keep_scale, scale,
+                                   dropped):
+    """Rows of g (R, T) = gout v^T, turned in place into gscores; with threshold > 0,
+    dropped = probs * keep * keep_scale (rows numbered as in the forward)."""
     R, T = g.shape
     f = g.dtype.type
+    keep = np.empty(T, np.bool_)
     for r in range(R):
-        if keep.shape[0]:
+        if threshold:
+            keep_mask(seed, (row0 + r) * T, keep, threshold)
             for j in range(T):
-                g[r, j] = g[r, j] * keep[r, j] * keep_scale
-                dropped[r, j] = probs[r, j] * keep[r, j] * keep_scale
+                g[r, j] = g[r, j] * keep_scale if keep[j] else f(0.0)
+                dropped[r, j] = probs[r, j] * keep_scale if keep[j] else f(0.0)
         dot = f(0.0)
         for j in range(T):
             dot += g[r, j] * probs[r, j]
@@ -87,62 +110,57 @@ def _grain(B, NH, T):
     return max(1, (1 << 18) // (NH * T * T) + 1) if B > 1 else 1
 
 
+def _heads_of_tokens(B, NH, T, HS, dtype):
+    """An empty (B, NH, T, HS) array laid out as (B, T, NH, HS): its transpose(0, 2, 1, 3) is
+    contiguous, so merging the heads into (B, T, H) needs no copy."""
+    return np.empty((B, T, NH, HS), dtype).transpose(0, 2, 1, 3)
+
+
 def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
     """As ops.nn.attention_forward: q, k, v (B, NH, T, HS) -> out (B, NH, T, HS), saved."""
     B, NH, T, HS = q.shape
     dt = q.dtype
     mask = (np.zeros((1, T), dt) if mask_bias is None
             else np.ascontiguousarray(mask_bias.reshape(mask_bias.shape[0], T)))
-    keep, keep_scale = None, 1.0
+    seed, threshold, keep_scale = np.uint64(0), 0, 1.0
     if dropout_p > 0.0:
-        keep, keep_scale = dropout_keep_mask(rng, (B, NH, T, T), dropout_p)
-        keep_scale = dt.type(keep_scale)
-    probs = np.empty((B, NH, T, T), dt)
-    out = np.empty((B, NH, T, HS), dt)
-    no_rows = np.empty((0, T), dt)
+        threshold, keep_scale = dropout_threshold(dropout_p)
+        seed = draw_seed(rng)
+    keep_scale = dt.type(keep_scale)
+    # Under no_grad no backward will read the probabilities: each slice then computes in a
+    # scratch array of its own, which stays in the cache, and the (B, NH, T, T) array (50 MB at
+    # B 64, T 128) is never allocated or written to memory.
+    probs = np.empty((B, NH, T, T), dt) if is_grad_enabled() else None
+    out = _heads_of_tokens(B, NH, T, HS, dt)
 
     def slice_(c, lo, hi):
-        s = probs[lo:hi]
+        s = probs[lo:hi] if probs is not None else np.empty((hi - lo, NH, T, T), dt)
         np.matmul(q[lo:hi], k[lo:hi].swapaxes(-1, -2), out=s)
-        rows = s.reshape(-1, T)
-        if keep is None:
-            _softmax_dropout_rows(rows, mask, lo * NH * T, NH * T, dt.type(scale),
-                                  no_rows.view(np.bool_), dt.type(1.0), no_rows)
-            np.matmul(s, v[lo:hi], out=out[lo:hi])
-        else:
-            dropped = np.empty_like(s)
-            _softmax_dropout_rows(rows, mask, lo * NH * T, NH * T, dt.type(scale),
-                                  keep[lo:hi].reshape(-1, T), keep_scale,
-                                  dropped.reshape(-1, T))
-            np.matmul(dropped, v[lo:hi], out=out[lo:hi])
+        dropped = np.empty_like(s) if threshold else s
+        _softmax_dropout_rows(s.reshape(-1, T), mask, lo * NH * T, NH * T, dt.type(scale),
+                              seed, threshold, keep_scale, dropped.reshape(-1, T))
+        np.matmul(dropped, v[lo:hi], out=out[lo:hi])
 
     with single_threaded_blas():
         parallel_for(slice_, B, grain=_grain(B, NH, T))
-    return out, (q, k, v, probs, keep, keep_scale, scale)
+    return out, (q, k, v, probs, seed, threshold, keep_scale, scale)
 
 
 def attention_backward(gout, saved):
     """As ops.nn.attention_backward: returns (gq, gk, gv), each (B, NH, T, HS)."""
-    q, k, v, probs, keep, keep_scale, scale = saved
+    q, k, v, probs, seed, threshold, keep_scale, scale = saved
     B, NH, T, HS = q.shape
     dt = q.dtype
     gout = np.asarray(gout, dt)
-    gq, gk, gv = (np.empty((B, NH, T, HS), dt) for _ in range(3))
-    no_rows = np.empty((0, T), dt)
+    gq, gk, gv = (_heads_of_tokens(B, NH, T, HS, dt) for _ in range(3))
 
     def slice_(c, lo, hi):
         g = np.matmul(gout[lo:hi], v[lo:hi].swapaxes(-1, -2))          # gD (b, NH, T, T)
         p = probs[lo:hi]
-        if keep is None:
-            dropped = p
-            _softmax_dropout_backward_rows(g.reshape(-1, T), p.reshape(-1, T),
-                                           no_rows.view(np.bool_), dt.type(1.0),
-                                           dt.type(scale), no_rows)
-        else:
-            dropped = np.empty_like(p)
-            _softmax_dropout_backward_rows(g.reshape(-1, T), p.reshape(-1, T),
-                                           keep[lo:hi].reshape(-1, T), keep_scale,
-                                           dt.type(scale), dropped.reshape(-1, T))
+        dropped = np.empty_like(p) if threshold else p
+        _softmax_dropout_backward_rows(g.reshape(-1, T), p.reshape(-1, T), lo * NH * T, seed,
+                                       threshold, keep_scale, dt.type(scale),
+                                       dropped.reshape(-1, T))
         np.matmul(dropped.swapaxes(-1, -2), gout[lo:hi], out=gv[lo:hi])
         np.matmul(g, k[lo:hi], out=gq[lo:hi])
         np.matmul(g.swapaxes(-1, -2), q[lo:hi], out=gk[lo:hi])

@@ -22,14 +22,14 @@ import math
 import numpy as np
 
 from .threads import num_chunks, parallel_for
-from .vecmath import exp_row, kernel
+from .vecmath import exp_row, inline_kernel, kernel
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GRAIN = 16                  # rows per chunk at least (16 x I = 24 K elements at I = 1536)
 
 
-@kernel
+@inline_kernel
 def _phi_terms(u, e, cdf):
     """For a row u: e[j] = exp(-u^2/2) (both) and cdf[j] = Phi(u[j])."""
     f = u.dtype.type
@@ -40,7 +40,7 @@ def _phi_terms(u, e, cdf):
         return
     for j in range(u.size):
         cdf[j] = f(-0.5) * u[j] * u[j]                # the exponent, kept in cdf for now
-    exp_row(cdf, e, 0.0)
+    exp_row(cdf, e, e.view(np.int32), 0.0)
     for j in range(u.size):
         a = abs(u[j]) * f(_SQRT_HALF)
         t = f(1.0) / (f(1.0) + f(0.3275911) * a)

@@ -15,8 +15,17 @@ from being vectorised; the softmax, GELU and cross-entropy loops need exp on eve
 
 Building 2^n needs the float's bits, which numba reaches through an int32 view of the output
 row: a first loop writes the bits of 2^n, a second multiplies them by exp(r). Both loops are
-vectorised (about 0.3 ns per element, as fast as ``np.exp``). float64 rows use ``math.exp``,
-exact to rounding, so the float64 path stays as exact as the NumPy reference.
+vectorised. float64 rows use ``math.exp``, exact to rounding, so the float64 path stays as
+exact as the NumPy reference.
+
+**Short rows.** Attention calls exp on rows of T = 128 keys, millions of times a step, so what
+a call costs besides its loops counts: a numba function that takes a row slices the caller's
+array and makes an int32 view of it, and each new array view is reference-counted (atomic
+operations) -- about 100 cycles per call, as much as the loops themselves on 128 elements.
+So these helpers are inlined into the kernels that call them (``inline="always"``), the caller
+makes the int32 view of its whole output once and hands its rows over (``bits``), and a float32
+row's sum is kept in float32 (a float64 sum costs a conversion per element). Measured, exp on
+rows of 128: 1.06 ns per element before, 0.38 ns now (one thread).
 """
 import math
 
@@ -45,23 +54,32 @@ def kernel(fn=None, *, fastmath=FASTMATH):
     return njit(nogil=True, cache=True, fastmath=fastmath, error_model="numpy")(fn)
 
 
-@kernel
-def exp_row(x, out, shift=0.0):
+def inline_kernel(fn):
+    """A helper of the kernels, compiled into each kernel that calls it (no call, no new array
+    views per call: see "Short rows" above)."""
+    return njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy",
+                inline="always")(fn)
+
+
+@inline_kernel
+def exp_row(x, out, bits, shift=0.0):
     """out[j] = exp(x[j] - shift) for 1-D contiguous rows x, out of one float dtype (out is
-    not x); returns sum(out), accumulated as the row is written (softmax needs it)."""
-    total = 0.0
+    not x); bits is out viewed as int32 (``out2d.view(np.int32)[r]``: the caller makes the
+    view once). Returns sum(out), accumulated as the row is written (softmax needs it): in
+    float64 for float64 rows, in float32 for float32 rows."""
     if x.itemsize == 8:                                # float64: the exact library exp
+        total = 0.0
         for j in range(x.size):
             out[j] = math.exp(x[j] - shift)
             total += out[j]
         return total
     f = np.float32
     c = f(shift)
-    bits = out.view(np.int32)
     for j in range(x.size):                            # out = 2^n, written as bits
         v = min(max(x[j] - c, f(_EXP_LO)), f(_EXP_HI))
         n = np.floor(v * f(_LOG2E) + f(0.5))
         bits[j] = (np.int32(n) + 127) << 23
+    total = f(0.0)
     for j in range(x.size):                            # out *= exp(r)
         xj = x[j] - c
         v = min(max(xj, f(_EXP_LO)), f(_EXP_HI))
@@ -81,7 +99,7 @@ def exp_row(x, out, shift=0.0):
     return total
 
 
-@kernel
+@inline_kernel
 def row_max(x, acc):
     """max(x) of a 1-D row; acc is a scratch array of 16 (reused: no allocation per row).
     16 running maxima (one vector register of float32) let the compiler vectorise what a

@@ -302,12 +302,17 @@ class BertSelfAttention(Module):
         B, T, H = x.shape
         return x.reshape(B, T, self.num_heads, self.head_size).transpose(0, 2, 1, 3)  # (B,NH,T,HS)
 
+    def project(self, x):
+        """The query, key and value projections of x (B, T, H): three (B, T, H), computed as one
+        (B*T, H) @ (H, 3H) product; each still passes through its module's forward hooks."""
+        layers = (self.query, self.key, self.value)
+        ys = F.stacked_linear(x, [m.weight for m in layers], [m.bias for m in layers])
+        return [m.run_hooks((x,), y) for m, y in zip(layers, ys)]
+
     def forward(self, x, mask_bias, attentions=None):
         """attentions: a list to append this layer's probabilities (B, NH, T, T) to; given, the
         reference (unfused) attention runs, so the probabilities are the ones used."""
-        q = self.split_heads(self.query(x))
-        k = self.split_heads(self.key(x))
-        v = self.split_heads(self.value(x))
+        q, k, v = (self.split_heads(y) for y in self.project(x))
         if attentions is None:
             # softmax(q k^T / sqrt(HS) + mask_bias) with dropout, times v: one fused op
             context = F.scaled_dot_product_attention(

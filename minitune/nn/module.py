@@ -28,7 +28,13 @@ class Module:
     training = True
 
     def __call__(self, *args, **kwargs):
-        out = self.forward(*args, **kwargs)
+        return self.run_hooks(args, self.forward(*args, **kwargs))
+
+    def run_hooks(self, args, out):
+        """Pass ``out``, this module's output for ``args``, through its forward hooks; returns
+        the output (a hook may replace it). ``__call__`` does this after ``forward``; a parent
+        that computes a child's output another way (BERT's stacked query/key/value product)
+        calls it so that the child's hooks still see that output."""
         for hook in self.__dict__.get("_forward_hooks", ()):
             replaced = hook(self, args, out)
             out = out if replaced is None else replaced

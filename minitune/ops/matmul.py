@@ -1,12 +1,14 @@
-"""Matrix products: ``matmul`` (batched, broadcasting batch dims) and ``linear`` (x @ W.T + b).
+"""Matrix products: ``matmul`` (batched, broadcasting batch dims), ``linear`` (x @ W.T + b) and
+``stacked_linear`` (several Linears of one input as one product).
 
 For y = a @ b with a (..., M, K) and b (..., K, N):
     ga = gy @ b^T   (..., M, K)        gb = a^T @ gy   (..., K, N)
 summed over any batch dims that were broadcast.
 
-Both are fused ops in the sense of ``minitune.dispatch``: the functions below are their
-references (plain ``xp``), and on cupy arrays minitune's own GEMM kernels
-(``minitune/cuda/matmul.py``) run them instead. Both honour ``amp.autocast``: under "bf16" or
+``matmul`` and ``linear`` are fused ops in the sense of ``minitune.dispatch``: the functions
+below are their references (plain ``xp``), and on cupy arrays minitune's own GEMM kernels
+(``minitune/cuda/matmul.py``) run them instead (``stacked_linear`` runs through ``linear``'s
+implementation). Both honour ``amp.autocast``: under "bf16" or
 "tf32" the operands of every product, forward and backward, are rounded to that format
 (``amp.round_to``) and the products accumulate in float32.
 """
@@ -133,9 +135,64 @@ def check_linear_shapes(x, w, b):
                          f"input (..., IN), weight (OUT, IN), bias (OUT,)")
 
 
+class StackedLinear(Function):
+    """y_i = x @ W_i^T + b_i for several Linear layers that read the same x, as ONE product.
+
+    BERT's query, key and value projections all read the layer's input. With their weights
+    stacked into one (OUT_1 + ... + OUT_n, IN) matrix they are one (N, IN) @ (IN, 3H) GEMM
+    instead of three (N, IN) @ (IN, H) ones: x is read once and the wider product runs
+    closer to the BLAS peak (docs/performance.md). The product is the "linear" op's (its
+    reference, or the kernel ``dispatch`` picks, under the current ``amp`` precision), so the
+    values are those of n ``linear`` calls.
+
+    Shapes: x (..., IN); weights W_i (OUT_i, IN) and biases b_i (OUT_i,), given as
+    ``forward(x, W_1, ..., W_n, b_1, ..., b_n)`` -> n outputs (..., OUT_i), each a view of
+    its columns in one (..., OUT_1 + ... + OUT_n) array.
+    """
+
+    def forward(self, x, *params):
+        n = len(params) // 2
+        ws, bs = params[:n], params[n:]
+        if (len(params) != 2 * n or n == 0
+                or any(w.ndim != 2 or w.shape[1] != x.shape[-1] for w in ws)
+                or any(b.shape != (w.shape[0],) for w, b in zip(ws, bs))):
+            raise ValueError(f"stacked linear: input {x.shape}, weights "
+                             f"{[w.shape for w in ws]}, biases {[b.shape for b in bs]}: need "
+                             f"input (..., IN), weights (OUT_i, IN), one bias (OUT_i,) each")
+        xp = get_array_module(x)
+        w, b = xp.concatenate(ws), xp.concatenate(bs)        # (OUT, IN), (OUT,)
+        self.impl = dispatch.implementation("linear", LINEAR_REFERENCE, x, w, b)
+        y, self.saved = self.impl.forward(x, w, b, amp.current())      # (..., OUT)
+        self.edges = np.cumsum([0] + [wi.shape[0] for wi in ws]).tolist()
+        return tuple(y[..., lo:hi] for lo, hi in zip(self.edges[:-1], self.edges[1:]))
+
+    def backward(self, *gys):
+        # g = [gy_1 | ... | gy_n]  (..., OUT);  gx = g @ W;  gW = g^T @ x and gb = sum(g),
+        # cut back into the n weights' rows
+        g = get_array_module(gys[0]).concatenate(gys, axis=-1)
+        n = len(self.edges) - 1
+        params = self.inputs[1:]
+        needs = [self.inputs[0].requires_grad, any(t.requires_grad for t in params[:n]),
+                 any(t.requires_grad for t in params[n:])]
+        gx, gw, gb = self.impl.backward(g, self.saved, needs)
+        cuts = list(zip(self.edges[:-1], self.edges[1:]))
+        return (gx, *(None if gw is None else gw[lo:hi] for lo, hi in cuts),
+                *(None if gb is None else gb[lo:hi] for lo, hi in cuts))
+
+
 def matmul(a, b):
     """Batched matrix product ``a @ b``: (..., M, K) @ (..., K, N) -> (..., M, N)."""
     return MatMul().apply(a, b)
+
+
+def stacked_linear(x, weights, biases):
+    """``[x @ w.T + b for w, b in zip(weights, biases)]`` as one matrix product (StackedLinear).
+
+    x (..., IN), weights [(OUT_i, IN)], biases [(OUT_i,)] -> list of (..., OUT_i).
+    """
+    if len(weights) != len(biases):
+        raise ValueError(f"stacked linear: {len(weights)} weights but {len(biases)} biases")
+    return list(StackedLinear().apply(x, *weights, *biases))
 
 
 def linear(x, weight, bias=None):

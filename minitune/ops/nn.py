@@ -335,9 +335,17 @@ def dropout_keep_mask(rng, shape, p):
 
     Returns (keep, scale): a boolean numpy array of ``shape`` and a Python float.
     """
-    threshold = int(round(p * 65536))
+    threshold, scale = dropout_threshold(p)
     keep = rng.integers(0, 65536, size=shape, dtype=np.uint16) >= threshold
-    return keep, 65536.0 / (65536 - threshold)
+    return keep, scale
+
+
+def dropout_threshold(p):
+    """(threshold, scale) of dropout probability p: a 16-bit draw >= threshold = round(p *
+    65536) keeps its element, and kept elements are scaled by 1 / P(keep) = 65536 / (65536 -
+    threshold). The rule of every implementation's mask, whatever draws it uses."""
+    threshold = int(round(p * 65536))
+    return threshold, 65536.0 / (65536 - threshold)
 
 
 def dropout_forward(x, p, rng):

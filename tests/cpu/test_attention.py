@@ -4,7 +4,7 @@ import pytest
 
 from minitune.cpu import attention as fused
 from minitune.ops import nn as ref
-from cpu_helpers import DTYPES, assert_same, pool_threads  # noqa: F401
+from cpu_helpers import DTYPES, FusedDraws, assert_same, pool_threads  # noqa: F401
 
 
 def bert_mask(rng, B, T, dtype, batch=True):
@@ -33,11 +33,9 @@ def test_attention_matches_reference(dtype, shape, mask, p, pool_threads):
     scale = 1 / np.sqrt(HS)
     assert fused.supports(q, k, v, bias)
     out, saved = fused.attention_forward(q, k, v, bias, scale, p, np.random.default_rng(7))
-    out_ref, saved_ref = ref.attention_forward(q, k, v, bias, scale, p,
-                                               np.random.default_rng(7))
+    # the reference, given the fused path's dropout mask
+    out_ref, saved_ref = ref.attention_forward(q, k, v, bias, scale, p, FusedDraws(7))
     assert_same(out, out_ref, dtype)
-    if p:
-        np.testing.assert_array_equal(saved[4], saved_ref[4])     # the same dropout mask
     gout = rng.standard_normal(out.shape).astype(dtype)
     for got, want in zip(fused.attention_backward(gout, saved),
                          ref.attention_backward(gout, saved_ref)):
@@ -49,3 +47,27 @@ def test_other_masks_and_mixed_dtypes_are_left_to_the_reference():
     assert not fused.supports(q, q, q, np.zeros((2, 3, 4, 4), np.float32))    # per-head mask
     assert not fused.supports(q, q, q.astype(np.float64), None)
     assert not fused.supports(q, q, q, np.zeros((2, 1, 1, 4), np.float64))
+
+
+def test_outputs_are_laid_out_as_tokens_so_merging_heads_copies_nothing():
+    rng = np.random.default_rng(3)
+    B, NH, T, HS = 3, 4, 9, 5
+    q, k, v = (heads(rng, B, NH, T, HS, np.float32) for _ in range(3))
+    out, saved = fused.attention_forward(q, k, v, None, 0.5, 0.2, np.random.default_rng(0))
+    grads = fused.attention_backward(out.copy(), saved)
+    for a in (out, *grads):
+        assert a.shape == (B, NH, T, HS)
+        merged = a.transpose(0, 2, 1, 3)
+        assert merged.flags.c_contiguous                     # (B, T, NH, HS) in memory
+        assert np.shares_memory(merged.reshape(B, T, NH * HS), a)
+
+
+def test_under_no_grad_the_probabilities_are_not_kept():
+    from minitune import no_grad
+    rng = np.random.default_rng(4)
+    q, k, v = (heads(rng, 4, 3, 11, 5, np.float32) for _ in range(3))
+    with no_grad():
+        out, saved = fused.attention_forward(q, k, v, None, 0.4, 0.0, None)
+    want, _ = ref.attention_forward(q, k, v, None, 0.4, 0.0, None)
+    assert saved[3] is None
+    assert_same(out, want, np.float32)

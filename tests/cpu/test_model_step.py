@@ -1,13 +1,14 @@
 """A whole training step of a small BERT with the fused CPU ops and with the references only:
 the same loss, logits, gradients and updated weights (float32 within tolerance, float64 to
-rounding), and the same dropout masks (one seed)."""
+rounding), dropout on -- the references given the fused path's masks (cpu_helpers.FusedDraws),
+since the two draw them differently (minitune/cpu/dropout.py)."""
 import numpy as np
 import pytest
 
 from minitune import cpu, dispatch
 from minitune.models import BertConfig, BertForSequenceClassification, BertForTokenClassification
 from minitune.optim import AdamW, param_groups_with_weight_decay
-from cpu_helpers import TOL
+from cpu_helpers import TOL, FusedDraws
 
 
 def small_config():
@@ -24,6 +25,11 @@ def one_step(cls, dtype, fused):
     ids = rng.integers(1, 97, (B, T))
     mask = (np.arange(T)[None] < rng.integers(3, T + 1, B)[:, None]).astype(np.int64)
     labels = rng.integers(0, 3, B if cls is BertForSequenceClassification else (B, T))
+    if not fused:                       # every Dropout's Generator: the model's, as seeds
+        draws = FusedDraws(model.rng)
+        for _, m in model.named_modules():
+            if "rng" in vars(m):
+                m.rng = draws
     with dispatch.use_fused(fused):
         out = model(ids, mask, labels=labels)
         out.loss.backward()
@@ -37,7 +43,7 @@ def one_step(cls, dtype, fused):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_training_step_is_the_same_with_and_without_fused_ops(cls, dtype):
     assert set(cpu.FUSED) >= {"attention", "layer_norm", "gelu", "cross_entropy", "embedding",
-                              "adam"}
+                              "adam", "dropout"}
     loss, logits, grads, weights = one_step(cls, dtype, fused=True)
     loss_ref, logits_ref, grads_ref, weights_ref = one_step(cls, dtype, fused=False)
     tol = TOL[dtype]

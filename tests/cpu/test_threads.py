@@ -125,3 +125,36 @@ def test_a_forked_child_computes_with_a_pool_of_its_own(restore_threads):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     raise AssertionError("the forked child hung in parallel_for")
+
+
+def _openblas_libs():
+    return [lib for lib in threads._blas().select(internal_api="openblas").lib_controllers
+            if getattr(lib, "threading_layer", None) == "pthreads"]
+
+
+def test_shorten_blas_spin_restarts_openblas_with_the_short_timeout(restore_threads):
+    import ctypes
+    libs = _openblas_libs()
+    if not libs:
+        pytest.skip("numpy's BLAS is not OpenBLAS with pthreads")
+    threads.set_num_threads(2)
+    try:
+        assert threads.shorten_blas_spin(12) == len(libs)
+        assert "OPENBLAS_THREAD_TIMEOUT" not in os.environ        # not left for children
+        for lib in libs:
+            assert ctypes.CDLL(lib.filepath).openblas_thread_timeout() == 12
+        rng = np.random.default_rng(0)                            # the workers come back
+        a, b = rng.standard_normal((800, 600)), rng.standard_normal((600, 700))   # threaded
+        expected = np.einsum("ik,kj->ij", a, b)
+        for _ in range(3):
+            np.testing.assert_allclose(a @ b, expected, rtol=1e-10, atol=1e-10)
+    finally:
+        threads.shorten_blas_spin()
+
+
+def test_shorten_blas_spin_leaves_a_users_setting(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
+    assert threads.shorten_blas_spin() == 0
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT")
+    monkeypatch.setenv("MINITUNE_BLAS_SPIN", "0")
+    assert threads.shorten_blas_spin() == 0

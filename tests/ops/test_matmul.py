@@ -40,3 +40,29 @@ def test_linear(lead, n_in, n_out, bias, seed):
     else:
         check_forward(F.linear(tx, tw), expected)
         check_grad(F.linear, tx, tw)
+
+
+@given(lead=shapes(min_dims=0, max_dims=2), n_in=st.integers(1, MAX_SIDE),
+       n_outs=st.lists(st.integers(1, MAX_SIDE), min_size=1, max_size=3), seed=seeds)
+def test_stacked_linear_is_several_linears(lead, n_in, n_outs, seed):
+    x = values(seed, lead + (n_in,))
+    ws = [values(seed + 1 + i, (n, n_in)) for i, n in enumerate(n_outs)]
+    bs = [values(seed + 10 + i, n) for i, n in enumerate(n_outs)]
+    tx, tws, tbs = leaf(x), [leaf(w) for w in ws], [leaf(b) for b in bs]
+    for y, w, b in zip(F.stacked_linear(tx, tws, tbs), ws, bs):
+        check_forward(y, x @ w.T + b)
+    n = len(n_outs)
+
+    def stacked(x, *params):            # all outputs side by side: one tensor to gradcheck
+        return F.concatenate(F.stacked_linear(x, list(params[:n]), list(params[n:])), axis=-1)
+    check_grad(stacked, tx, *tws, *tbs)
+
+
+def test_stacked_linear_names_bad_shapes():
+    import pytest
+    x = leaf(values(0, (2, 3)))
+    with pytest.raises(ValueError, match=r"weights \[\(4, 3\), \(4, 2\)\]"):
+        F.stacked_linear(x, [leaf(values(1, (4, 3))), leaf(values(2, (4, 2)))],
+                         [leaf(values(3, 4)), leaf(values(4, 4))])
+    with pytest.raises(ValueError, match="2 weights but 1 biases"):
+        F.stacked_linear(x, [leaf(values(1, (4, 3)))] * 2, [leaf(values(3, 4))])

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import minitune as mt
 import minitune.functional as F
+from minitune import dispatch
 from minitune.testing import assert_close
 from op_helpers import (broadcastable, check_forward, check_grad, leaf, np_log_softmax, np_softmax,
                         seeds, shape_and_axis, shapes, values)
@@ -187,13 +188,16 @@ def test_dropout_with_a_fixed_mask(shape, p, seed):
         # a fresh Generator with the same seed on every call: the same mask each time
         return F.dropout(x, p=p, training=True, rng=np.random.default_rng(seed))
 
-    y = fn(t).data
-    # the documented mask: 16-bit draws kept when >= round(p * 2^16), scaled by 1 / P(keep)
+    with dispatch.use_fused(False):
+        y = fn(t).data
+        check_grad(fn, t)
+    # the reference's documented mask: 16-bit draws from the Generator kept when
+    # >= round(p * 2^16), scaled by 1 / P(keep) (the fused CPU op draws its own: tests/cpu)
     threshold = round(p * 65536)
     draws = np.random.default_rng(seed).integers(0, 65536, size=shape, dtype=np.uint16)
     keep = draws >= threshold
     assert_close(y, np.where(keep, a * (65536 / (65536 - threshold)), 0.0), rtol=1e-15, atol=0)
-    check_grad(fn, t)
+    check_grad(fn, t)                   # the fused op: its mask is the same for one seed too
 
 
 def test_dropout_rate_scale_and_identity_cases():
