@@ -110,6 +110,19 @@ def _grain(B, NH, T):
     return max(1, (1 << 18) // (NH * T * T) + 1) if B > 1 else 1
 
 
+def _slices(work, B, grain):
+    """work(lo, hi) for every slice [lo, hi) of ``grain`` sequences, on the pool.
+
+    The pool hands each thread chunks of several slices (fewer chunks than slices: with one
+    thread, a single chunk of the whole batch); a chunk still runs its slices one at a time,
+    so that each slice's scores stay in the cache between its passes."""
+    def chunk(c, first, last):
+        for lo in range(first, last, grain):
+            work(lo, min(lo + grain, last))
+
+    parallel_for(chunk, B, grain=grain)
+
+
 def _heads_of_tokens(B, NH, T, HS, dtype):
     """An empty (B, NH, T, HS) array laid out as (B, T, NH, HS): its transpose(0, 2, 1, 3) is
     contiguous, so merging the heads into (B, T, H) needs no copy."""
@@ -133,7 +146,7 @@ def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
     probs = np.empty((B, NH, T, T), dt) if is_grad_enabled() else None
     out = _heads_of_tokens(B, NH, T, HS, dt)
 
-    def slice_(c, lo, hi):
+    def slice_(lo, hi):
         s = probs[lo:hi] if probs is not None else np.empty((hi - lo, NH, T, T), dt)
         np.matmul(q[lo:hi], k[lo:hi].swapaxes(-1, -2), out=s)
         dropped = np.empty_like(s) if threshold else s
@@ -142,7 +155,7 @@ def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
         np.matmul(dropped, v[lo:hi], out=out[lo:hi])
 
     with single_threaded_blas():
-        parallel_for(slice_, B, grain=_grain(B, NH, T))
+        _slices(slice_, B, _grain(B, NH, T))
     return out, (q, k, v, probs, seed, threshold, keep_scale, scale)
 
 
@@ -154,7 +167,7 @@ def attention_backward(gout, saved):
     gout = np.asarray(gout, dt)
     gq, gk, gv = (_heads_of_tokens(B, NH, T, HS, dt) for _ in range(3))
 
-    def slice_(c, lo, hi):
+    def slice_(lo, hi):
         g = np.matmul(gout[lo:hi], v[lo:hi].swapaxes(-1, -2))          # gD (b, NH, T, T)
         p = probs[lo:hi]
         dropped = np.empty_like(p) if threshold else p
@@ -166,5 +179,5 @@ def attention_backward(gout, saved):
         np.matmul(g.swapaxes(-1, -2), q[lo:hi], out=gk[lo:hi])
 
     with single_threaded_blas():
-        parallel_for(slice_, B, grain=_grain(B, NH, T))
+        _slices(slice_, B, _grain(B, NH, T))
     return gq, gk, gv
