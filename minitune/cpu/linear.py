@@ -46,24 +46,42 @@ _MIN_ROWS = 64                  # rows per block at least (a block is one GEMM c
 class _Gemm:
     """A BLAS library's sgemm and dgemm through ctypes: ``call(dtype, ...)``."""
 
-    def __init__(self, name, handle, symbols, int_type, multithreaded):
+    def __init__(self, name, handle, symbols, int_type, multithreaded, batch_symbols=None):
         self.name = name
         self.multithreaded = multithreaded         # OpenBLAS: hold it at one thread per call
-        self.fns = {}
-        for dtype, symbol in zip((np.float32, np.float64), symbols):
-            fn = getattr(handle, symbol)
+        self.fns, self.batch_fns = {}, {}
+        ptr = ctypes.c_void_p
+        for i, dtype in enumerate((np.float32, np.float64)):
             real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+            fn = getattr(handle, symbols[i])
             fn.argtypes = ([ctypes.c_int] * 3 + [int_type] * 3
-                           + [real, ctypes.c_void_p, int_type, ctypes.c_void_p, int_type,
-                              real, ctypes.c_void_p, int_type])
+                           + [real, ptr, int_type, ptr, int_type, real, ptr, int_type])
             fn.restype = None
             self.fns[np.dtype(dtype)] = fn
+            if batch_symbols:
+                fn = getattr(handle, batch_symbols[i])
+                fn.argtypes = ([ctypes.c_int] * 3 + [int_type] * 3
+                               + [real, ptr, int_type, int_type, ptr, int_type, int_type,
+                                  real, ptr, int_type, int_type, int_type])
+                fn.restype = None
+                self.batch_fns[np.dtype(dtype)] = fn
 
     def __call__(self, dtype, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
         """C (m, n) = op(A) op(B) + beta C, row-major; a, b, c are addresses."""
         self.fns[dtype](_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS,
                         _TRANS if trans_b else _NO_TRANS, m, n, k, 1.0, a, lda, b, ldb,
                         beta, c, ldc)
+
+    def batch(self, dtype, trans_a, trans_b, m, n, k, a, lda, stride_a, b, ldb, stride_b, c,
+              ldc, stride_c, count):
+        """C_i = op(A_i) op(B_i) for i < count, the i-th matrices ``stride_*`` elements apart;
+        False when this library has no strided batch GEMM (the caller then loops itself)."""
+        fn = self.batch_fns.get(dtype)
+        if fn is None:
+            return False
+        fn(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+           m, n, k, 1.0, a, lda, stride_a, b, ldb, stride_b, 0.0, c, ldc, stride_c, count)
+        return True
 
 
 def _mkl():
@@ -75,7 +93,8 @@ def _mkl():
                     if os.path.basename(str(f)).startswith("libmkl_rt.so"))
         handle = ctypes.CDLL(path)
         handle.MKL_Set_Threading_Layer(1)            # MKL_THREADING_SEQUENTIAL: the pool splits
-        return _Gemm("mkl", handle, ("cblas_sgemm", "cblas_dgemm"), ctypes.c_int, False)
+        return _Gemm("mkl", handle, ("cblas_sgemm", "cblas_dgemm"), ctypes.c_int, False,
+                     ("cblas_sgemm_batch_strided", "cblas_dgemm_batch_strided"))
     except (ImportError, StopIteration, OSError, AttributeError, metadata.PackageNotFoundError):
         return None
 
