@@ -70,7 +70,7 @@ def run_predict(args):
     ids = None
     if args.output_format == "cluener" and args.input and file_format(
             args.input, TEXT_FORMATS) == "jsonl":
-        ids = record_ids(args.input)
+        ids = record_ids(args.input, args.encoding)
     with amp.autocast(args.precision):
         predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len,
                                     args.batch_size)

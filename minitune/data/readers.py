@@ -42,7 +42,7 @@ def read_labelled(path, task, text_column=None, text_pair_column=None, label_col
     if task == "ner":
         if FORMATS.get(Path(str(path)).suffix.lower()) == "jsonl":
             from .cluener import read_cluener  # cluener.py builds on this module
-            return read_cluener(path)
+            return read_cluener(path, encoding=encoding)
         return read_conll(path, encoding=encoding)
     return read_classification(path, text_column, text_pair_column, label_column, header,
                                encoding=encoding)
