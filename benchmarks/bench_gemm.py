@@ -25,7 +25,6 @@ Usage (repo root, on a GPU machine; exits 2 without a device):
     PYTHONPATH=. python benchmarks/bench_gemm.py --dry-run     (no GPU: every case once at tiny
         shapes in the CPU emulator, fp32 only, to check the script itself)
 """
-import argparse
 import json
 import os
 import statistics
@@ -118,23 +117,17 @@ def dry_run():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json")
-    ap.add_argument("--rounds", type=int, default=5)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_gpu
+    ap = bench_gpu.gpu_bench_parser(__doc__, rounds=5, budget_s=60.0)
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--budget-s", type=float, default=60.0)
     ap.add_argument("--precisions", default="fp32,tf32,bf16")
-    ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
     if args.dry_run:
         return dry_run()
     if not backend.gpu_available():
-        print("bench_gemm: no CUDA device visible to CuPy; use --dry-run on a CPU machine",
-              file=sys.stderr)
-        return 2
+        return bench_gpu.no_device("bench_gemm")
     import cupy
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import bench_gpu
     from bench_kernels import time_interleaved
     t0 = time.perf_counter()
     deadline = t0 + args.budget_s

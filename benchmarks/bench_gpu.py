@@ -43,6 +43,26 @@ CONFIG = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attent
 LR, WEIGHT_DECAY = 1e-4, 0.01
 
 
+def gpu_bench_parser(doc, rounds, budget_s):
+    """The options every interleaved GPU benchmark (bench_kernels, bench_gemm, bench_step) has:
+    --json, --rounds, --budget-s and --dry-run (a tiny case through the same code on the CPU)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--json", help="write the report here")
+    ap.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds per case")
+    ap.add_argument("--budget-s", type=float, default=budget_s,
+                    help="stop timing early once the whole run has taken this long")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="no GPU needed: run each case once on the CPU, to check the script")
+    return ap
+
+
+def no_device(name):
+    """The one-line message and exit status 2 of a GPU benchmark run without a device."""
+    print(f"{name}: no CUDA device visible to CuPy; use --dry-run on a CPU machine",
+          file=sys.stderr)
+    return 2
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="write the report here (also rewritten after each phase)")

@@ -25,7 +25,6 @@ Usage (repo root, on a GPU machine; exits 2 without a device):
         (no GPU: runs every kernel case once at tiny shapes in the CPU emulator, to check
         the script itself)
 """
-import argparse
 import json
 import os
 import statistics
@@ -417,26 +416,20 @@ def dry_run():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json")
-    ap.add_argument("--rounds", type=int, default=7)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_gpu
+    ap = bench_gpu.gpu_bench_parser(__doc__, rounds=7, budget_s=150.0)
     ap.add_argument("--reps", type=int, default=5, help="calls per timed sample (kernels)")
-    ap.add_argument("--budget-s", type=float, default=150.0)
     ap.add_argument("--only", help="comma-separated prefixes of case names")
     ap.add_argument("--skip-model", action="store_true")
-    ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
     if args.dry_run:
         return dry_run()
     if not backend.gpu_available():
-        print("bench_kernels: no CUDA device visible to CuPy; use --dry-run on a CPU machine",
-              file=sys.stderr)
-        return 2
+        return bench_gpu.no_device("bench_kernels")
     import cupy
     t0 = time.perf_counter()
     deadline = t0 + args.budget_s
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import bench_gpu
     report = {"device": bench_gpu._device_name(cupy), "peaks": {
         "hbm_GB_per_s": PEAK_GBPS, "fp32_TFLOP_per_s": PEAK_FP32_TFLOPS},
         "versions": {"cupy": cupy.__version__}, "tf32": {"CUPY_TF32": os.environ["CUPY_TF32"]},

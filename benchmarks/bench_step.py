@@ -24,7 +24,6 @@ Usage (repo root, GPU machine; exits 2 without a device):
     PYTHONPATH=. python benchmarks/bench_step.py --dry-run   (no GPU: a tiny model through the
         same code on the CPU, once)
 """
-import argparse
 import json
 import os
 import statistics
@@ -211,19 +210,13 @@ PHASES = ("minilm_fp32", "forward", "minilm_bf16", "bert_base_fp32", "bert_base_
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json")
-    ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--budget-s", type=float, default=90.0)
+    ap = bench_gpu.gpu_bench_parser(__doc__, rounds=8, budget_s=90.0)
     ap.add_argument("--phases", default=",".join(PHASES))
-    ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
     if args.dry_run:
         return dry_run()
     if not backend.gpu_available():
-        print("bench_step: no CUDA device visible to CuPy; use --dry-run on a CPU machine",
-              file=sys.stderr)
-        return 2
+        return bench_gpu.no_device("bench_step")
     import cupy
     t0 = time.perf_counter()
     report = {"device": bench_gpu._device_name(cupy), "versions": {"cupy": cupy.__version__},

@@ -22,6 +22,7 @@ import sys
 from dataclasses import MISSING, dataclass, fields
 
 from . import __version__, amp
+from .errors import DataError
 from .data import read_texts
 from .data.readers import TEXT_FORMATS, file_format
 from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
@@ -63,10 +64,13 @@ def run_predict(args):
                                   args.text_pair_column or pair_column, label_column,
                                   args.input_format, header_line(args.header),
                                   encoding=args.encoding)
+        if not texts:
+            raise DataError(f"{args.input or 'stdin'}: no texts to label (nothing but blank "
+                            "lines)")
     ids = None
     if args.output_format == "cluener" and args.input and file_format(
             args.input, TEXT_FORMATS) == "jsonl":
-        ids = record_ids(args.input)
+        ids = record_ids(args.input, args.encoding)
     with amp.autocast(args.precision):
         predictions = predict_texts(model, tokenizer, texts, pairs, args.max_len,
                                     args.batch_size)

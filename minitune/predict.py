@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import data as D
+from .data.readers import _codec
 from .backend import resolve_device
 from .models import BertConfig
 from .tokenizer import Tokenizer
@@ -107,8 +108,9 @@ def open_output(path):
     return open(Path(path), "w", encoding="utf-8", newline="")
 
 
-def record_ids(path):
+def record_ids(path, encoding="utf-8"):
     """The "id" of each record of a JSON-lines file (None where absent; CLUENER test files
-    number their records), in the order ``read_texts`` reads them."""
-    with open(path, encoding="utf-8-sig") as f:
+    number their records), in the order ``read_texts`` reads them (which has checked the
+    file: JSON objects, one per non-blank line, in ``encoding``)."""
+    with open(path, encoding=_codec(encoding)) as f:
         return [json.loads(line).get("id") for line in f if line.strip()]

@@ -130,6 +130,9 @@ def test_predict_from_arguments_files_and_stdin(capsys, csv_run, csv_files, tmp_
                                                   ",positive\n"))
     rc, out, _ = run(capsys, "predict", "--model", csv_run, "--input-format", "csv")
     assert [json.loads(x)["text"] for x in out.splitlines()] == ["the film was good ."]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n \n"))
+    rc, _, err = run(capsys, "predict", "--model", csv_run)
+    assert rc == 2 and "stdin: no texts to label" in err
 
 
 def test_a_run_without_dev_predicts_with_last_and_says_so(capsys, csv_files, tiny_model_dir,

@@ -24,7 +24,7 @@ one left out is reported (``SpanData.dropped``, printed by the trainer), never s
 """
 import json
 
-from .readers import ConllData, _line_error
+from .readers import ConllData, _codec, _line_error, _named_decoding_errors
 from .words import (char_tags_to_word_tags, span_str, spans_to_char_tags, split_words,
                     word_tags_to_spans)
 
@@ -78,13 +78,15 @@ class SpanData(ConllData):
         return gold, pred
 
 
-def read_cluener(path, require_labels=True):
+@_named_decoding_errors
+def read_cluener(path, require_labels=True, encoding="utf-8"):
     """Read a CLUENER JSON-lines file (see the module docstring).
 
     Args:
         path: the file.
         require_labels: a record without "label" is an error (training and evaluation
             files); False reads unlabelled texts (prediction input) with no entities.
+        encoding: the file's text encoding (--encoding; a UTF-8 byte-order mark is skipped).
 
     Returns:
         SpanData.
@@ -96,7 +98,7 @@ def read_cluener(path, require_labels=True):
     """
     path = str(path)
     data = SpanData(path)
-    with open(path, encoding="utf-8-sig") as f:
+    with open(path, encoding=_codec(encoding)) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

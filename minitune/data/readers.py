@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import csv
 import functools
+import io
 import json
 import re
 import sys
@@ -41,7 +42,7 @@ def read_labelled(path, task, text_column=None, text_pair_column=None, label_col
     if task == "ner":
         if FORMATS.get(Path(str(path)).suffix.lower()) == "jsonl":
             from .cluener import read_cluener  # cluener.py builds on this module
-            return read_cluener(path)
+            return read_cluener(path, encoding=encoding)
         return read_conll(path, encoding=encoding)
     return read_classification(path, text_column, text_pair_column, label_column, header,
                                encoding=encoding)
@@ -172,7 +173,17 @@ def _open(path, newline=None, encoding="utf-8"):
     into \\n."""
     codec = _codec(encoding)
     if str(path) == "-":
-        yield sys.stdin
+        # stdin's bytes are decoded with ``encoding`` too, strictly: Python's own sys.stdin
+        # uses the locale's codec and, under the C locale, smuggles bad bytes in as surrogates
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:                      # a stream without bytes (tests' StringIO)
+            yield sys.stdin
+            return
+        stream = io.TextIOWrapper(buffer, encoding=codec, errors="strict", newline=newline)
+        try:
+            yield stream
+        finally:
+            stream.detach()                     # leave sys.stdin's buffer open
         return
     with open(path, encoding=codec, newline=newline) as f:
         yield f

@@ -246,7 +246,7 @@ class PredictArgs(Options):
     text_pair_column: str | None = option(None, "second text column (default: the training "
                                           "run's)", metavar="NAME")
     header: str = header_option()
-    encoding: str = option("utf-8", "text encoding of the data files, e.g. latin-1, cp1252, "
+    encoding: str = option("utf-8", "text encoding of --input or stdin, e.g. latin-1, cp1252, "
                            "gb18030")
     output: str | None = option(None, "write the predictions to FILE: .jsonl or .csv "
                                 "(default: JSON lines on stdout)", metavar="FILE")

@@ -100,6 +100,20 @@ def test_bad_records_name_file_and_line(tmp_path, line, message):
     assert str(info.value).startswith(f"{path}:1: ")
 
 
+
+def test_other_encodings_with_encoding_and_a_named_error_without(tmp_path):
+    """Chinese files often come in GBK/GB18030: --encoding reads them; without it the error
+    names the file and line of the first bad byte (not a bare UnicodeDecodeError)."""
+    path = tmp_path / "gbk.json"
+    lines = [json.dumps(r, ensure_ascii=False) for r in ({"text": "ok", "label": {}},
+                                                         {"text": "叶老桂说",
+                                                          "label": {"name": {"叶老桂": [[0, 2]]}}})]
+    path.write_bytes("\n".join(lines).encode("gbk"))
+    with pytest.raises(ValueError, match=r"gbk\.json:2: not utf-8 text .* --encoding"):
+        read_cluener(path)
+    data = read_labelled(path, "ner", encoding="gb18030")
+    assert data.texts[1] == "叶老桂说" and data.spans[1] == [("name", 0, 3)]
+
 def test_unlabelled_records_for_prediction(tmp_path):
     path = write_jsonl(tmp_path / "test.json", [{"id": 0, "text": "叶老桂说"}])
     data = read_cluener(path, require_labels=False)

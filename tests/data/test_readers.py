@@ -1,7 +1,9 @@
 """The readers (minitune/data/readers.py): TSV, CSV and JSON lines with their columns, CoNLL,
 and errors that name file, line and the flag to use.
 """
+import io
 import json
+import sys
 import pytest
 from minitune import DataError, data
 from paths import SHARED_DATA, TESTS
@@ -353,6 +355,24 @@ def test_non_utf8_names_file_and_line_and_encoding_reads_it(tmp_path):
     with pytest.raises(DataError, match="unknown text encoding 'klingon'"):
         data.read_classification(path, encoding="klingon")
 
+
+
+class BytesStdin:
+    """sys.stdin as a pipe gives it: text on top of a byte buffer, in the C locale's codec
+    (which would turn a bad byte into a surrogate rather than fail)."""
+
+    def __init__(self, raw):
+        self.buffer = io.BytesIO(raw)
+
+
+def test_stdin_is_read_with_encoding_and_bad_bytes_are_an_error(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", BytesStdin(b"good\r\ncaf\xe9 noir\n"))
+    with pytest.raises(DataError, match=r"^stdin: not utf-8 text .* --encoding"):
+        data.read_texts("-")
+    monkeypatch.setattr(sys, "stdin", BytesStdin(b"good\r\ncaf\xe9 noir\n"))
+    assert data.read_texts("-", encoding="latin-1") == (["good", "café noir"], None)
+    monkeypatch.setattr(sys, "stdin", BytesStdin(b"\xef\xbb\xbflabel,text\n1,caf\xc3\xa9\n"))
+    assert data.read_texts("-", fmt="csv") == (["café"], None)      # a UTF-8 BOM is skipped
 
 def test_csv_fields_of_any_length_and_unterminated_quotes(tmp_path):
     long_text = "word " * 100_000                                   # 500 KB in one field
