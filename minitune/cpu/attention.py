@@ -112,7 +112,8 @@ def _grain(B, NH, T):
 
 
 def _scores(q, k, s):
-    """s (b, NH, T, T) = q k^T for a slice's sequences: q, k (b, NH, T, HS) views.
+    """s (b, NH, T, T) = q k^T for a slice's sequences: q, k (b, NH, T, HS) views (also the
+    backward's gout v^T).
 
     numpy's matmul makes one BLAS call per (sequence, head); where the GEMM library has a
     strided batch GEMM (MKL's), all NH heads of a sequence are one call instead: each head's
@@ -195,7 +196,8 @@ def attention_backward(gout, saved):
     gq, gk, gv = (_heads_of_tokens(B, NH, T, HS, dt) for _ in range(3))
 
     def slice_(lo, hi):
-        g = np.matmul(gout[lo:hi], v[lo:hi].swapaxes(-1, -2))          # gD (b, NH, T, T)
+        g = np.empty((hi - lo, NH, T, T), dt)
+        _scores(gout[lo:hi], v[lo:hi], g)                               # gD = gout v^T
         p = probs[lo:hi]
         dropped = np.empty_like(p) if threshold else p
         _softmax_dropout_backward_rows(g.reshape(-1, T), p.reshape(-1, T), lo * NH * T, seed,
