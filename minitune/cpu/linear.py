@@ -17,9 +17,9 @@ reference (``x @ w.T``, then ``y += b``) cannot choose are chosen here:
   minitune[mkl]``) its GEMM runs the products: on the 2-core AVX-512 machine of
   docs/performance.md it runs BERT's Linear shapes 15-20% faster than numpy's OpenBLAS, which is
   most of what separated minitune's eval forward from PyTorch's (whose ``addmm`` is MKL's).
-  Otherwise numpy's own OpenBLAS runs them, through the symbol of numpy's bundled build.
-  ``MINITUNE_GEMM=openblas`` (or ``numpy``: the reference) chooses; ``gemm_library()`` says
-  which one runs.
+  That was measured on an Intel CPU, so MKL is used on Intel CPUs only. Otherwise numpy's own
+  OpenBLAS runs them, through the symbol of numpy's bundled build. ``MINITUNE_GEMM=mkl``,
+  ``openblas`` or ``numpy`` (the reference) chooses; ``gemm_library()`` says which one runs.
 - **Threads.** The rows are cut into blocks, and minitune's pool runs each block as a
   single-threaded GEMM: the same threads as every other fused op, no BLAS threads to wake
   (or to spin, threads.py) between ops. ``gw`` sums over the rows, so each of n blocks of rows
@@ -113,11 +113,23 @@ def _openblas():
     return None
 
 
+def _intel_cpu():
+    """True on an Intel CPU (Linux's /proc/cpuinfo). MKL was measured faster than OpenBLAS on
+    Intel's AVX-512 cores only; elsewhere OpenBLAS's kernels for the CPU are kept."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
+    except OSError:
+        return False
+
+
 def _find_gemm():
+    """MINITUNE_GEMM: "mkl", "openblas", "numpy" (the reference), or unset: MKL where it is
+    installed and the CPU is Intel's, else numpy's OpenBLAS."""
     choice = os.environ.get("MINITUNE_GEMM", "").lower()
     if choice == "numpy":
         return None
-    if choice != "openblas":
+    if choice == "mkl" or (choice != "openblas" and _intel_cpu()):
         gemm = _mkl()
         if gemm is not None:
             return gemm

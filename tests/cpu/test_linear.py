@@ -99,3 +99,19 @@ def test_rounded_precision_runs_the_reference():
 def test_gemm_library_names_what_runs():
     assert fused.gemm_library() in ("mkl", "openblas", "numpy")
     assert (fused.GEMM is None) == (fused.gemm_library() == "numpy")
+
+
+@pytest.mark.parametrize("choice, intel, want", [("numpy", True, "numpy"),
+                                                 ("openblas", True, "openblas"),
+                                                 ("", False, "openblas"),
+                                                 ("", True, "mkl"), ("mkl", False, "mkl")])
+def test_gemm_choice(choice, intel, want, monkeypatch):
+    """MINITUNE_GEMM chooses; unset, MKL runs on Intel CPUs where it is installed."""
+    monkeypatch.setenv("MINITUNE_GEMM", choice)
+    monkeypatch.setattr(fused, "_intel_cpu", lambda: intel)
+    if want == "mkl" and fused._mkl() is None:
+        want = "openblas"                        # the wheel is not installed: OpenBLAS instead
+    if want == "openblas" and fused._openblas() is None:
+        want = "numpy"
+    gemm = fused._find_gemm()
+    assert (gemm.name if gemm is not None else "numpy") == want
