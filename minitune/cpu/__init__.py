@@ -33,8 +33,9 @@ def register():
         return
     _drop_stale_compiled_kernels()
     from .. import dispatch
-    from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm
+    from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm, linear
     for name, module, functions in [
+        ("linear", linear, ("forward", "backward")),
         ("attention", attention, ("forward", "backward")),
         ("dropout", dropout, ("forward", "backward")),
         ("layer_norm", layer_norm, ("forward", "backward")),

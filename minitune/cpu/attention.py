@@ -39,6 +39,7 @@ import numpy as np
 
 from ..autograd import is_grad_enabled
 from ..ops.nn import dropout_threshold
+from . import linear
 from .dropout import draw_seed, keep_mask
 from .threads import parallel_for, single_threaded_blas
 from .vecmath import exp_row, kernel, row_max
@@ -110,6 +111,46 @@ def _grain(B, NH, T):
     return max(1, (1 << 18) // (NH * T * T) + 1) if B > 1 else 1
 
 
+def _scores(q, k, s):
+    """s (b, NH, T, T) = q k^T for a slice's sequences: q, k (b, NH, T, HS) views (also the
+    backward's gout v^T).
+
+    numpy's matmul makes one BLAS call per (sequence, head); where the GEMM library has a
+    strided batch GEMM (MKL's), all NH heads of a sequence are one call instead: each head's
+    q and k are (T, HS) matrices a fixed number of elements apart. Measured on one thread,
+    q k^T for 2 sequences of 128 tokens, 12 heads of 32: 333 us as numpy's calls, 249 us as
+    MKL's batch."""
+    b, NH, T, HS = q.shape
+    size = q.itemsize
+    gemm = linear.GEMM
+    if (gemm is None or not s.flags.c_contiguous or q.strides[3] != size
+            or k.strides[3] != size or min(q.strides[:3] + k.strides[:3]) < HS * size):
+        np.matmul(q, k.swapaxes(-1, -2), out=s)
+        return
+    for i in range(b):
+        if not gemm.batch(q.dtype, False, True, T, T, HS,
+                          q.ctypes.data + i * q.strides[0], q.strides[2] // size,
+                          q.strides[1] // size,
+                          k.ctypes.data + i * k.strides[0], k.strides[2] // size,
+                          k.strides[1] // size,
+                          s.ctypes.data + i * s.strides[0], T, T * T, NH):
+            np.matmul(q, k.swapaxes(-1, -2), out=s)
+            return
+
+
+def _slices(work, B, grain):
+    """work(lo, hi) for every slice [lo, hi) of ``grain`` sequences, on the pool.
+
+    The pool hands each thread chunks of several slices (fewer chunks than slices: with one
+    thread, a single chunk of the whole batch); a chunk still runs its slices one at a time,
+    so that each slice's scores stay in the cache between its passes."""
+    def chunk(c, first, last):
+        for lo in range(first, last, grain):
+            work(lo, min(lo + grain, last))
+
+    parallel_for(chunk, B, grain=grain)
+
+
 def _heads_of_tokens(B, NH, T, HS, dtype):
     """An empty (B, NH, T, HS) array laid out as (B, T, NH, HS): its transpose(0, 2, 1, 3) is
     contiguous, so merging the heads into (B, T, H) needs no copy."""
@@ -133,16 +174,16 @@ def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
     probs = np.empty((B, NH, T, T), dt) if is_grad_enabled() else None
     out = _heads_of_tokens(B, NH, T, HS, dt)
 
-    def slice_(c, lo, hi):
+    def slice_(lo, hi):
         s = probs[lo:hi] if probs is not None else np.empty((hi - lo, NH, T, T), dt)
-        np.matmul(q[lo:hi], k[lo:hi].swapaxes(-1, -2), out=s)
+        _scores(q[lo:hi], k[lo:hi], s)
         dropped = np.empty_like(s) if threshold else s
         _softmax_dropout_rows(s.reshape(-1, T), mask, lo * NH * T, NH * T, dt.type(scale),
                               seed, threshold, keep_scale, dropped.reshape(-1, T))
         np.matmul(dropped, v[lo:hi], out=out[lo:hi])
 
     with single_threaded_blas():
-        parallel_for(slice_, B, grain=_grain(B, NH, T))
+        _slices(slice_, B, _grain(B, NH, T))
     return out, (q, k, v, probs, seed, threshold, keep_scale, scale)
 
 
@@ -154,8 +195,9 @@ def attention_backward(gout, saved):
     gout = np.asarray(gout, dt)
     gq, gk, gv = (_heads_of_tokens(B, NH, T, HS, dt) for _ in range(3))
 
-    def slice_(c, lo, hi):
-        g = np.matmul(gout[lo:hi], v[lo:hi].swapaxes(-1, -2))          # gD (b, NH, T, T)
+    def slice_(lo, hi):
+        g = np.empty((hi - lo, NH, T, T), dt)
+        _scores(gout[lo:hi], v[lo:hi], g)                               # gD = gout v^T
         p = probs[lo:hi]
         dropped = np.empty_like(p) if threshold else p
         _softmax_dropout_backward_rows(g.reshape(-1, T), p.reshape(-1, T), lo * NH * T, seed,
@@ -166,5 +208,5 @@ def attention_backward(gout, saved):
         np.matmul(g.swapaxes(-1, -2), q[lo:hi], out=gk[lo:hi])
 
     with single_threaded_blas():
-        parallel_for(slice_, B, grain=_grain(B, NH, T))
+        _slices(slice_, B, _grain(B, NH, T))
     return gq, gk, gv

@@ -71,3 +71,25 @@ def test_under_no_grad_the_probabilities_are_not_kept():
     want, _ = ref.attention_forward(q, k, v, None, 0.4, 0.0, None)
     assert saved[3] is None
     assert_same(out, want, np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["stacked q|k|v columns", "contiguous heads"])
+@pytest.mark.parametrize("gemm", ["library", "numpy"])
+def test_scores_match_matmul(dtype, layout, gemm, monkeypatch):
+    """q k^T per (sequence, head), as one strided batch GEMM per sequence where the library
+    has one, equals numpy's matmul, for the layouts the model hands over."""
+    from minitune.cpu import linear
+    if gemm == "numpy":
+        monkeypatch.setattr(linear, "GEMM", None)
+    B, NH, T, HS = 3, 5, 17, 7
+    rng = np.random.default_rng(3)
+    if layout == "contiguous heads":
+        q, k = (rng.standard_normal((B, NH, T, HS)).astype(dtype) for _ in range(2))
+    else:                    # views of one (B, T, 3H) product, as BertSelfAttention makes them
+        y = rng.standard_normal((B, T, 3 * NH * HS)).astype(dtype)
+        q, k = (y[..., i * NH * HS:(i + 1) * NH * HS].reshape(B, T, NH, HS).transpose(0, 2, 1, 3)
+                for i in range(2))
+    s = np.empty((B, NH, T, T), dtype)
+    fused._scores(q, k, s)
+    assert_same(s, np.matmul(q, k.swapaxes(-1, -2)), dtype, scale=HS)

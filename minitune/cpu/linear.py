@@ -1,0 +1,213 @@
+"""Linear layers for numpy arrays: the products in blocks of rows on minitune's pool, the bias
+folded into the product (the reference: ops/matmul.py ``linear_forward`` / ``linear_backward``).
+
+    forward   y  = x w^T + b        x (N, IN), w (OUT, IN), b (OUT,) or None -> y (N, OUT)
+    backward  gx = gy w             (N, IN)
+              gw = gy^T x           (OUT, IN)
+              gb = sum of gy over the N rows
+
+Every product is a BLAS GEMM, C = A B + beta C, called through ctypes so that three things the
+reference (``x @ w.T``, then ``y += b``) cannot choose are chosen here:
+
+- **beta.** numpy calls GEMM with beta = 0, and BLAS then writes zeros over C before it adds
+  the product in. Here each block of C is first filled with the bias and the GEMM called with
+  beta = 1: the fill replaces the zeroing, and the reference's separate ``y += b`` -- one more
+  read and write of the whole (N, OUT) array, on one thread -- is gone.
+- **Which BLAS.** Where Intel's MKL is installed (the ``mkl`` wheel; ``pip install
+  minitune[mkl]``) its GEMM runs the products: on the 2-core AVX-512 machine of
+  docs/performance.md it runs BERT's Linear shapes 15-20% faster than numpy's OpenBLAS, which is
+  most of what separated minitune's eval forward from PyTorch's (whose ``addmm`` is MKL's).
+  That was measured on an Intel CPU, so MKL is used on Intel CPUs only. Otherwise numpy's own
+  OpenBLAS runs them, through the symbol of numpy's bundled build. ``MINITUNE_GEMM=mkl``,
+  ``openblas`` or ``numpy`` (the reference) chooses; ``gemm_library()`` says which one runs.
+- **Threads.** The rows are cut into blocks, and minitune's pool runs each block as a
+  single-threaded GEMM: the same threads as every other fused op, no BLAS threads to wake
+  (or to spin, threads.py) between ops. ``gw`` sums over the rows, so each of n blocks of rows
+  (n = ``num_threads()``) computes the sum over its own rows, and the n results are added at
+  the end.
+
+supports: x, w (and b) float32 or float64 of one dtype, at "fp32" precision (amp's rounded
+products run on the reference), and a GEMM library found; otherwise the reference runs.
+saved: the reference's, (x, w, has_bias, precision).
+"""
+import ctypes
+import os
+import sys
+
+import numpy as np
+
+from ..ops import matmul as ref
+from .threads import num_threads, parallel_for, single_threaded_blas
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_MIN_ROWS = 64                  # rows per block at least (a block is one GEMM call)
+
+
+class _Gemm:
+    """A BLAS library's sgemm and dgemm through ctypes: ``call(dtype, ...)``."""
+
+    def __init__(self, name, handle, symbols, int_type, multithreaded, batch_symbols=None):
+        self.name = name
+        self.multithreaded = multithreaded         # OpenBLAS: hold it at one thread per call
+        self.fns, self.batch_fns = {}, {}
+        ptr = ctypes.c_void_p
+        for i, dtype in enumerate((np.float32, np.float64)):
+            real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+            fn = getattr(handle, symbols[i])
+            fn.argtypes = ([ctypes.c_int] * 3 + [int_type] * 3
+                           + [real, ptr, int_type, ptr, int_type, real, ptr, int_type])
+            fn.restype = None
+            self.fns[np.dtype(dtype)] = fn
+            if batch_symbols:
+                fn = getattr(handle, batch_symbols[i])
+                fn.argtypes = ([ctypes.c_int] * 3 + [int_type] * 3
+                               + [real, ptr, int_type, int_type, ptr, int_type, int_type,
+                                  real, ptr, int_type, int_type, int_type])
+                fn.restype = None
+                self.batch_fns[np.dtype(dtype)] = fn
+
+    def __call__(self, dtype, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+        """C (m, n) = op(A) op(B) + beta C, row-major; a, b, c are addresses."""
+        self.fns[dtype](_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS,
+                        _TRANS if trans_b else _NO_TRANS, m, n, k, 1.0, a, lda, b, ldb,
+                        beta, c, ldc)
+
+    def batch(self, dtype, trans_a, trans_b, m, n, k, a, lda, stride_a, b, ldb, stride_b, c,
+              ldc, stride_c, count):
+        """C_i = op(A_i) op(B_i) for i < count, the i-th matrices ``stride_*`` elements apart;
+        False when this library has no strided batch GEMM (the caller then loops itself)."""
+        fn = self.batch_fns.get(dtype)
+        if fn is None:
+            return False
+        fn(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+           m, n, k, 1.0, a, lda, stride_a, b, ldb, stride_b, 0.0, c, ldc, stride_c, count)
+        return True
+
+
+def _mkl():
+    """MKL from the ``mkl`` wheel (libmkl_rt), single-threaded; None when not installed."""
+    try:
+        from importlib import metadata
+        files = metadata.distribution("mkl").files or []
+        path = next(str(metadata.distribution("mkl").locate_file(f)) for f in files
+                    if os.path.basename(str(f)).startswith("libmkl_rt.so"))
+        handle = ctypes.CDLL(path)
+        handle.MKL_Set_Threading_Layer(1)            # MKL_THREADING_SEQUENTIAL: the pool splits
+        return _Gemm("mkl", handle, ("cblas_sgemm", "cblas_dgemm"), ctypes.c_int, False,
+                     ("cblas_sgemm_batch_strided", "cblas_dgemm_batch_strided"))
+    except (ImportError, StopIteration, OSError, AttributeError, metadata.PackageNotFoundError):
+        return None
+
+
+def _openblas():
+    """numpy's bundled OpenBLAS (64-bit integers, symbols prefixed ``scipy_``); None when
+    numpy uses another BLAS."""
+    from .threads import _blas
+    for lib in _blas().select(internal_api="openblas").lib_controllers:
+        try:
+            handle = ctypes.CDLL(lib.filepath)
+            return _Gemm("openblas", handle, ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
+                         ctypes.c_int64, True)
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _intel_cpu():
+    """True on an Intel CPU (Linux's /proc/cpuinfo). MKL was measured faster than OpenBLAS on
+    Intel's AVX-512 cores only; elsewhere OpenBLAS's kernels for the CPU are kept."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
+    except OSError:
+        return False
+
+
+def _find_gemm():
+    """MINITUNE_GEMM: "mkl", "openblas", "numpy" (the reference), or unset: MKL where it is
+    installed and the CPU is Intel's, else numpy's OpenBLAS."""
+    choice = os.environ.get("MINITUNE_GEMM", "").lower()
+    if choice == "numpy":
+        return None
+    if choice == "mkl" or (choice != "openblas" and _intel_cpu()):
+        gemm = _mkl()
+        if gemm is not None:
+            return gemm
+    return _openblas()
+
+
+GEMM = _find_gemm()
+
+
+def gemm_library():
+    """Which library runs the Linear products: "mkl", "openblas", or "numpy" (the reference)."""
+    return GEMM.name if GEMM is not None else "numpy"
+
+
+def supports(x, w, b=None):
+    return (GEMM is not None and x.dtype == w.dtype and x.dtype in (np.float32, np.float64)
+            and (b is None or b.dtype == x.dtype) and x.size > 0)
+
+
+def _run(kernel, n, grain):
+    """parallel_for over row blocks, with OpenBLAS held at one thread per call meanwhile."""
+    if GEMM.multithreaded:
+        with single_threaded_blas():
+            return parallel_for(kernel, n, grain=grain)
+    return parallel_for(kernel, n, grain=grain)
+
+
+def linear_forward(x, w, b=None, precision="fp32"):
+    """As ops.matmul.linear_forward: x (..., IN) -> y (..., OUT), saved."""
+    if precision != "fp32":
+        return ref.linear_forward(x, w, b, precision)
+    OUT, IN = w.shape
+    x2 = np.ascontiguousarray(x.reshape(-1, IN))                     # (N, IN)
+    w = np.ascontiguousarray(w)
+    N, dt = x2.shape[0], x2.dtype
+    y = np.empty((N, OUT), dt)
+    row = dt.itemsize
+
+    def rows(c, lo, hi):                          # y[lo:hi] = b; y[lo:hi] += x[lo:hi] w^T
+        if b is not None:
+            y[lo:hi] = b
+        GEMM(dt, False, True, hi - lo, OUT, IN, x2.ctypes.data + lo * IN * row, IN,
+             w.ctypes.data, IN, 0.0 if b is None else 1.0, y.ctypes.data + lo * OUT * row, OUT)
+
+    _run(rows, N, _MIN_ROWS)
+    return y.reshape(x.shape[:-1] + (OUT,)), (x, w, b is not None, precision)
+
+
+def linear_backward(gy, saved, needs=(True, True, True)):
+    """As ops.matmul.linear_backward: (gx, gw, gb), None where ``needs`` says no."""
+    x, w, has_bias, precision = saved
+    if precision != "fp32":
+        return ref.linear_backward(gy, saved, needs)
+    OUT, IN = w.shape
+    dt = w.dtype
+    g2 = np.ascontiguousarray(gy.reshape(-1, OUT), dtype=dt)         # (N, OUT)
+    x2 = np.ascontiguousarray(x.reshape(-1, IN))                     # (N, IN)
+    N, row = g2.shape[0], dt.itemsize
+    gx = np.empty((N, IN), dt) if needs[0] else None
+    # gw sums over the rows: block j of the rows adds g[rows_j]^T x[rows_j] into an (OUT, IN)
+    # array of its own, and the blocks' arrays are added at the end. One block per thread of
+    # num_threads(), not of the threads active now: the sum's order, and so gw to the last bit,
+    # depends on the thread setting only, never on how busy the machine is.
+    blocks = max(1, min(num_threads(), N // _MIN_ROWS))
+    edges = np.linspace(0, N, blocks + 1).astype(np.int64).tolist()
+    partial = np.empty((blocks, OUT, IN), dt) if needs[1] else None
+
+    def row_blocks(c, first, last):
+        for j in range(first, last):
+            lo, hi = edges[j], edges[j + 1]
+            if gx is not None:                    # gx[lo:hi] = g[lo:hi] w
+                GEMM(dt, False, False, hi - lo, IN, OUT, g2.ctypes.data + lo * OUT * row, OUT,
+                     w.ctypes.data, IN, 0.0, gx.ctypes.data + lo * IN * row, IN)
+            if partial is not None:               # partial[j] = g[lo:hi]^T x[lo:hi]
+                GEMM(dt, True, False, OUT, IN, hi - lo, g2.ctypes.data + lo * OUT * row, OUT,
+                     x2.ctypes.data + lo * IN * row, IN, 0.0, partial[j].ctypes.data, IN)
+
+    _run(row_blocks, blocks, 1)
+    gw = None if partial is None else partial[0] if blocks == 1 else partial.sum(axis=0)
+    gb = g2.sum(axis=0) if has_bias and needs[2] else None
+    return (None if gx is None else gx.reshape(x.shape)), gw, gb
