@@ -22,10 +22,10 @@ import sys
 from dataclasses import MISSING, dataclass, fields
 
 from . import __version__, amp
-from .errors import DataError
 from .data import read_texts
 from .data.readers import TEXT_FORMATS, file_format
 from .distributed import StoppedTogether, abort_job, launched_rank, launched_world_size
+from .errors import DataError
 from .predict import (evaluate_file, load_finetuned, open_output, predict_texts, record_ids,
                       trained_columns, write_predictions)
 from .models import BertModel
