@@ -150,11 +150,29 @@ def _machine_busy_seconds():
 
 
 def _blas():
-    """threadpoolctl's view of the BLAS libraries loaded in this process (numpy's, scipy's)."""
+    """threadpoolctl's view of the BLAS libraries loaded in this process (numpy's, scipy's).
+
+    threadpoolctl is a dependency; where it is missing anyway (a checkout run from PYTHONPATH
+    on a machine that has only numpy, as tools/gpu_check.sh does) minitune still imports and
+    runs, with the BLAS left at its own thread count."""
     if _Config.blas is None:
-        from threadpoolctl import ThreadpoolController
-        _Config.blas = ThreadpoolController()
+        try:
+            from threadpoolctl import ThreadpoolController
+            _Config.blas = ThreadpoolController()
+        except ImportError:
+            _Config.blas = _NoBlasControl()
     return _Config.blas
+
+
+class _NoBlasControl:
+    """Stands in for threadpoolctl's controller when it is not installed: no library to set."""
+    lib_controllers = []
+
+    def select(self, **kwargs):
+        return self
+
+    def limit(self, **kwargs):
+        return None
 
 
 # OpenBLAS's idle worker threads keep spinning (a busy loop, not even yielding the core) for

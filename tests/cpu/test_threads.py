@@ -158,3 +158,22 @@ def test_shorten_blas_spin_leaves_a_users_setting(monkeypatch):
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT")
     monkeypatch.setenv("MINITUNE_BLAS_SPIN", "0")
     assert threads.shorten_blas_spin() == 0
+
+
+def test_minitune_imports_and_trains_without_threadpoolctl_or_numba():
+    """tools/gpu_check.sh runs a checkout from PYTHONPATH on a machine that may lack the CPU
+    extras: without threadpoolctl (and numba) the references run, the BLAS keeps its threads."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['threadpoolctl'] = None; sys.modules['numba'] = None\n"
+            "import numpy as np, minitune as mt, minitune.functional as F\n"
+            "from minitune.cpu import threads\n"
+            "threads.set_num_threads(2)\n"
+            "x = mt.tensor(np.ones((4, 3)), requires_grad=True)\n"
+            "w = mt.tensor(np.ones((2, 3)), requires_grad=True)\n"
+            "F.cross_entropy(F.gelu(F.linear(x, w)), np.array([0, 1, 1, 0])).backward()\n"
+            "print(sorted(mt.cpu.FUSED), threads.blas_num_threads(), w.grad.shape)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "1", "(2,", "3)"]
