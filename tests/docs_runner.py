@@ -13,7 +13,7 @@ The conventions (docs/README.md repeats them for writers):
   (numbers that legitimately vary, long listings). A block that prints without an output
   block is not compared; stderr (progress bars, warnings) never is.
 * A ```python skip block is shown, not run: a signature, a fragment of someone else's code
-  (torch's pickling, an attacker's class), or code that needs what CI lacks (a GPU, PyTorch,
+  (torch's pickling), or code that needs what CI lacks (a GPU, PyTorch,
   the shared data sets, minutes of training). Say why in the prose around it.
 * Blocks in any other language (bash, console, text, json, cuda, c, ...) are never run: they
   are commands for a shell (make targets, training runs, tools that need the reference
