@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .threads import num_chunks, parallel_for
+from .threads import parallel_for, reduction_bounds
 from .vecmath import exp_row, inline_kernel, kernel
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -106,6 +106,7 @@ def gelu_backward(gy, saved):
     gy2 = _rows(np.ascontiguousarray(gy, dtype=x.dtype))
     gx = np.empty_like(x)
     n = x2.shape[0]
-    part = np.zeros((num_chunks(n, _GRAIN), x2.shape[1]), np.float64)
-    parallel_for(_backward_rows, n, gy2, x2, b, _rows(gx), part, grain=_GRAIN)
+    bounds = reduction_bounds(n, _GRAIN)
+    part = np.zeros((len(bounds), x2.shape[1]), np.float64)
+    parallel_for(_backward_rows, n, gy2, x2, b, _rows(gx), part, bounds=bounds)
     return gx, part.sum(axis=0).astype(x.dtype) if has_bias else None

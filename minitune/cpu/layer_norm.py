@@ -16,7 +16,7 @@ saved: (xhat (N, H), rstd (N,), w) as the reference.
 """
 import numpy as np
 
-from .threads import num_chunks, parallel_for
+from .threads import parallel_for, reduction_bounds
 from .vecmath import kernel
 
 _GRAIN = 32          # rows per chunk at least
@@ -98,8 +98,8 @@ def layer_norm_backward(gy, saved):
     gy2 = _rows(gy, dt)
     n, H = gy2.shape
     gx = np.empty(xhat.shape, dt)
-    chunks = num_chunks(n, _GRAIN)
-    gw_part, gb_part = np.zeros((chunks, H)), np.zeros((chunks, H))
+    bounds = reduction_bounds(n, _GRAIN)
+    gw_part, gb_part = np.zeros((len(bounds), H)), np.zeros((len(bounds), H))
     parallel_for(_backward_rows, n, gy2, xhat.reshape(n, H), rstd.reshape(n),
-                 w.astype(dt, copy=False), gx.reshape(n, H), gw_part, gb_part, grain=_GRAIN)
+                 w.astype(dt, copy=False), gx.reshape(n, H), gw_part, gb_part, bounds=bounds)
     return gx, gw_part.sum(axis=0).astype(w.dtype), gb_part.sum(axis=0).astype(w.dtype)

@@ -62,6 +62,7 @@ class _Config:
     adaptive = os.environ.get("MINITUNE_ADAPTIVE_THREADS", "1") != "0"
     pool = None                                 # a ThreadPoolExecutor of threads - 1 workers
     blas = None                                 # threadpoolctl's controller, once needed
+    blas_held = 0                               # single_threaded_blas blocks open now
 
 
 def num_threads():
@@ -104,9 +105,11 @@ def active_threads():
 
 
 def _use(n):
-    """Compute with n threads: BLAS's count, and how many chunks the pool hands out."""
+    """Compute with n threads: BLAS's count, and how many chunks the pool hands out. Inside a
+    ``single_threaded_blas`` block BLAS stays at one thread; the block sets n when it ends."""
     _Config.active = n
-    _blas().limit(limits=n, user_api="blas")
+    if not _Config.blas_held:
+        _blas().limit(limits=n, user_api="blas")
 
 
 class _Load:
@@ -232,40 +235,55 @@ class single_threaded_blas:
     """
 
     def __enter__(self):
+        _Config.blas_held += 1
         self.libs = _blas().select(user_api="blas").lib_controllers
         self.saved = [lib.num_threads for lib in self.libs]
         for lib, n in zip(self.libs, self.saved):
             if n != 1:
                 lib.set_num_threads(1)
+        self.active = _Config.active
         return self
 
     def __exit__(self, *exc):
+        _Config.blas_held -= 1
+        if _Config.blas_held:
+            return
+        if _Config.active != self.active:       # the count changed inside: BLAS takes it now
+            _blas().limit(limits=_Config.active, user_api="blas")
+            return
         for lib, n in zip(self.libs, self.saved):
             if n != 1:
                 lib.set_num_threads(n)
 
 
-def chunk_bounds(n, grain=1, per_thread=4):
+def chunk_bounds(n, grain=1, per_thread=4, threads=None):
     """Split ``range(n)`` into contiguous chunks for the pool: about ``per_thread`` chunks per
     thread (so a slow thread can be made up for), none shorter than ``grain`` items.
 
+    ``threads``: the thread count to cut for; default the threads active now. A reduction
+    passes ``num_threads()`` (``reduction_bounds``), so that its partial sums, and the order
+    they are added in, depend on the thread setting only, never on how busy the machine is.
+
     Returns a list of (lo, hi) pairs covering [0, n) in order.
     """
-    threads = active_threads()
+    if threads is None:
+        threads = active_threads()
     parts = 1 if threads == 1 else max(1, min(n // max(grain, 1), threads * per_thread))
     edges = np.linspace(0, n, parts + 1).astype(np.int64).tolist()
     return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
 
 
-def parallel_for(kernel, n, *args, grain=1):
+def parallel_for(kernel, n, *args, grain=1, bounds=None):
     """Run ``kernel(c, lo, hi, *args)`` for every chunk c = (lo, hi) of ``range(n)``.
 
-    The chunks come from ``chunk_bounds(n, grain)``. The calling thread and the pool's threads
+    The chunks are ``bounds`` when given (a reduction sizes its ``partial`` array from them:
+    ``reduction_bounds``), else ``chunk_bounds(n, grain)``. The calling thread and the pool's threads
     take chunks one after another until none is left. A kernel must release the GIL (numba
     ``nogil=True``, or numpy calls on large arrays) and write only to its own rows, or to
     ``partial[c]`` for a reduction. Returns the number of chunks.
     """
-    bounds = chunk_bounds(n, grain)
+    if bounds is None:
+        bounds = chunk_bounds(n, grain)
     if len(bounds) == 1:
         kernel(0, 0, n, *args)
         return 1
@@ -280,7 +298,7 @@ def parallel_for(kernel, n, *args, grain=1):
             errors.append(e)
 
     pool = _pool()
-    futures = [pool.submit(worker) for _ in range(min(_Config.active, len(bounds)) - 1)]
+    futures = [pool.submit(worker) for _ in range(min(active_threads(), len(bounds)) - 1)]
     worker()
     for f in futures:
         f.result()
@@ -306,7 +324,9 @@ def _forget_pool_after_fork():
 os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
-def num_chunks(n, grain=1):
-    """How many chunks ``parallel_for(kernel, n, grain=grain)`` will use (to size partials)."""
-    return len(chunk_bounds(n, grain))
+def reduction_bounds(n, grain=1):
+    """The chunks of a reduction over ``range(n)``: one ``partial[c]`` row per chunk, summed
+    after ``parallel_for(..., bounds=...)``. Cut for ``num_threads()``, not the threads active
+    now, so a busy machine changes who computes the chunks, not the sum's bits."""
+    return chunk_bounds(n, grain, threads=_Config.threads)
 

@@ -41,7 +41,7 @@ def test_parallel_for_covers_every_item_once(n, grain, restore_threads):
         seen.add(threading.get_ident())
     chunks = threads.parallel_for(kernel, n, grain=grain)
     assert (hits == 1).all()
-    assert chunks == threads.num_chunks(n, grain) <= max(1, 4 * 2)
+    assert chunks == len(threads.chunk_bounds(n, grain)) <= max(1, 4 * 2)
     assert all(hi - lo >= min(grain, n) for lo, hi in threads.chunk_bounds(n, grain))
 
 
@@ -81,7 +81,8 @@ def test_fewer_threads_while_other_processes_keep_cores_busy(restore_threads, mo
         clock["busy"] += 1.9
         threads.active_threads()
     assert threads.active_threads() == 1 and threads.blas_num_threads() == 1
-    assert threads.num_chunks(1000) == 1
+    assert len(threads.chunk_bounds(1000)) == 1
+    assert len(threads.reduction_bounds(1000)) == 8         # cut for the setting, not the load
     for _ in range(4):                                      # they stop
         clock["wall"] += 1.0
         threads.active_threads()
@@ -104,14 +105,15 @@ def test_a_forked_child_computes_with_a_pool_of_its_own(restore_threads):
     def kernel(c, lo, hi, out):
         out[c] = hi - lo
 
-    partial = np.zeros(threads.num_chunks(1000))
-    threads.parallel_for(kernel, 1000, partial)             # the parent's pool is started
+    bounds = threads.reduction_bounds(1000)
+    partial = np.zeros(len(bounds))
+    threads.parallel_for(kernel, 1000, partial, bounds=bounds)   # the parent's pool starts
     pid = os.fork()
     if pid == 0:                                            # the child: exit 0 on success
         code = 1
         try:
             partial[:] = 0
-            threads.parallel_for(kernel, 1000, partial)
+            threads.parallel_for(kernel, 1000, partial, bounds=bounds)
             code = 0 if partial.sum() == 1000 else 1
         finally:
             os._exit(code)
@@ -177,3 +179,66 @@ def test_minitune_imports_and_trains_without_threadpoolctl_or_numba():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "1", "(2,", "3)"]
+
+
+def busy_clock(monkeypatch):
+    """A machine whose other processes keep ``clock["others"]`` cores busy, advanced by hand."""
+    clock = {"wall": 100.0, "busy": 1000.0, "others": 0.0}
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(threads.time, "process_time", lambda: 5.0)
+    monkeypatch.setattr(threads, "_machine_busy_seconds", lambda: clock["busy"])
+
+    def advance():
+        clock["wall"] += 1.0
+        clock["busy"] += clock["others"]
+    return clock, advance
+
+
+def test_a_load_change_mid_reduction_neither_overruns_nor_changes_the_sum(restore_threads,
+                                                                         monkeypatch):
+    """Reductions size partial[] from reduction_bounds and hand parallel_for the same chunks:
+    the load changing between the two (the thread count going up) must not make more chunks
+    than partial rows -- numba writes past an array's end unchecked -- and the chunks, so
+    the sum's bits, must not depend on the load."""
+    threads.set_num_threads(2)
+    threads.set_adaptive(True)
+    clock, advance = busy_clock(monkeypatch)
+    clock["others"] = 1.9
+    for _ in range(4):
+        advance()
+        threads.active_threads()
+    assert threads.active_threads() == 1
+    bounds = threads.reduction_bounds(1000, 10)
+    clock["others"] = 0.0                                 # the others stop before the call
+    for _ in range(4):
+        advance()
+        threads.active_threads()
+    assert threads.active_threads() == 2
+    seen = []
+    threads.parallel_for(lambda c, lo, hi: seen.append((c, lo, hi)), 1000, bounds=bounds)
+    assert sorted(seen) == [(c, lo, hi) for c, (lo, hi) in enumerate(bounds)]
+    assert bounds == threads.reduction_bounds(1000, 10)
+
+
+def test_blas_takes_a_thread_count_that_changed_inside_single_threaded_blas(restore_threads,
+                                                                            monkeypatch):
+    """Inside the block BLAS stays at one thread even if the load changes the count; when it
+    ends BLAS gets the count now in force, not the one from before the block."""
+    threads.set_num_threads(2)
+    threads.set_adaptive(True)
+    clock, advance = busy_clock(monkeypatch)
+    assert threads.active_threads() == 2 and threads.blas_num_threads() == 2
+    clock["others"] = 1.9
+    with threads.single_threaded_blas():
+        for _ in range(4):
+            advance()
+            threads.active_threads()
+        assert threads.active_threads() == 1 and threads.blas_num_threads() == 1
+    assert threads.blas_num_threads() == 1                # the busy machine's count
+    clock["others"] = 0.0
+    with threads.single_threaded_blas():
+        for _ in range(4):
+            advance()
+            threads.active_threads()
+        assert threads.active_threads() == 2 and threads.blas_num_threads() == 1
+    assert threads.blas_num_threads() == 2
