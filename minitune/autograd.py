@@ -236,8 +236,10 @@ def run_backward(root, grad, retain_graph=False):
                for y in f.outputs]
         if all(g is None for g in gys):
             continue
+        # an output nobody used has no grad: zeros, or None where it was freed already (the
+        # Function then knows its shape from what it saved)
         outs = [y() for y in f.outputs]
-        gys = [g if g is not None else get_array_module(o.data).zeros_like(o.data)
+        gys = [g if g is not None or o is None else get_array_module(o.data).zeros_like(o.data)
                for g, o in zip(gys, outs)]
         gxs = f.backward(*gys)
         if not isinstance(gxs, tuple):

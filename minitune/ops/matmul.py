@@ -169,7 +169,12 @@ class StackedLinear(Function):
     def backward(self, *gys):
         # g = [gy_1 | ... | gy_n]  (..., OUT);  gx = g @ W;  gW = g^T @ x and gb = sum(g),
         # cut back into the n weights' rows
-        g = get_array_module(gys[0]).concatenate(gys, axis=-1)
+        given = next(gy for gy in gys if gy is not None)
+        xp = get_array_module(given)
+        lead = given.shape[:-1]
+        g = xp.concatenate([xp.zeros(lead + (hi - lo,), given.dtype) if gy is None else gy
+                            for gy, lo, hi in zip(gys, self.edges[:-1], self.edges[1:])],
+                           axis=-1)                   # an output freed unused: zero grad
         n = len(self.edges) - 1
         params = self.inputs[1:]
         needs = [self.inputs[0].requires_grad, any(t.requires_grad for t in params[:n]),

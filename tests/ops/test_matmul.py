@@ -66,3 +66,17 @@ def test_stacked_linear_names_bad_shapes():
                          [leaf(values(3, 4)), leaf(values(4, 4))])
     with pytest.raises(ValueError, match="2 weights but 1 biases"):
         F.stacked_linear(x, [leaf(values(1, (4, 3)))] * 2, [leaf(values(3, 4))])
+
+
+def test_stacked_linear_with_an_output_left_unused():
+    """Only the first output is used (the others are freed before backward): its weights get
+    the Linear's gradient, the unused ones zero."""
+    x, ws, bs = values(0, (2, 5, 3)), [values(1, (4, 3)), values(2, (6, 3))], [values(3, 4),
+                                                                               values(4, 6)]
+    tx, tws, tbs = leaf(x), [leaf(w) for w in ws], [leaf(b) for b in bs]
+    q = F.stacked_linear(tx, tws, tbs)[0]
+    q.sum().backward()
+    np.testing.assert_allclose(tws[0].grad, np.ones((2, 5, 4)).reshape(-1, 4).T
+                               @ x.reshape(-1, 3))
+    np.testing.assert_allclose(tx.grad, np.ones((2, 5, 4)) @ ws[0])
+    assert not tws[1].grad.any() and not tbs[1].grad.any()
