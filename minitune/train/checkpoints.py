@@ -32,8 +32,11 @@ from ..io.json_io import key_error, read_json
 RUN_FILES = ("metrics.jsonl", "run.json", "last", "best", "last.old", "best.old",
              "results.json")
 # What interrupted writes leave in OUT: checkpoint directories being written or deleted,
-# and the temporary files of atomic writes (.metrics.jsonl.x1y2.tmp).
-LEFTOVER = re.compile(r"^((last|best)(\.old)?(\.(tmp|trash)-\d+)+|\..+\.tmp)$")
+# the temporary files of the atomic writes of the run's own files (.metrics.jsonl.x1y2.tmp)
+# and of check_writable's probe. Only those names: OUT may hold the user's files too.
+LEFTOVER = re.compile(r"^((last|best)(\.old)?(\.(tmp|trash)-\d+)+"
+                      r"|\.(metrics\.jsonl|run\.json|results\.json)\.\w+\.tmp"
+                      r"|\.write-test-\w+\.tmp)$")
 # The files of a complete resumable checkpoint; trainer_state.json is written last.
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "optimizer.safetensors",
                     "trainer_state.json")
@@ -273,15 +276,19 @@ def truncate_metrics(path, step):
 
 def run_model_dir(path):
     """The model directory to load for ``path``: ``path`` itself when it holds config.json,
-    else its ``best/`` then its ``last/``. Returns (directory, warning or None); the warning
-    says when ``last/`` stands in for a missing ``best/``."""
+    else its best model, else its newest checkpoint -- where a crash in the middle of a
+    checkpoint swap left them (``best.old/``, ``last.old/``: ``_newest_model``,
+    ``find_resume_dir``). Returns (directory, warning or None); the warning says when the
+    last checkpoint stands in for a missing best model."""
     path = Path(path)
     if (path / "config.json").is_file():
         return path, None
-    if (path / "best" / "config.json").is_file():
-        return path / "best", None
-    if (path / "last" / "config.json").is_file():
-        return path / "last", (f"{path} has no best/ model (it was trained without --dev, or "
-                               f"stopped before the first evaluation); using {path / 'last'}")
+    best = _newest_model(path)
+    if best is not None:
+        return best, None
+    last = find_resume_dir(path) if path.is_dir() else None
+    if last is not None:
+        return last, (f"{path} has no best/ model (it was trained without --dev, or "
+                      f"stopped before the first evaluation); using {last}")
     raise RunDirError(f"{path} holds no model: no config.json, and no best/ or last/ of a "
                       f"minitune run")
