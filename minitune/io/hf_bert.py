@@ -154,10 +154,11 @@ def check_config_against_checkpoint(config, ckpt, source):
                         f"checkpoint has {len(layers)} layers", ConfigError)
     stored = sum(int(array.size) for array in ckpt.values())
     if config.num_parameters() > stored + _NEW_PARAMETER_ALLOWANCE:
-        raise key_error(source, "hidden_size", (
-            f"the config makes a model of {config.num_parameters()} parameters, but the "
-            f"checkpoint holds only {stored} values (is id2label or num_labels huge?)"),
-            ConfigError)
+        # every shape read from the checkpoint matched: what is left is the new task head,
+        # whose size id2label (or num_labels, which makes id2label) gives
+        raise key_error(source, "id2label", (
+            f"{config.num_labels} labels make a model of {config.num_parameters()} "
+            f"parameters, but the checkpoint holds only {stored} values"), ConfigError)
 
 
 def map_bert_state_dict(ckpt, model_keys, prefix, allow_missing=(), dtype=None):

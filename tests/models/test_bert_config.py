@@ -100,8 +100,9 @@ def test_a_head_far_larger_than_the_checkpoint_is_refused(tmp_path, monkeypatch)
     assert BertForSequenceClassification.from_pretrained(model_dir, num_labels=5).config \
         .num_labels == 5
     monkeypatch.setattr(hf_bert, "_NEW_PARAMETER_ALLOWANCE", 1000)
-    with pytest.raises(ConfigError, match="checkpoint holds only"):
+    with pytest.raises(ConfigError, match="checkpoint holds only") as info:
         BertForSequenceClassification.from_pretrained(model_dir, num_labels=100)
+    assert info.value.key == "id2label" and "100 labels make a model" in str(info.value)
 
 
 def test_overrides_are_validated(tmp_path):
