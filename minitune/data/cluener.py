@@ -79,7 +79,7 @@ class SpanData(ConllData):
 
 
 @_named_decoding_errors
-def read_cluener(path, require_labels=True, encoding="utf-8"):
+def read_cluener(path, require_labels=True, *, encoding="utf-8"):
     """Read a CLUENER JSON-lines file (see the module docstring).
 
     Args:

@@ -61,8 +61,9 @@ def _line_error(path, lineno, what, line):
 
 
 def _named_decoding_errors(reader):
-    """Turn a UnicodeDecodeError anywhere in ``reader(path, ..., encoding=...)`` into a
-    DataError naming the file, the line of the first bad byte and the --encoding flag."""
+    """Turn a UnicodeDecodeError anywhere in ``reader(path, ..., *, encoding=...)`` into a
+    DataError naming the file, the line of the first bad byte and the --encoding flag (the
+    readers take ``encoding`` by keyword only, so this sees the one in force)."""
     @functools.wraps(reader)
     def wrapped(path, *args, **kwargs):
         try:
@@ -398,7 +399,7 @@ def _check_strings(path, lineno, line, record, keys, what):
 
 @_named_decoding_errors
 def read_classification(path, text_column=None, text_pair_column=None, label_column=None,
-                        header=None, encoding="utf-8"):
+                        header=None, *, encoding="utf-8"):
     """Read a text-classification file: TSV (.tsv), CSV (.csv) or JSON lines (.jsonl/.json).
 
     TSV and CSV files have a header line or not (``header``: True, False, or None to detect
@@ -452,7 +453,7 @@ TEXT_FORMATS = {**FORMATS, ".txt": "txt", ".text": "txt", "": "txt"}
 
 @_named_decoding_errors
 def read_texts(path, text_column=None, text_pair_column=None, label_column=None, fmt=None,
-               header=None, encoding="utf-8"):
+               header=None, *, encoding="utf-8"):
     """Texts to label, from a file or stdin.
 
     Args:
@@ -533,7 +534,7 @@ def _to_iob2(tags):
 
 
 @_named_decoding_errors
-def read_conll(path, labels=None, to_iob2=True, encoding="utf-8"):
+def read_conll(path, labels=None, to_iob2=True, *, encoding="utf-8"):
     """Read a CoNLL-style NER file: one 'token ... TAG' per line, a blank line between
     sentences; the token is the first column and the tag the last. ``-DOCSTART-`` lines
     are skipped.
