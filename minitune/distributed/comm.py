@@ -325,7 +325,7 @@ def _gpu_communicator(MPI, world):
     base = MPICommunicator(MPI, world)
     n_gpus = backend.gpu_count()
     if n_gpus == 0:
-        raise DistributedError(f"rank {base.rank}: --device gpu but no CUDA device is visible")
+        raise DistributedError(f"rank {base.rank}: --device cuda but no CUDA device is visible")
     backend.use_gpu(base.local_rank % n_gpus)
     try:
         from cupy.cuda import nccl

@@ -71,14 +71,17 @@ class DataParallel:
 
     def on_writer(self, fn):
         """``fn()`` on rank 0 only (e.g. preparing the output directory); an exception there
-        is raised again on every rank, with its type and message, so all ranks stop alike."""
-        error = None
+        is raised again on every rank (rank 0: the exception itself; the others: one of its
+        type and message), so all ranks stop alike."""
+        error = raised = None
         if self.is_writer:
             try:
                 fn()
             except Exception as e:                  # re-raised below, on every rank
-                error = (type(e), str(e))
+                error, raised = (type(e), str(e)), e
         error = self.comm.bcast_object(error, what="rank 0's result")
+        if raised is not None:
+            raise raised
         if error:
             kind, message = error
             try:

@@ -131,3 +131,17 @@ def test_the_single_process_path_imports_no_mpi():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_writers_own_exception_is_raised_on_the_writer():
+    """Rank 0 raises the very exception ``fn`` raised (an OSError keeps its errno and file
+    name for the CLI's message); other ranks get one of the same type and message."""
+    from minitune.distributed.comm import SingleProcess
+
+    error = OSError(28, "No space left on device", "runs/x")
+
+    def fn():
+        raise error
+    with pytest.raises(OSError) as info:
+        DataParallel(SingleProcess()).on_writer(fn)
+    assert info.value is error and info.value.filename == "runs/x"
