@@ -226,7 +226,24 @@ def load_trainer_state(directory):
             raise key_error(path, key, "missing; the checkpoint is damaged")
     if not isinstance(state["args"], dict):
         raise key_error(path, "args", "is not an object; the checkpoint is damaged")
+    step = state["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise key_error(path, "step", f"{step!r} is not a step number; the checkpoint is "
+                        "damaged")
     return state
+
+
+def restore_part(directory, key, restore):
+    """``restore()`` one part of a checkpoint (``key`` of its trainer_state.json); a value it
+    cannot use -- a damaged file, not a bug -- becomes a CheckpointError naming the key."""
+    try:
+        restore()
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise key_error(Path(directory) / "trainer_state.json", key,
+                        f"cannot be restored ({type(e).__name__}: {e}); the checkpoint is "
+                        "damaged") from None
 
 
 def write_run_args(out, args):

@@ -187,11 +187,15 @@ class Trainer:
     def _restore(self, saved):
         """Continue exactly where the checkpoint stopped: optimizer moments, schedule, data
         position, dropout generator, step and best score."""
-        self.optimizer.load_state_arrays(C.load_optimizer_arrays(self.resume_dir),
-                                         saved["optimizer"])
-        self.schedule.load_state_dict(saved["schedule"])
-        self.loader.load_state_dict(saved["loader"])
-        self.model.rng.bit_generator.state = saved["rng"]
+        parts = {
+            "optimizer": lambda: self.optimizer.load_state_arrays(
+                C.load_optimizer_arrays(self.resume_dir), saved["optimizer"]),
+            "schedule": lambda: self.schedule.load_state_dict(saved["schedule"]),
+            "loader": lambda: self.loader.load_state_dict(saved["loader"]),
+            "rng": lambda: setattr(self.model.rng.bit_generator, "state", saved["rng"]),
+        }
+        for key, restore in parts.items():
+            C.restore_part(self.resume_dir, key, restore)
         for key in self.state:
             self.state[key] = saved.get(key, self.state[key])
 

@@ -156,6 +156,21 @@ def test_damaged_trainer_state_is_named(setup, tmp_path):
         train(TrainArgs(out=str(out), resume=True, progress=False))
 
 
+
+@pytest.mark.parametrize("key", ["rng", "loader", "schedule", "optimizer", "step"])
+def test_a_damaged_value_in_trainer_state_names_its_key(setup, tmp_path, key):
+    """A value of the wrong kind is a damaged checkpoint (CheckpointError naming the key),
+    not an internal error."""
+    from minitune import CheckpointError
+    out = tmp_path / "run"
+    train(setup["args"](out))
+    path = out / "last" / "trainer_state.json"
+    state = json.loads(path.read_text())
+    state[key] = "x"
+    path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=rf"trainer_state.json:\d+: {key}: .*damaged"):
+        train(TrainArgs(out=str(out), resume=True, progress=False))
+
 def test_unwritable_out_is_reported_before_training(setup, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
