@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from ..io.json_io import first_undecodable
 
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "content")
 PAIR_COLUMNS = ("text_pair", "sentence2")
@@ -30,8 +31,6 @@ NER_TAG = re.compile(r"^(O|[BI]-\S+)$")
 # CoNLL columns are separated by ASCII spaces and tabs; a token may hold other Unicode
 # spaces (a non-breaking space inside "10\u00a0000"), which str.split() would cut at.
 ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]+")
-# Line ends as Python's universal newlines count them (and so every line number here).
-LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def read_labelled(path, task, text_column=None, text_pair_column=None, label_column=None,
@@ -81,12 +80,8 @@ def _decoding_error_place(path, encoding):
     if str(path) == "-":
         return "stdin"
     with open(path, "rb") as f:
-        data = f.read()
-    try:
-        data.decode(_codec(encoding))
-    except UnicodeDecodeError as e:
-        return f"{path}:{len(LINE_END.findall(data, 0, e.start)) + 1}"
-    return str(path)
+        found = first_undecodable(f.read(), _codec(encoding))
+    return f"{path}:{found[0]}" if found else str(path)
 
 
 def _codec(encoding):

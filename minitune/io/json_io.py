@@ -65,17 +65,35 @@ def read_json(path, what="JSON file", error=CheckpointError, max_bytes=MAX_JSON_
     return parse_json(data, path, what, error, max_depth)
 
 
+# Line ends as Python's universal newlines count them (so every line number in messages).
+LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def first_undecodable(data, codec="utf-8"):
+    """Where ``data`` (bytes) stops being ``codec`` text: (line, offset, byte) of the first
+    byte that does not decode, or None when all of it does. A UTF-8 byte-order mark is
+    skipped (and counted in the offset); lines end at \\n, \\r\\n or \\r."""
+    data = bytes(data)
+    skip = 3 if codec.replace("_", "-").lower() in ("utf-8", "utf-8-sig", "utf8") and \
+        data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        data[skip:].decode(codec)
+    except UnicodeDecodeError as e:
+        offset = skip + e.start
+        return len(LINE_END.findall(data, 0, offset)) + 1, offset, data[offset:offset + 1]
+    return None
+
+
 def parse_json(data, source, what, error=CheckpointError, max_depth=MAX_JSON_DEPTH):
     """Parse JSON ``data`` (bytes or str) read from ``source`` (a path, or a description
     such as "model.safetensors header"); see ``read_json`` for what is checked."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
             text = bytes(data).decode("utf-8-sig")  # editors on Windows add a BOM
-        except UnicodeDecodeError as e:
-            line = bytes(data[: e.start]).count(b"\n") + 1
-            raise error(f"{source}:{line}: {what} is not UTF-8 text (byte "
-                        f"{bytes(data[e.start:e.start + 1])!r} at offset {e.start})",
-                        path=source, line=line) from None
+        except UnicodeDecodeError:
+            line, offset, byte = first_undecodable(data)
+            raise error(f"{source}:{line}: {what} is not UTF-8 text (byte {byte!r} at offset "
+                        f"{offset})", path=source, line=line) from None
     else:
         text = data
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..tokenizer import SPECIAL_TOKEN_KEYS
 from .errors import CheckpointError, ConfigError
-from .json_io import key_error, read_json
+from .json_io import first_undecodable, key_error, read_json
 from .limits import (MAX_TOKENIZER_JSON_BYTES, MAX_VOCAB_BYTES, describe, read_file_limited,
                      shorten)
 
@@ -89,7 +89,7 @@ def _utf8(data, path):
     """Decode UTF-8; an error names the line of the first bad byte."""
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise CheckpointError(f"{path}:{line}: not UTF-8 text (byte "
-                              f"{data[e.start:e.start + 1]!r})", path=path, line=line) from None
+    except UnicodeDecodeError:
+        line, _, byte = first_undecodable(data)
+        raise CheckpointError(f"{path}:{line}: not UTF-8 text (byte {byte!r})", path=path,
+                              line=line) from None

@@ -59,3 +59,25 @@ def test_format_key():
 def test_parse_json_of_embedded_text():
     with pytest.raises(CheckpointError, match=r"^m.safetensors:1:2: header is not valid JSON"):
         parse_json(b"{nope", "m.safetensors", "header")
+
+
+def test_the_first_bad_byte_is_found_after_a_byte_order_mark_and_any_line_end(tmp_path):
+    """One helper finds the line of the first undecodable byte for every reader: a UTF-8 BOM
+    counts in the offset, not as a line, and \\r alone ends a line (as in vocab.txt)."""
+    from minitune import data
+    from minitune.io.json_io import first_undecodable
+    from minitune.io.tokenizer_files import read_vocab
+
+    assert first_undecodable(b"\xef\xbb\xbfab\n\xffc") == (2, 6, b"\xff")
+    assert first_undecodable(b"a\rb\r\nc\r\xff") == (4, 7, b"\xff")
+    assert first_undecodable(b"\xef\xbb\xbfok") is None
+    assert first_undecodable(b"caf\xe9", "latin-1") is None
+    (tmp_path / "x.txt").write_bytes(b"\xef\xbb\xbfab\n\xffc\n")
+    with pytest.raises(ValueError, match=r"x\.txt:2: not utf-8"):
+        data.read_texts(tmp_path / "x.txt")
+    (tmp_path / "c.json").write_bytes(b'\xef\xbb\xbf{\n"a":\n"\xff"}')
+    with pytest.raises(CheckpointError, match=r"c\.json:3: .* \(byte b'\\xff' at offset 11\)"):
+        read_json(tmp_path / "c.json", what="a config")
+    (tmp_path / "vocab.txt").write_bytes(b"a\rb\rc\r\xff\r")
+    with pytest.raises(CheckpointError, match=r"vocab\.txt:4: not UTF-8"):
+        read_vocab(tmp_path / "vocab.txt")
