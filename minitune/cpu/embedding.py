@@ -7,7 +7,7 @@ threads write the same row, so no locks). The forward (``weight[ids]``) is the r
 """
 import numpy as np
 
-from ..ops.nn import embedding_forward
+from ..ops.nn import embedding_forward, id_runs
 from .threads import parallel_for
 from .vecmath import kernel
 
@@ -38,10 +38,7 @@ def embedding_backward(gy, saved):
     if ids.size == 0:
         return gw
     g2 = np.ascontiguousarray(gy).reshape(-1, H)
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    row_ids = sorted_ids[starts]
+    order, row_ids, starts = id_runs(ids)
     starts = np.r_[starts, ids.size]
     parallel_for(_sum_runs, row_ids.size, g2, order, starts, row_ids, gw, grain=_GRAIN)
     return gw

@@ -291,13 +291,21 @@ def embedding_backward(gy, saved):
         return gw
     if xp is np:
         # sort the rows by id, sum each run of equal ids, write each sum once
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-        gw[sorted_ids[starts]] = np.add.reduceat(g2[order], starts, axis=0)
+        order, row_ids, starts = id_runs(ids)
+        gw[row_ids] = np.add.reduceat(g2[order], starts, axis=0)
     else:
         xp.add.at(gw, ids, g2)
     return gw
+
+
+def id_runs(ids):
+    """The rows of ``ids`` (N,) grouped by id: ``order`` (N,) sorts them stably, and the run
+    of id ``row_ids[r]`` is ``order[starts[r]:starts[r + 1]]`` (``starts`` (R,): each run's
+    first position; the last run ends at N)."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    return order, sorted_ids[starts], starts
 
 
 EMBEDDING_REFERENCE = dispatch.Implementation("embedding", forward=embedding_forward,
