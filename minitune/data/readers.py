@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from ..io.json_io import first_undecodable
+from ..io.json_io import DuplicateKey, first_undecodable, refuse_duplicate_keys
 
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "content")
 PAIR_COLUMNS = ("text_pair", "sentence2")
@@ -364,25 +364,17 @@ def _label_position(records):
 
 def _json_record(path, lineno, line):
     try:
-        record = json.loads(line, object_pairs_hook=_distinct_keys)
+        record = json.loads(line, object_pairs_hook=refuse_duplicate_keys)
     except json.JSONDecodeError as e:
         raise _line_error(path, lineno, f"invalid JSON ({e.msg})", line) from None
-    except (KeyError, RecursionError, ValueError) as e:
-        what = (f"key {e.args[0]!r} appears more than once" if isinstance(e, KeyError)
+    except (DuplicateKey, RecursionError, ValueError) as e:
+        what = (f"key {e.key!r} appears more than once" if isinstance(e, DuplicateKey)
                 else "JSON nested too deeply" if isinstance(e, RecursionError)
                 else f"unusable JSON ({e})")
         raise _line_error(path, lineno, what, line) from None
 
     if not isinstance(record, dict):
         raise _line_error(path, lineno, "expected a JSON object per line", line)
-    return record
-
-
-def _distinct_keys(pairs):
-    record = dict(pairs)
-    if len(record) != len(pairs):
-        names = [k for k, _ in pairs]
-        raise KeyError(next(k for k in names if names.count(k) > 1))
     return record
 
 

@@ -34,8 +34,9 @@ _OPENING = np.frombuffer(b"[{", dtype=np.uint8)
 _CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 
 
-class _DuplicateKey(Exception):
-    """Raised inside json.loads by the pairs hook; turned into a located error."""
+class DuplicateKey(Exception):
+    """Raised inside json.loads by ``refuse_duplicate_keys``; its caller turns it into an
+    error that says where (``key`` is the key given twice)."""
 
     def __init__(self, key):
         super().__init__(key)
@@ -97,11 +98,11 @@ def parse_json(data, source, what, error=CheckpointError, max_depth=MAX_JSON_DEP
     else:
         text = data
     try:
-        value = json.loads(text, object_pairs_hook=_refuse_duplicates)
+        value = json.loads(text, object_pairs_hook=refuse_duplicate_keys)
     except json.JSONDecodeError as e:
         raise error(f"{source}:{e.lineno}:{e.colno}: {what} is not valid JSON: {e.msg}",
                     path=source, line=e.lineno) from None
-    except _DuplicateKey as e:
+    except DuplicateKey as e:
         raise key_error(source, e.key, "appears twice in the same object", error,
                         text=text) from None
     except RecursionError:
@@ -117,13 +118,15 @@ def parse_json(data, source, what, error=CheckpointError, max_depth=MAX_JSON_DEP
     return value
 
 
-def _refuse_duplicates(pairs):
+def refuse_duplicate_keys(pairs):
+    """``object_pairs_hook`` for json.loads: a dict, or DuplicateKey for a key given twice
+    (json.loads would silently keep the last value)."""
     result = dict(pairs)
     if len(result) != len(pairs):
         seen = set()
         for key, _ in pairs:
             if key in seen:
-                raise _DuplicateKey(key)
+                raise DuplicateKey(key)
             seen.add(key)
     return result
 
