@@ -207,12 +207,20 @@ def _read_tensor(f, path, name, info):
     if stored.nbytes and f.readinto(memoryview(stored.reshape(-1).view(np.uint8))) != \
             stored.nbytes:  # the file shrank since its header was checked
         raise CheckpointError(f"{path}: tensor {name!r} is truncated", path=path, key=name)
-    if info["dtype"] == "BF16":
-        return bf16_to_float32(stored)
-    if info["dtype"] == "F16":
+    return to_compute_dtype(stored, bf16=info["dtype"] == "BF16")
+
+
+def to_compute_dtype(stored, bf16=False):
+    """A tensor as read from a checkpoint -> the array minitune computes with: bfloat16 bit
+    patterns (``bf16``: uint16 bits) and float16 -> float32, bool bytes -> bool (any
+    nonzero byte is True, as in torch), anything else in native byte order. Shared by the
+    safetensors and the PyTorch readers."""
+    if bf16:
+        return bf16_to_float32(stored.astype("<u2", copy=False))
+    if stored.dtype.kind == "f" and stored.dtype.itemsize == 2:
         return stored.astype(np.float32)
-    if info["dtype"] == "BOOL":
-        return stored.view(np.uint8) != 0  # any nonzero byte is True, as in torch
+    if stored.dtype.kind == "b":
+        return stored.view(np.uint8) != 0
     return stored.astype(stored.dtype.newbyteorder("="), copy=False)
 
 

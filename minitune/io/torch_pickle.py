@@ -48,7 +48,7 @@ from .errors import CheckpointError, UnsafeCheckpointError
 from .limits import (MAX_PICKLE_BYTES, check_shape, describe, is_int, open_capped, read_limited,
                      shorten)
 from .pickle_vm import PickleTruncated, run_pickle
-from .safetensors_io import bf16_to_float32
+from .safetensors_io import to_compute_dtype
 
 # First pickle of a legacy file, and the second (torch.serialization constants).
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -726,18 +726,7 @@ def _materialize(path, name, ref, storages):
             writeable=False,
         )
         array = np.array(view, order="C")
-    return _to_compute_dtype(array, ref.storage.storage_type)
-
-
-def _to_compute_dtype(array, storage_type):
-    """bf16 bits and float16 -> float32; bool bytes -> 0/1; others -> native byte order."""
-    if storage_type.name == "BFloat16Storage":
-        return bf16_to_float32(array.astype("<u2"))
-    if array.dtype.kind == "f" and array.dtype.itemsize == 2:
-        return array.astype(np.float32)
-    if array.dtype.kind == "b":
-        return array.view(np.uint8) != 0
-    return array.astype(array.dtype.newbyteorder("="), copy=False)
+    return to_compute_dtype(array, bf16=ref.storage.storage_type.name == "BFloat16Storage")
 
 
 def _is_int_tuple(value):
