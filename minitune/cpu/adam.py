@@ -19,7 +19,11 @@ _GRAIN = 1 << 16             # elements per chunk at least
 
 @kernel(fastmath=False)
 def _update(c, lo, hi, w, g, m, v, decay, l2, c1, b2, c2, sqrt_bc2, eps, step_size):
-    for i in range(lo, hi):
+    # The chunk is sliced first and indexed from 0: with ``range(lo, hi)`` an index could be
+    # negative as far as numba knows, and the wrap-around check it adds to every access kept
+    # the loop scalar (measured: 32 ms instead of 11 ms for 11 M float32 on one thread).
+    w, g, m, v = w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
+    for i in range(w.size):
         wi = w[i] * decay                   # AdamW: w * (1 - lr wd)   (decay = 1 otherwise)
         gi = g[i] + l2 * wi                 # Adam:  g + wd w          (l2 = 0 otherwise)
         mi = m[i] + (gi - m[i]) * c1        # m += (1 - b1) (g - m)
