@@ -594,8 +594,15 @@ def bench_profile(name, steps=3):
     step()
     phase_s = defaultdict(float)
     fwd_key = "forward (incl. loss)" if mode == "train" else "forward (no grad)"
+    # The GEMM rates are measured between the steps (before the first, after each), not once
+    # after them all: on a shared machine whose speed drifts, the floor and the step it is
+    # compared with are then measured at the same times. Per shape, the median.
+    shape_args = (B, T, c.hidden_size, c.intermediate_size, c.num_attention_heads)
+    rate_runs = [gemm_ceiling(*shape_args, reps=3)]
     with OpTimer() as timer:
-        for _ in range(steps):
+        for i in range(steps):
+            if i:
+                rate_runs.append(gemm_ceiling(*shape_args, reps=3))
             t0 = time.perf_counter()
             if mode == "fwd":
                 with mt.no_grad():
@@ -621,7 +628,8 @@ def bench_profile(name, steps=3):
     gemm_flops = sum(timer.flops.values()) / steps
     gemm_s = sum(v for (n, ph), v in ops
                  if n in ("Linear", "LinearGELU", "StackedLinear", "MatMul", "Attention"))
-    rates = gemm_ceiling(B, T, c.hidden_size, c.intermediate_size, c.num_attention_heads)
+    rate_runs.append(gemm_ceiling(*shape_args, reps=3))
+    rates = {k: statistics.median(run[k] for run in rate_runs) for k in rate_runs[0]}
 
     print(f"profile: minitune {name} (B {B} x T {T}), mean of {steps} steps, threads {THREADS}")
     print(f"  step {total:.3f} s = " + ", ".join(f"{k} {v:.3f}" for k, v in per_step.items()))
@@ -639,7 +647,8 @@ def bench_profile(name, steps=3):
           f"{gemm_flops:.3g} "
           f"FLOP/step in {gemm_s:.3f} s "
           f"({gemm_flops / gemm_s / 1e9:.1f} GFLOP/s), {100 * gemm_s / total:.0f}% of the step")
-    print("  GEMM rate now (numpy, and minitune's Linear), same shapes (forward form), GFLOP/s: "
+    print("  GEMM rate between the steps (numpy, and minitune's Linear), same shapes (forward "
+          f"form), median of {len(rate_runs)} measurements, GFLOP/s: "
           + "; ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     best = max(rates.values())
     floor = gemm_flops / best / 1e9
