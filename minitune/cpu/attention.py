@@ -61,18 +61,22 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
     acc = np.empty(16, s.dtype)
     keep = np.empty(T, np.bool_)
     bits = s.view(np.int32)
+    shared_mask = mask.shape[0] == 1
     for r in range(R):
-        mrow = mask[0] if mask.shape[0] == 1 else mask[(row0 + r) // rows_per_batch]
-        for j in range(T):
-            arg[j] = s[r, j] * scale + mrow[j]
+        m = 0 if shared_mask else (row0 + r) // rows_per_batch     # an index, not a row view:
+        for j in range(T):                                          # no new array per row
+            arg[j] = s[r, j] * scale + mask[m, j]
         total = exp_row(arg, s[r], bits[r], row_max(arg, acc))   # shifted by the max
         inv = f(1.0) / f(total)
-        for j in range(T):
-            s[r, j] *= inv
         if threshold:
             keep_mask(seed, (row0 + r) * T, keep, threshold)
+            for j in range(T):                                      # normalise and drop out
+                p = s[r, j] * inv                                   # in one pass
+                s[r, j] = p
+                dropped[r, j] = p * keep_scale if keep[j] else f(0.0)
+        else:
             for j in range(T):
-                dropped[r, j] = s[r, j] * keep_scale if keep[j] else f(0.0)
+                s[r, j] *= inv
 
 
 @kernel
