@@ -157,6 +157,33 @@ def _heads_of_tokens(B, NH, T, HS, dtype):
     return np.empty((B, T, NH, HS), dtype).transpose(0, 2, 1, 3)
 
 
+def _same_view(a, b):
+    """a and b are the same elements of the same memory (shape, strides and address)."""
+    return (a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _gradients_like(q, k, v):
+    """Empty gq, gk, gv for the backward, each (B, NH, T, HS).
+
+    When q, k and v are the query, key and value columns of one (B*T, 3H) array -- the output
+    of the stacked q/k/v Linear (ops/matmul.py ``StackedLinear``), split into heads by views
+    -- gq, gk and gv are made the same views of one new array of that shape: the Linear's
+    backward then finds its (B*T, 3H) gradient already joined, instead of copying three
+    (B, T, H) arrays into one. Otherwise each is a (B, NH, T, HS) view of its own
+    (B, T, NH, HS) array."""
+    B, NH, T, HS = q.shape
+    base = q.base
+    if (base is not None and k.base is base and v.base is base and base.dtype == q.dtype
+            and base.flags.c_contiguous and base.size == 3 * q.size):
+        stacked = base.reshape(B, T, 3, NH, HS)            # token, which of q/k/v, head, column
+        if all(_same_view(a, stacked[:, :, i].transpose(0, 2, 1, 3))
+               for i, a in enumerate((q, k, v))):
+            joined = np.empty_like(stacked)
+            return tuple(joined[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    return tuple(_heads_of_tokens(B, NH, T, HS, q.dtype) for _ in range(3))
+
+
 def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
     """As ops.nn.attention_forward: q, k, v (B, NH, T, HS) -> out (B, NH, T, HS), saved."""
     B, NH, T, HS = q.shape
@@ -193,7 +220,7 @@ def attention_backward(gout, saved):
     B, NH, T, HS = q.shape
     dt = q.dtype
     gout = np.asarray(gout, dt)
-    gq, gk, gv = (_heads_of_tokens(B, NH, T, HS, dt) for _ in range(3))
+    gq, gk, gv = _gradients_like(q, k, v)
 
     def slice_(lo, hi):
         g = np.empty((hi - lo, NH, T, T), dt)

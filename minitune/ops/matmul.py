@@ -172,9 +172,11 @@ class StackedLinear(Function):
         given = next(gy for gy in gys if gy is not None)
         xp = get_array_module(given)
         lead = given.shape[:-1]
-        g = xp.concatenate([xp.zeros(lead + (hi - lo,), given.dtype) if gy is None else gy
-                            for gy, lo, hi in zip(gys, self.edges[:-1], self.edges[1:])],
-                           axis=-1)                   # an output freed unused: zero grad
+        g = _joined(gys, self.edges)                  # already one array (CPU attention)?
+        if g is None:
+            g = xp.concatenate([xp.zeros(lead + (hi - lo,), given.dtype) if gy is None else gy
+                                for gy, lo, hi in zip(gys, self.edges[:-1], self.edges[1:])],
+                               axis=-1)               # an output freed unused: zero grad
         n = len(self.edges) - 1
         params = self.inputs[1:]
         needs = [self.inputs[0].requires_grad, any(t.requires_grad for t in params[:n]),
@@ -183,6 +185,26 @@ class StackedLinear(Function):
         cuts = list(zip(self.edges[:-1], self.edges[1:]))
         return (gx, *(None if gw is None else gw[lo:hi] for lo, hi in cuts),
                 *(None if gb is None else gb[lo:hi] for lo, hi in cuts))
+
+
+def _joined(gys, edges):
+    """The (..., OUT) array whose columns edges[i]:edges[i + 1] are gys[i], when the gradients
+    are views of one array laid out so (the CPU attention's backward writes gq, gk, gv that
+    way: cpu/attention.py ``_gradients_like``); None otherwise, and the caller concatenates."""
+    if any(gy is None or not isinstance(gy, np.ndarray) for gy in gys):
+        return None
+    base = gys[0].base
+    lead = gys[0].shape[:-1]
+    if (base is None or not base.flags.c_contiguous or base.dtype != gys[0].dtype
+            or base.size != np.prod(lead, dtype=np.int64) * edges[-1]):
+        return None
+    full = base.reshape(lead + (edges[-1],))
+    for gy, lo, hi in zip(gys, edges[:-1], edges[1:]):
+        part = full[..., lo:hi]
+        if (gy.base is not base or gy.shape != part.shape or gy.strides != part.strides
+                or gy.__array_interface__["data"][0] != part.__array_interface__["data"][0]):
+            return None
+    return full             # its blocks are the gys, in order, and nothing else: no overlap
 
 
 def matmul(a, b):

@@ -93,3 +93,43 @@ def test_scores_match_matmul(dtype, layout, gemm, monkeypatch):
     s = np.empty((B, NH, T, T), dtype)
     fused._scores(q, k, s)
     assert_same(s, np.matmul(q, k.swapaxes(-1, -2)), dtype, scale=HS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradients_of_stacked_qkv_come_joined_and_equal(dtype):
+    """q, k, v split from one (B*T, 3H) array (the stacked q/k/v Linear's output): the
+    backward writes gq, gk, gv into one array of that layout, which StackedLinear's backward
+    then reads without a copy; the values are those of separate arrays."""
+    from minitune.ops import matmul
+    B, NH, T, HS = 2, 3, 5, 4
+    H = NH * HS
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((B * T, 3 * H)).astype(dtype).reshape(B, T, 3 * H)
+    q, k, v = (y[..., i * H:(i + 1) * H].reshape(B, T, NH, HS).transpose(0, 2, 1, 3)
+               for i in range(3))
+    out, saved = fused.attention_forward(q, k, v, None, 0.5, 0.0, None)
+    gout = rng.standard_normal(out.shape).astype(dtype)
+    grads = fused.attention_backward(gout, saved)
+    merged = [g.transpose(0, 2, 1, 3).reshape(B, T, H) for g in grads]   # the heads' way back
+    joined = matmul._joined(merged, [0, H, 2 * H, 3 * H])
+    assert joined is not None
+    separate = fused.attention_backward(gout, (q.copy(), k.copy(), v.copy()) + saved[3:])
+    for g, want in zip(grads, separate):
+        np.testing.assert_array_equal(g, want)
+    np.testing.assert_array_equal(joined, np.concatenate(merged, axis=-1))
+
+
+def test_gradients_of_one_array_used_thrice_stay_separate():
+    """q, k and v the same view (a base of 3x its size, but not q|k|v side by side): the
+    gradients must not share memory."""
+    B, NH, T, HS = 2, 2, 3, 4
+    base = np.random.default_rng(1).standard_normal((B * T, 3 * NH * HS))
+    q = base.reshape(B, T, 3 * NH * HS)[..., :NH * HS].reshape(B, T, NH, HS).transpose(0, 2, 1, 3)
+    gq, gk, gv = fused._gradients_like(q, q, q)
+    assert not np.shares_memory(gq, gk) and not np.shares_memory(gk, gv)
+    out, saved = fused.attention_forward(q, q, q, None, 0.5, 0.0, None)
+    gout = np.ones_like(out)
+    got = fused.attention_backward(gout, saved)
+    want = fused.attention_backward(gout, (q.copy(), q.copy(), q.copy()) + saved[3:])
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

@@ -80,3 +80,22 @@ def test_stacked_linear_with_an_output_left_unused():
                                @ x.reshape(-1, 3))
     np.testing.assert_allclose(tx.grad, np.ones((2, 5, 4)) @ ws[0])
     assert not tws[1].grad.any() and not tbs[1].grad.any()
+
+
+def test_stacked_linear_takes_gradients_already_joined_as_they_are():
+    """When the outputs' gradients are the column blocks of one array (the CPU attention's
+    backward makes them so), the backward uses that array as it is, and the result is what
+    concatenating them gives; any other layout is concatenated."""
+    from minitune.ops import matmul
+    edges = [0, 2, 5, 6]
+    full = values(0, (3, 4, 6)).reshape(12, 6).reshape(3, 4, 6)   # a view of a (12, 6) array
+    gys = [full[..., lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
+    assert matmul._joined(gys, edges) is not None
+    np.testing.assert_array_equal(matmul._joined(gys, edges), np.concatenate(gys, axis=-1))
+    swapped = [gys[1], gys[0], gys[2]]                   # the right blocks in the wrong order
+    assert matmul._joined(swapped, [0, 3, 5, 6]) is None
+    assert matmul._joined([g.copy() for g in gys], edges) is None     # three separate arrays
+    assert matmul._joined([gys[0], None, gys[2]], edges) is None      # an output left unused
+    wider = values(1, (3, 4, 7))                                      # columns left over
+    assert matmul._joined([wider[..., lo:hi] for lo, hi in zip(edges[:-1], edges[1:])],
+                          edges) is None
