@@ -1,9 +1,10 @@
 """One dispatch point for every fused op: its reference, minitune's fused CPU code, or a kernel.
 
-A *fused op* (attention, residual + LayerNorm, bias + GELU, softmax cross-entropy, embedding,
-dropout, the Adam/AdamW update) is defined by its **reference**: plain ``xp`` code in
-``minitune/ops/`` (``minitune/optim/`` for Adam), written to be read, running on numpy or cupy
-arrays alike. Faster implementations of the same op may exist beside it:
+A *fused op* (attention, residual + LayerNorm, dropout + residual + LayerNorm, bias + GELU,
+softmax cross-entropy, embedding, dropout, the Adam/AdamW update) is defined by its
+**reference**: plain ``xp`` code in ``minitune/ops/`` (``minitune/optim/`` for Adam), written
+to be read, running on numpy or cupy arrays alike. Faster implementations of the same op may
+exist beside it:
 
     on numpy arrays   minitune/cpu/    fused, multi-threaded CPU code     table ``cpu.FUSED``
     on cupy arrays    minitune/cuda/   launchers of kernels/*.cu          table ``cuda.KERNELS``

@@ -62,15 +62,27 @@ def log_softmax(x, axis=-1):
     return _nn.LogSoftmax(axis).apply(x)
 
 
-def layer_norm(x, weight, bias, eps=1e-12, residual=None):
-    """Layer normalisation of x + residual (or x) over the last axis.
+def layer_norm(x, weight, bias, eps=1e-12, residual=None, dropout_p=0.0, training=True,
+               rng=None):
+    """Layer normalisation of dropout(x) + residual (or x) over the last axis.
 
     x and residual (..., H), weight (H,), bias (H,) -> (..., H). Passing the residual here
-    (a Transformer layer's ``LN(h + sublayer(h))``) fuses the add into the normalisation.
+    (a Transformer layer's ``LN(h + sublayer(h))``) fuses the add into the normalisation;
+    passing ``dropout_p`` fuses the dropout of x too: the same numbers, and the same draws
+    from ``rng``, as ``layer_norm(dropout(x, dropout_p, training, rng), ..., residual)``.
+
+    Args:
+        dropout_p: probability of zeroing an element of x, in [0, 1); only when training.
+        rng: the ``numpy.random.Generator`` behind the dropout masks (a fresh unseeded one if
+            None); nothing is drawn without dropout (eval mode or dropout_p == 0).
     """
-    if residual is None:
-        return _nn.LayerNorm(eps).apply(x, weight, bias)
-    return _nn.LayerNorm(eps).apply(x, weight, bias, residual)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"layer_norm: dropout_p must be in [0, 1), got {dropout_p}")
+    inputs = (x, weight, bias) if residual is None else (x, weight, bias, residual)
+    if not training or dropout_p == 0.0:
+        return _nn.LayerNorm(eps).apply(*inputs)
+    rng = rng if rng is not None else np.random.default_rng()
+    return _nn.DropoutLayerNorm(eps, dropout_p, rng).apply(*inputs)
 
 
 def embedding(ids, weight):

@@ -39,6 +39,7 @@ def register():
         ("attention", attention, ("forward", "backward")),
         ("dropout", dropout, ("forward", "backward")),
         ("layer_norm", layer_norm, ("forward", "backward")),
+        ("dropout_layer_norm", layer_norm, ("forward", "backward")),
         ("gelu", gelu, ("forward", "backward")),
         ("cross_entropy", cross_entropy, ("forward", "backward")),
         ("embedding", embedding, ("forward", "backward")),

@@ -1,21 +1,36 @@
-"""Fused residual + LayerNorm, forward and backward, for numpy arrays (reference: ops/nn.py).
+"""Fused residual + LayerNorm, and dropout + residual + LayerNorm, forward and backward, for
+numpy arrays (reference: ops/nn.py ``layer_norm_*`` and ``dropout_layer_norm_*``).
 
-Per row of H values (u = x + residual):
+Per row of H values (u = x + residual, or u = dropout(x) + residual):
 
-    forward   mean = sum(u) / H,  rstd = 1 / sqrt(sum((u - mean)^2) / H + eps)
+    forward   u    = x * keep * scale + residual          (without dropout: x + residual)
+              mean = sum(u) / H,  rstd = 1 / sqrt(sum((u - mean)^2) / H + eps)
               xhat = (u - mean) * rstd,  y = xhat * w + b
     backward  gxhat = gy * w
-              gx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
+              gu = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
+              gx = gu * keep * scale                     (without dropout: gx = gu)
               gw = sum over rows of gy * xhat,  gb = sum over rows of gy
 
-Each row is read once into cache and finished there (the reference makes about nine passes
-over the whole (N, H) array each way). The row sums are accumulated in float64 scalars, the
-column sums of gw and gb in one float64 (H,) row per chunk, added up at the end.
+gu is the gradient of u, so also the residual's. Each row is read once into cache and finished
+there (the reference makes about nine passes over the whole (N, H) array each way). The row
+sums are accumulated in float64 scalars, the column sums of gw and gb in one float64 (H,) row
+per chunk, added up at the end.
 
-saved: (xhat (N, H), rstd (N,), w) as the reference.
+**Dropout inside the row pass.** The mask is cpu/dropout.py's: one seed drawn per call from
+the op's Generator, keep flag of element e of the flat (N, H) array from (seed, e), so row r
+has the flags of elements r H ... r H + H - 1, made into a bool scratch row (``keep_mask``)
+and recomputed in the backward. The arithmetic is that of the dropout op followed by this
+LayerNorm -- ``x * scale`` rounded to x's dtype, then ``+ residual``; ``gu`` rounded, then
+``* scale`` -- so fused or not, a training run computes the same bits; it saves one pass over
+(N, H) each way (the dropout op's read and write of the whole array).
+
+Shapes: x, residual (..., H), seen as N rows of H. saved: (xhat (..., H), rstd (..., 1), w) as
+the reference; with dropout also the mask (True, seed, threshold, scale), as cpu/dropout.py's.
 """
 import numpy as np
 
+from ..ops.nn import dropout_threshold
+from .dropout import draw_seed, keep_mask
 from .threads import parallel_for, reduction_bounds
 from .vecmath import kernel
 
@@ -23,15 +38,22 @@ _GRAIN = 32          # rows per chunk at least
 
 
 @kernel
-def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd):
+def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd,
+                  dropout, seed, threshold, scale):
     H = x.shape[1]
+    f = x.dtype.type
     u = np.empty(H, x.dtype)
+    keep = np.empty(H, np.bool_)
     for r in range(lo, hi):
-        if has_residual:
+        if dropout:                             # u = x * keep * scale, as the dropout op
+            keep_mask(seed, r * H, keep, threshold)
             for j in range(H):
-                u[j] = x[r, j] + residual[r, j]
+                u[j] = x[r, j] * scale if keep[j] else f(0.0)
         else:
             u[:] = x[r]
+        if has_residual:                        # a loop of its own: no FMA with the above
+            for j in range(H):
+                u[j] += residual[r, j]
         s = 0.0
         for j in range(H):
             s += u[j]
@@ -49,10 +71,13 @@ def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd
 
 
 @kernel
-def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gx, gw_part, gb_part):
+def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gu, gw_part, gb_part,
+                   dropout, seed, threshold, scale, gx):
     H = gy.shape[1]
+    f = gy.dtype.type
     gw_acc, gb_acc = gw_part[c], gb_part[c]
     gxhat = np.empty(H, gy.dtype)
+    keep = np.empty(H, np.bool_)
     for r in range(lo, hi):
         s1 = 0.0
         s2 = 0.0
@@ -63,9 +88,13 @@ def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gx, gw_part, gb_part):
         m1, m2 = s1 / H, s2 / H
         rs = rstd[r]
         for j in range(H):
-            gx[r, j] = rs * (gxhat[j] - m1 - xhat[r, j] * m2)
+            gu[r, j] = rs * (gxhat[j] - m1 - xhat[r, j] * m2)
             gw_acc[j] += gy[r, j] * xhat[r, j]
             gb_acc[j] += gy[r, j]
+        if dropout:                             # gx = gu * keep * scale, gu as stored
+            keep_mask(seed, r * H, keep, threshold)
+            for j in range(H):
+                gx[r, j] = gu[r, j] * scale if keep[j] else f(0.0)
 
 
 def supports(x, *rest):
@@ -76,30 +105,67 @@ def _rows(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1, a.shape[-1])
 
 
-def layer_norm_forward(x, w, b, eps, residual=None):
-    """As ops.nn.layer_norm_forward: x, residual (..., H), w, b (H,) -> y (..., H),
-    saved (xhat (..., H), rstd (..., 1), w)."""
+_NO_DROPOUT = (False, np.uint64(0), 0, 1.0)     # (dropout, seed, threshold, scale)
+
+
+def _forward(x, w, b, eps, residual, mask):
+    """y, xhat (..., H) and rstd (..., 1) of LN(x + residual), x first through ``mask``."""
     dt = x.dtype
     x2 = _rows(x, dt)
     res2 = x2 if residual is None else _rows(residual, dt)
     n = x2.shape[0]
     y, xhat = np.empty(x.shape, dt), np.empty(x.shape, dt)
     rstd = np.empty(x.shape[:-1] + (1,), dt)
+    dropout, seed, threshold, scale = mask
     parallel_for(_forward_rows, n, x2, res2, residual is not None, w.astype(dt, copy=False),
                  b.astype(dt, copy=False), float(eps), y.reshape(n, -1), xhat.reshape(n, -1),
-                 rstd.reshape(n), grain=_GRAIN)
+                 rstd.reshape(n), dropout, seed, threshold, dt.type(scale), grain=_GRAIN)
+    return y, xhat, rstd
+
+
+def _backward(gy, xhat, rstd, w, mask):
+    """(gu, gx, gw, gb): gu the gradient of u = x' + residual, gx that of x (gu itself
+    without dropout)."""
+    dt = xhat.dtype
+    gy2 = _rows(gy, dt)
+    n, H = gy2.shape
+    gu = np.empty(xhat.shape, dt)
+    dropout, seed, threshold, scale = mask
+    gx = np.empty(xhat.shape, dt) if dropout else gu
+    bounds = reduction_bounds(n, _GRAIN)
+    gw_part, gb_part = np.zeros((len(bounds), H)), np.zeros((len(bounds), H))
+    parallel_for(_backward_rows, n, gy2, xhat.reshape(n, H), rstd.reshape(n),
+                 w.astype(dt, copy=False), gu.reshape(n, H), gw_part, gb_part,
+                 dropout, seed, threshold, dt.type(scale), gx.reshape(n, H), bounds=bounds)
+    return gu, gx, gw_part.sum(axis=0).astype(w.dtype), gb_part.sum(axis=0).astype(w.dtype)
+
+
+def layer_norm_forward(x, w, b, eps, residual=None):
+    """As ops.nn.layer_norm_forward: x, residual (..., H), w, b (H,) -> y (..., H),
+    saved (xhat (..., H), rstd (..., 1), w)."""
+    y, xhat, rstd = _forward(x, w, b, eps, residual, _NO_DROPOUT)
     return y, (xhat, rstd, w)
 
 
 def layer_norm_backward(gy, saved):
     """As ops.nn.layer_norm_backward: returns (gx, gw, gb)."""
     xhat, rstd, w = saved
-    dt = xhat.dtype
-    gy2 = _rows(gy, dt)
-    n, H = gy2.shape
-    gx = np.empty(xhat.shape, dt)
-    bounds = reduction_bounds(n, _GRAIN)
-    gw_part, gb_part = np.zeros((len(bounds), H)), np.zeros((len(bounds), H))
-    parallel_for(_backward_rows, n, gy2, xhat.reshape(n, H), rstd.reshape(n),
-                 w.astype(dt, copy=False), gx.reshape(n, H), gw_part, gb_part, bounds=bounds)
-    return gx, gw_part.sum(axis=0).astype(w.dtype), gb_part.sum(axis=0).astype(w.dtype)
+    gx, _, gw, gb = _backward(gy, xhat, rstd, w, _NO_DROPOUT)
+    return gx, gw, gb
+
+
+def dropout_layer_norm_forward(x, w, b, eps, residual, p, rng):
+    """As ops.nn.dropout_layer_norm_forward: LN(dropout(x) + residual), x, residual (..., H)
+    (residual may be None), w, b (H,) -> y (..., H); saved (xhat, rstd, w, mask), mask =
+    (True, seed, threshold, scale) with the seed drawn as cpu/dropout.py draws it."""
+    threshold, scale = dropout_threshold(p)
+    mask = (True, draw_seed(rng), threshold, scale)
+    y, xhat, rstd = _forward(x, w, b, eps, residual, mask)
+    return y, (xhat, rstd, w, mask)
+
+
+def dropout_layer_norm_backward(gy, saved):
+    """As ops.nn.dropout_layer_norm_backward: returns (gx, gw, gb, gresidual)."""
+    xhat, rstd, w, mask = saved
+    gu, gx, gw, gb = _backward(gy, xhat, rstd, w, mask)
+    return gx, gw, gb, gu

@@ -360,7 +360,8 @@ class BertOutput(Module):
         self.dropout = Dropout(c.hidden_dropout_prob, rng)
 
     def forward(self, h, residual):
-        return self.LayerNorm(self.dropout(self.dense(h)), residual)     # LN(. + residual)
+        # LN(dropout(dense(h)) + residual): the dropout is applied inside the LayerNorm's op
+        return self.LayerNorm(self.dense(h), residual, dropout=self.dropout)
 
 
 class BertLayer(Module):

@@ -38,15 +38,21 @@ class Embedding(Module):
 class LayerNorm(Module):
     """Normalise the last axis (H) to zero mean, unit variance; then scale and shift.
 
-    ``layer_norm(x, residual)`` normalises x + residual (the add fused in)."""
+    ``layer_norm(x, residual)`` normalises x + residual (the add fused in);
+    ``layer_norm(x, residual, dropout=d)`` normalises d(x) + residual, the Dropout module d's
+    mask applied inside the same op (its p, training mode and generator; d itself is not
+    called)."""
 
     def __init__(self, hidden_size, eps=1e-12, dtype=np.float32):
         self.eps = eps
         self.weight = Parameter(np.ones(hidden_size, dtype=dtype))
         self.bias = Parameter(np.zeros(hidden_size, dtype=dtype))
 
-    def forward(self, x, residual=None):
-        return F.layer_norm(x, self.weight, self.bias, self.eps, residual=residual)
+    def forward(self, x, residual=None, dropout=None):
+        if dropout is None:
+            return F.layer_norm(x, self.weight, self.bias, self.eps, residual=residual)
+        return F.layer_norm(x, self.weight, self.bias, self.eps, residual=residual,
+                            dropout_p=dropout.p, training=dropout.training, rng=dropout.rng)
 
 
 class Dropout(Module):

@@ -1,12 +1,13 @@
 """Neural-network ops: gelu, softmax, log_softmax, layer_norm, embedding, dropout, attention,
 where, masked_fill. Each keeps exactly what its backward needs.
 
-The fused ops (gelu with its bias, layer_norm with its residual, embedding, dropout, attention)
-are written as llm.c writes its layers: a pair of plain functions ``*_forward`` / ``*_backward``
-over raw arrays -- the op's *reference* -- and a ``Function`` that asks ``minitune.dispatch``
-which implementation to run (the reference, minitune's fused CPU code, or a CUDA kernel; all
-compute the same thing). ``forward`` returns ``(y, saved)``; ``backward(gy, saved)`` returns one
-gradient per differentiable input. A backward never writes into ``gy``.
+The fused ops (gelu with its bias, layer_norm with its residual and maybe dropout, embedding,
+dropout, attention) are written as llm.c writes its layers: a pair of plain functions
+``*_forward`` / ``*_backward`` over raw arrays -- the op's *reference* -- and a ``Function``
+that asks ``minitune.dispatch`` which implementation to run (the reference, minitune's
+fused CPU code, or a CUDA kernel; all compute the same thing). ``forward`` returns
+``(y, saved)``; ``backward(gy, saved)`` returns one gradient per differentiable input. A
+backward never writes into ``gy``.
 """
 import math
 
@@ -259,12 +260,7 @@ class LayerNorm(Function):
         self.eps = eps
 
     def forward(self, x, w, b, residual=None):
-        if w.shape != x.shape[-1:] or b.shape != x.shape[-1:]:
-            raise ValueError(f"layer_norm: input {x.shape} needs weight and bias of shape "
-                             f"{x.shape[-1:]}, got {w.shape} and {b.shape}")
-        if residual is not None and residual.shape != x.shape:
-            raise ValueError(f"layer_norm: residual {residual.shape} must have the input's "
-                             f"shape {x.shape}")
+        check_layer_norm_shapes(x, w, b, residual)
         self.impl = dispatch.implementation("layer_norm", LAYER_NORM_REFERENCE, x)
         y, self.saved = self.impl.forward(x, w, b, self.eps, residual)
         return y
@@ -272,6 +268,16 @@ class LayerNorm(Function):
     def backward(self, gy):
         gx, gw, gb = self.impl.backward(gy, self.saved)
         return (gx, gw, gb) if len(self.inputs) == 3 else (gx, gw, gb, gx)
+
+
+def check_layer_norm_shapes(x, w, b, residual):
+    """x and residual (..., H), w and b (H,): a ValueError naming the shapes otherwise."""
+    if w.shape != x.shape[-1:] or b.shape != x.shape[-1:]:
+        raise ValueError(f"layer_norm: input {x.shape} needs weight and bias of shape "
+                         f"{x.shape[-1:]}, got {w.shape} and {b.shape}")
+    if residual is not None and residual.shape != x.shape:
+        raise ValueError(f"layer_norm: residual {residual.shape} must have the input's "
+                         f"shape {x.shape}")
 
 
 def embedding_forward(ids, weight):
@@ -392,6 +398,60 @@ class Dropout(Function):
 
     def backward(self, gy):
         return self.impl.backward(gy, self.saved)
+
+
+# ----------------------------------------------------------- dropout + residual + LayerNorm
+
+def dropout_layer_norm_forward(x, w, b, eps, residual, p, rng):
+    """y = layer_norm(dropout(x) + residual): how a Transformer layer ends (BertOutput).
+
+    Shapes: x and residual (..., H) (residual may be None), w (H,), b (H,) -> y (..., H).
+    The reference is the two ops it fuses, each through its own dispatch point, so each runs
+    as it would alone: both references with fused code switched off, both CUDA kernels on
+    cupy arrays. The mask is drawn as the dropout op draws it (one call, before the LayerNorm).
+    saved: each op's implementation and saved.
+    """
+    drop = dispatch.implementation("dropout", DROPOUT_REFERENCE, x)
+    dropped, drop_saved = drop.forward(x, p, rng)
+    norm = dispatch.implementation("layer_norm", LAYER_NORM_REFERENCE, dropped)
+    y, norm_saved = norm.forward(dropped, w, b, eps, residual)
+    return y, (drop, drop_saved, norm, norm_saved)
+
+
+def dropout_layer_norm_backward(gy, saved):
+    """Returns (gx, gw, gb, gresidual): the LayerNorm's backward gives gu, the gradient of its
+    input u = dropout(x) + residual, which is the residual's; then gx = gu * keep * scale."""
+    drop, drop_saved, norm, norm_saved = saved
+    gu, gw, gb = norm.backward(gy, norm_saved)
+    return drop.backward(gu, drop_saved), gw, gb, gu
+
+
+DROPOUT_LAYER_NORM_REFERENCE = dispatch.Implementation(
+    "dropout_layer_norm", forward=dropout_layer_norm_forward,
+    backward=dropout_layer_norm_backward)
+
+
+class DropoutLayerNorm(Function):
+    """layer_norm(dropout(x) + residual) as one op; inputs (x, w, b) or (x, w, b, residual).
+
+    The fused CPU code applies the mask inside the LayerNorm's row pass (forward: u = x * keep
+    * scale + residual; backward: the row pass that gives gu also writes gu * keep * scale):
+    one pass over (..., H) fewer each way than dropout, then layer_norm.
+    """
+
+    def __init__(self, eps, p, rng):
+        self.eps, self.p, self.rng = eps, p, rng
+
+    def forward(self, x, w, b, residual=None):
+        check_layer_norm_shapes(x, w, b, residual)
+        self.impl = dispatch.implementation("dropout_layer_norm", DROPOUT_LAYER_NORM_REFERENCE,
+                                            x)
+        y, self.saved = self.impl.forward(x, w, b, self.eps, residual, self.p, self.rng)
+        return y
+
+    def backward(self, gy):
+        gx, gw, gb, gresidual = self.impl.backward(gy, self.saved)
+        return (gx, gw, gb) if len(self.inputs) == 3 else (gx, gw, gb, gresidual)
 
 
 # --------------------------------------------------------------------------- attention

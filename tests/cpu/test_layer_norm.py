@@ -1,10 +1,11 @@
-"""minitune.cpu.layer_norm against the reference ops.nn.layer_norm_forward / _backward."""
+"""minitune.cpu.layer_norm against the reference ops.nn.layer_norm_forward / _backward, and its
+dropout + residual + LayerNorm against the reference dropout then the reference LayerNorm."""
 import numpy as np
 import pytest
 
-from minitune.cpu import layer_norm as fused
+from minitune.cpu import dropout, layer_norm as fused
 from minitune.ops import nn as ref
-from cpu_helpers import DTYPES, assert_same, pool_threads  # noqa: F401
+from cpu_helpers import DTYPES, FusedDraws, assert_same, pool_threads  # noqa: F401
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -31,3 +32,72 @@ def test_layer_norm_of_a_constant_row_is_its_bias():
     w, b = np.ones(9, np.float32), np.arange(9, dtype=np.float32)
     y, _ = fused.layer_norm_forward(x, w, b, 1e-5)
     np.testing.assert_array_equal(y, np.broadcast_to(b, y.shape))
+
+
+# ---- dropout + residual + LayerNorm ---------------------------------------------------------
+
+def _inputs(shape, dtype, with_residual, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 4 + 3).astype(dtype)
+    res = rng.standard_normal(shape).astype(dtype) if with_residual else None
+    w, b = (rng.standard_normal(shape[-1]).astype(dtype) for _ in range(2))
+    return x, res, w, b, rng.standard_normal(shape).astype(dtype)
+
+
+# rows of H = 1, 3, 5, 37 values begin at flat indices that are not multiples of 4 (the mask
+# hashes four elements at a time); 131 x 385 cuts into several chunks per thread
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (2, 7, 37), (4, 3, 16), (131, 385)])
+@pytest.mark.parametrize("with_residual", [True, False])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_layer_norm_matches_the_reference_dropout_then_layer_norm(
+        dtype, shape, with_residual, p, pool_threads):
+    x, res, w, b, gy = _inputs(shape, dtype, with_residual, seed=sum(shape))
+    y, saved = fused.dropout_layer_norm_forward(x, w, b, 1e-12, res, p,
+                                                np.random.default_rng(7))
+    # the references of both ops, the dropout fed the fused masks (cpu_helpers.FusedDraws)
+    dropped, drop_saved = ref.dropout_forward(x, p, FusedDraws(7))
+    y_ref, ln_saved = ref.layer_norm_forward(dropped, w, b, 1e-12, res)
+    assert_same(y, y_ref, dtype)
+    assert_same(saved[1], ln_saved[1], dtype)                 # rstd (..., 1)
+    gx, gw, gb, gres = fused.dropout_layer_norm_backward(gy, saved)
+    gu, gw_ref, gb_ref = ref.layer_norm_backward(gy, ln_saved)
+    scale = np.sqrt(x.size)
+    assert_same(gx, ref.dropout_backward(gu, drop_saved), dtype, scale=scale)
+    assert_same(gres, gu, dtype, scale=scale)
+    assert_same(gw, gw_ref, dtype, scale=scale)
+    assert_same(gb, gb_ref, dtype, scale=scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 5), (2, 7, 37), (131, 385)])
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_dropout_layer_norm_is_bitwise_the_fused_dropout_then_the_fused_layer_norm(
+        dtype, shape, with_residual, pool_threads):
+    """What makes a training run bitwise the same as with the two ops apart: every result,
+    and the Generator's state after the call (one seed drawn)."""
+    x, res, w, b, gy = _inputs(shape, dtype, with_residual)
+    rng, rng_apart = np.random.default_rng(3), np.random.default_rng(3)
+    y, saved = fused.dropout_layer_norm_forward(x, w, b, 1e-12, res, 0.3, rng)
+    dropped, drop_saved = dropout.dropout_forward(x, 0.3, rng_apart)
+    y_apart, ln_saved = fused.layer_norm_forward(dropped, w, b, 1e-12, res)
+    assert rng.bit_generator.state == rng_apart.bit_generator.state
+    for got, want in [(y, y_apart), (saved[0], ln_saved[0]), (saved[1], ln_saved[1])]:
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    gx, gw, gb, gres = fused.dropout_layer_norm_backward(gy, saved)
+    gu, gw_apart, gb_apart = fused.layer_norm_backward(gy, ln_saved)
+    gx_apart = dropout.dropout_backward(gu, drop_saved)
+    for got, want in [(gx, gx_apart), (gres, gu), (gw, gw_apart), (gb, gb_apart)]:
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_dropout_layer_norm_drops_about_p_of_x_and_never_the_residual():
+    x, res, w, b, gy = _inputs((400, 250), np.float32, with_residual=True)
+    _, saved = fused.dropout_layer_norm_forward(x, w, b, 1e-12, res, 0.2,
+                                                np.random.default_rng(1))
+    gx, _, _, gres = fused.dropout_layer_norm_backward(gy, saved)
+    assert abs((gx == 0).mean() - 0.2) < 0.005
+    assert (gres != 0).all()
+    kept = gx != 0
+    scale = np.float32(ref.dropout_threshold(0.2)[1])          # 65536 / (65536 - 13107)
+    np.testing.assert_array_equal(gx[kept], gres[kept] * scale)

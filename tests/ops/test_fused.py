@@ -1,5 +1,5 @@
-"""The fused ops -- attention, layer_norm with a residual, gelu with a bias -- against the
-unfused compositions of primitive ops they replace, and their gradients against finite
+"""The fused ops -- attention, layer_norm with a residual (and dropout), gelu with a bias --
+against the unfused compositions of primitive ops they replace, and their gradients against finite
 differences (float64, shapes drawn by hypothesis)."""
 import numpy as np
 import pytest
@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import minitune as mt
 import minitune.functional as F
+from minitune import dispatch
 from minitune.testing import assert_close
 from op_helpers import check_grad, leaf, seeds, values
 
@@ -105,6 +106,59 @@ def test_layer_norm_gives_input_and_residual_separate_grad_arrays():
     assert not np.shares_memory(x.grad, r.grad)
     with pytest.raises(ValueError, match="residual"):
         F.layer_norm(x, w, b, residual=leaf(np.ones((3, 2))))
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9)),
+       p=st.sampled_from([0.2, 0.5]), with_residual=st.booleans(), fused=st.booleans(),
+       seed=seeds)
+def test_layer_norm_with_dropout_equals_dropout_then_layer_norm_and_passes_gradcheck(
+        shape, p, with_residual, fused, seed):
+    x, r = leaf(values(seed, shape)), leaf(values(seed + 1, shape))
+    w, b = leaf(values(seed + 2, shape[-1:])), leaf(values(seed + 3, shape[-1:]))
+    residual = r if with_residual else None
+
+    def one_op(x, r, w, b):
+        # a fresh Generator with the same seed on every call: the same dropout mask each time
+        return F.layer_norm(x, w, b, 1e-5, residual=r if with_residual else None,
+                            dropout_p=p, rng=np.random.default_rng(seed))
+
+    with dispatch.use_fused(fused):                  # the fused CPU op, or the references
+        out = one_op(x, r, w, b)
+        apart = F.layer_norm(F.dropout(x, p, rng=np.random.default_rng(seed)), w, b, 1e-5,
+                             residual=residual)
+        assert_close(out, apart, rtol=0, atol=0)
+        g = values(seed + 7, shape)
+        out.backward(g)
+        grads = [t.grad.copy() for t in (x, r, w, b) if t.grad is not None]
+        for t in (x, r, w, b):
+            t.zero_grad()
+        apart.backward(g)
+        for got, t in zip(grads, [t for t in (x, r, w, b) if t.grad is not None]):
+            assert_close(got, t.grad, rtol=0, atol=0)
+        check_grad(one_op, x, r, w, b)
+
+
+def test_layer_norm_draws_a_dropout_seed_only_when_dropping():
+    x = mt.tensor(np.random.default_rng(0).normal(size=(3, 7)))
+    w, b = mt.tensor(np.ones(7)), mt.tensor(np.zeros(7))
+    for fused in (True, False):
+        with dispatch.use_fused(fused):
+            plain = F.layer_norm(x, w, b, residual=x)
+            rng = np.random.default_rng(1)
+            before = rng.bit_generator.state
+            for kwargs in (dict(dropout_p=0.5, training=False), dict(dropout_p=0.0)):
+                off = F.layer_norm(x, w, b, residual=x, rng=rng, **kwargs)
+                assert_close(off, plain, rtol=0, atol=0)
+            assert rng.bit_generator.state == before             # nothing drawn
+            # dropping, it draws what the dropout op draws: a seed fused, a mask's draws not
+            apart = np.random.default_rng(1)
+            F.layer_norm(x, w, b, residual=x, dropout_p=0.5, rng=rng)
+            F.dropout(x, 0.5, rng=apart)
+            assert rng.bit_generator.state == apart.bit_generator.state
+    with pytest.raises(ValueError, match="dropout_p"):
+        F.layer_norm(x, w, b, dropout_p=1.0)
+    with pytest.raises(ValueError, match="residual"):
+        F.layer_norm(x, w, b, residual=mt.tensor(np.ones((7, 3))), dropout_p=0.1)
 
 
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 6)), seed=seeds)
