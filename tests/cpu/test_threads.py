@@ -228,17 +228,16 @@ def test_blas_takes_a_thread_count_that_changed_inside_single_threaded_blas(rest
     threads.set_adaptive(True)
     clock, advance = busy_clock(monkeypatch)
     assert threads.active_threads() == 2 and threads.blas_num_threads() == 2
-    clock["others"] = 1.9
-    with threads.single_threaded_blas():
-        for _ in range(4):
-            advance()
-            threads.active_threads()
-        assert threads.active_threads() == 1 and threads.blas_num_threads() == 1
+    def load_changes_inside_the_block(others):
+        clock["others"] = others
+        with threads.single_threaded_blas():
+            for _ in range(4):                            # readings settle on the new load
+                advance()
+                threads.active_threads()
+            assert threads.blas_num_threads() == 1
+            return threads.active_threads()
+
+    assert load_changes_inside_the_block(1.9) == 1
     assert threads.blas_num_threads() == 1                # the busy machine's count
-    clock["others"] = 0.0
-    with threads.single_threaded_blas():
-        for _ in range(4):
-            advance()
-            threads.active_threads()
-        assert threads.active_threads() == 2 and threads.blas_num_threads() == 1
+    assert load_changes_inside_the_block(0.0) == 2
     assert threads.blas_num_threads() == 2
