@@ -4,14 +4,34 @@
     backward  gx = gy * (Phi(u) + u * phi(u)),  phi(u) = exp(-u^2 / 2) / sqrt(2 pi)
               gbias = sum of gx over all rows
 
-One pass over each row does all of it. Phi (the normal CDF) in float32 is the reference's:
-Abramowitz & Stegun 7.1.26 applied to a = |u| / sqrt 2,
+float64 uses the exact ``math.erf`` and ``math.exp``. float32 computes Phi (the normal CDF) as
+the reference does: Abramowitz & Stegun 7.1.26 applied to a = |u| / sqrt 2,
 
     q = 0.5 * erfc(a) = 0.5 * t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) * exp(-a^2),
     t = 1 / (1 + p a),     Phi(u) = 1 - q for u >= 0, q for u < 0      (|error| < 3e-7),
 
 and exp(-a^2) = exp(-u^2 / 2) is also what phi needs, so the backward pays one exp per
-element for both. float64 uses the exact ``math.erf`` and ``math.exp``.
+element for both. That exp is taken in base 2, the scale folded into the one multiply by |u|:
+
+    b = |u| sqrt(log2(e) / 2),   m = b^2 = (u^2 / 2) log2(e),   exp(-u^2 / 2) = 2^-m
+    2^-m = 2^-n 2^g,   n = round(m),   g = n - m  in [-1/2, 1/2]
+    2^g ~ 1 + g P(g)       Cephes exp2f, P of degree 5 (relative error < 1.1e-7 in float32)
+    2^-n = the float32 with exponent field 127 - n and mantissa 0 (``float32_from_bits``)
+
+m is capped at 127, where the exponent field 0 with mantissa 0 is 0.0: the exp underflows to
+exactly 0, as the library's does (so u = +-inf gives Phi 1 or 0, as in the reference). With b
+in hand, p a = (p / sqrt(2 log2 e)) b, and the 0.5 of q goes into a1..a5.
+
+Measured against the float64 GELU on every 1e-5 of [-10, 10] and 4 M normal draws of scale 4
+(``test_float32_error_against_exact_gelu``): max |error| 3.3e-7 in y, 3.1e-7 in dy/du (the
+version with the library-style exp, the reference's algorithm: 4.2e-7 and 3.1e-7).
+
+**The loops.** Each row is done in three loops: u = x + b into an L1 row, then everything up
+to y (or dy/du) in one loop over that row, then (backward) the products with gy. The long
+loop in the middle reads no memory beyond L1: a fused loop reading x straight from memory
+was 1.23 times *slower* than the five short loops it replaced -- out-of-order execution
+could not hide the memory latency behind a chain of ~40 dependent operations per element --
+and reading u from an L1 row made it 0.65 times as long (8192 x 1536, one thread).
 
 saved: (x, bias) -- the Linear's output before its bias, which nothing else keeps alive, and
 the (I,) bias. The reference keeps u and Phi(u) besides, two more (N, I) arrays per layer; the
@@ -22,63 +42,77 @@ import math
 import numpy as np
 
 from .threads import parallel_for, reduction_bounds
-from .vecmath import exp_row, inline_kernel, kernel
+from .vecmath import float32_from_bits, inline_kernel, kernel
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_B_SCALE = math.sqrt(0.5 / math.log(2.0))      # b = |u| _B_SCALE: b^2 = (u^2 / 2) log2(e)
+_P_B = 0.3275911 * _SQRT_HALF / _B_SCALE       # A&S p a, as a multiple of b
 _GRAIN = 16                  # rows per chunk at least (16 x I = 24 K elements at I = 1536)
 
 
 @inline_kernel
-def _phi_terms(u, e, cdf):
-    """For a row u: e[j] = exp(-u^2/2) (both) and cdf[j] = Phi(u[j])."""
-    f = u.dtype.type
-    if u.itemsize == 8:
-        for j in range(u.size):
-            cdf[j] = 0.5 * (1.0 + math.erf(u[j] * _SQRT_HALF))
-            e[j] = math.exp(-0.5 * u[j] * u[j])
-        return
-    for j in range(u.size):
-        cdf[j] = f(-0.5) * u[j] * u[j]                # the exponent, kept in cdf for now
-    exp_row(cdf, e, e.view(np.int32), 0.0)
-    for j in range(u.size):
-        a = abs(u[j]) * f(_SQRT_HALF)
-        t = f(1.0) / (f(1.0) + f(0.3275911) * a)
-        poly = f(1.061405429) * t + f(-1.453152027)
-        poly = poly * t + f(1.421413741)
-        poly = poly * t + f(-0.284496736)
-        poly = poly * t + f(0.254829592)
-        q = f(0.5) * poly * t * e[j]
-        cdf[j] = f(1.0) - q if u[j] >= f(0.0) else q
+def _phi_terms32(u):
+    """For one float32 u: (Phi(u), exp(-u^2 / 2))."""
+    f = np.float32
+    b = abs(u) * f(_B_SCALE)
+    m = min(b * b, f(127.0))
+    n = np.rint(m)
+    g = n - m                                              # e = 2^-n * 2^g
+    p = f(1.535336188319500e-4)
+    p = p * g + f(1.339887440266574e-3)
+    p = p * g + f(9.618437357674640e-3)
+    p = p * g + f(5.550332471162809e-2)
+    p = p * g + f(2.402264791363012e-1)
+    p = p * g + f(6.931472028550421e-1)
+    e = (p * g + f(1.0)) * float32_from_bits(np.int32((127 - np.int32(n)) << 23))
+    t = f(1.0) / (f(1.0) + f(_P_B) * b)
+    poly = f(0.5 * 1.061405429) * t + f(0.5 * -1.453152027)
+    poly = poly * t + f(0.5 * 1.421413741)
+    poly = poly * t + f(0.5 * -0.284496736)
+    poly = poly * t + f(0.5 * 0.254829592)
+    q = poly * t * e                                       # 0.5 erfc(|u| / sqrt 2)
+    return (f(1.0) - q if u >= f(0.0) else q), e
 
 
 @kernel
 def _forward_rows(c, lo, hi, x, bias, y):
     u = np.empty(x.shape[1], x.dtype)
-    e = np.empty_like(u)
-    cdf = np.empty_like(u)
     for r in range(lo, hi):
+        xr, yr = x[r], y[r]
         for j in range(u.size):
-            u[j] = x[r, j] + bias[j]
-        _phi_terms(u, e, cdf)
+            u[j] = xr[j] + bias[j]
+        if u.itemsize == 8:
+            for j in range(u.size):
+                cdf = 0.5 * (1.0 + math.erf(u[j] * _SQRT_HALF))
+                yr[j] = u[j] * cdf
+            continue
         for j in range(u.size):
-            y[r, j] = u[j] * cdf[j]
+            cdf, _ = _phi_terms32(u[j])
+            yr[j] = u[j] * cdf
 
 
 @kernel
 def _backward_rows(c, lo, hi, gy, x, bias, gx, gbias_part):
     f = x.dtype.type
     u = np.empty(x.shape[1], x.dtype)
-    e = np.empty_like(u)
-    cdf = np.empty_like(u)
+    dydu = np.empty_like(u)
     acc = gbias_part[c]
     for r in range(lo, hi):
+        xr, gyr, gxr = x[r], gy[r], gx[r]
         for j in range(u.size):
-            u[j] = x[r, j] + bias[j]
-        _phi_terms(u, e, cdf)
+            u[j] = xr[j] + bias[j]
+        if u.itemsize == 8:
+            for j in range(u.size):
+                cdf = 0.5 * (1.0 + math.erf(u[j] * _SQRT_HALF))
+                dydu[j] = cdf + u[j] * math.exp(-0.5 * u[j] * u[j]) * _INV_SQRT_2PI
+        else:
+            for j in range(u.size):
+                cdf, e = _phi_terms32(u[j])
+                dydu[j] = cdf + u[j] * e * f(_INV_SQRT_2PI)
         for j in range(u.size):
-            g = gy[r, j] * (cdf[j] + u[j] * e[j] * f(_INV_SQRT_2PI))
-            gx[r, j] = g
+            g = gyr[j] * dydu[j]
+            gxr[j] = g
             acc[j] += g
 
 

@@ -30,7 +30,9 @@ rows of 128: 1.06 ns per element before, 0.38 ns now (one thread).
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 # IEEE-safe fast-math: reassociation lets the compiler vectorise sums (row means, dot
 # products) and contract a*b+c into one FMA; NaN and inf keep their meaning (no nnan/ninf).
@@ -97,6 +99,19 @@ def exp_row(x, out, bits, shift=0.0):
         out[j] = e
         total += e
     return total
+
+
+@intrinsic
+def float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE-754 bits are the int32 ``bits`` (C's ``memcpy`` from an int to a
+    float). It is a reinterpretation of a register, no instruction at all, so a loop that builds
+    2^n this way stays one vectorised loop (``exp_row`` goes through an int32 view instead)."""
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
 
 
 @inline_kernel
