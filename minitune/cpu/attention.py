@@ -23,6 +23,10 @@ computed by the row pass that applies it -- in parallel, never stored: the backw
 computes it again. (The reference draws the whole mask from ``rng`` on one thread: 6 ms per
 layer at B 32 x T 128, and a (B, NH, T, T) boolean array kept for the backward.)
 
+With MKL installed the work is cut finer: one head at a time, inside one compiled function per
+chunk of sequences, each product run by a GEMM kernel MKL generated for exactly its sizes and
+strides (``linear.GEMM.small``; docs/cpu.md). Otherwise each slice's products are BLAS calls.
+
 Layout: out, and gq, gk, gv in the backward, are (B, NH, T, HS) *views* of (B, T, NH, HS)
 arrays -- the products write each head straight into its columns of the (B, T, H) layout the
 next Linear reads. The model's merge of the heads, ``out.transpose(0, 2, 1, 3).reshape(B, T,
@@ -35,14 +39,19 @@ supports: q, k, v float32 or float64 of one dtype, and a mask_bias that is None 
 saved: (q, k, v, probs, seed, threshold, keep_scale, scale): threshold 0 means no dropout;
 under ``no_grad`` probs is None (nothing will run the backward).
 """
+import math
+
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from ..autograd import is_grad_enabled
 from ..ops.nn import dropout_threshold
 from . import linear
 from .dropout import draw_seed, keep_mask
 from .threads import parallel_for, single_threaded_blas
-from .vecmath import exp_row, kernel, row_max
+from .vecmath import exp32, kernel, row_max
 
 
 @kernel
@@ -60,23 +69,31 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
     arg = np.empty(T, s.dtype)
     acc = np.empty(16, s.dtype)
     keep = np.empty(T, np.bool_)
-    bits = s.view(np.int32)
     shared_mask = mask.shape[0] == 1
     for r in range(R):
         m = 0 if shared_mask else (row0 + r) // rows_per_batch     # an index, not a row view:
         for j in range(T):                                          # no new array per row
             arg[j] = s[r, j] * scale + mask[m, j]
-        total = exp_row(arg, s[r], bits[r], row_max(arg, acc))   # shifted by the max
-        inv = f(1.0) / f(total)
+        shift = row_max(arg, acc)
+        total = f(0.0)
+        if s.itemsize == 4:                                         # exp, shifted by the max
+            for j in range(T):
+                arg[j] = exp32(arg[j] - shift)
+                total += arg[j]
+        else:                                                       # float64: exact
+            for j in range(T):
+                arg[j] = math.exp(arg[j] - shift)
+                total += arg[j]
+        inv = f(1.0) / total
         if threshold:
             keep_mask(seed, (row0 + r) * T, keep, threshold)
             for j in range(T):                                      # normalise and drop out
-                p = s[r, j] * inv                                   # in one pass
+                p = arg[j] * inv                                    # in one pass
                 s[r, j] = p
                 dropped[r, j] = p * keep_scale if keep[j] else f(0.0)
         else:
             for j in range(T):
-                s[r, j] *= inv
+                s[r, j] = arg[j] * inv
 
 
 @kernel
@@ -98,6 +115,83 @@ def _softmax_dropout_backward_rows(g, probs, row0, seed, threshold, keep_scale, 
             dot += g[r, j] * probs[r, j]
         for j in range(T):
             g[r, j] = (g[r, j] - dot) * probs[r, j] * scale
+
+
+@intrinsic
+def _call(typingctx, kernel, a, b, c):
+    """kernel = [address, jitter] from ``GEMM.small``: calls it on the matrices at addresses
+    a, b, c -- C = op(A) op(B) with the sizes and strides it was generated for. (A compiled
+    function cannot call a C function whose address is known only at run time; this emits
+    that call: cast the address to a function pointer, call it.)"""
+    sig = types.void(kernel, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        fields = context.make_array(signature.args[0])(context, builder, args[0])
+        address, jitter = (builder.load(builder.gep(fields.data, [ir.Constant(ir.IntType(64), i)]))
+                           for i in (0, 1))
+        void_p = ir.IntType(8).as_pointer()
+        fn_type = ir.FunctionType(ir.VoidType(), [void_p] * 4)
+        fn = builder.inttoptr(address, fn_type.as_pointer())
+        builder.call(fn, [builder.inttoptr(x, void_p) for x in (jitter, *args[1:])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@kernel
+def _forward_heads(c, lo, hi, q, k, v, out, probs, mask, scale, seed, threshold, keep_scale,
+                   qk, pv):
+    """Sequences lo..hi-1, head by head: s = q k^T (kernel qk), the softmax row pass, out = s v
+    (kernel pv). probs (B, NH, T, T) keeps each head's probabilities for the backward; with no
+    rows (under no_grad) they go to a (T, T) scratch array that stays in the L2 cache."""
+    B, NH, T, HS = q.shape
+    scratch = np.empty((T, T), q.dtype)
+    dropped = np.empty((T, T), q.dtype)
+    for b in range(lo, hi):
+        for h in range(NH):
+            s = probs[b, h] if probs.shape[0] else scratch
+            _call(qk, q[b, h].ctypes.data, k[b, h].ctypes.data, s.ctypes.data)
+            _softmax_dropout_rows(s, mask, (b * NH + h) * T, NH * T, scale, seed, threshold,
+                                  keep_scale, dropped)
+            _call(pv, (dropped if threshold else s).ctypes.data, v[b, h].ctypes.data,
+                  out[b, h].ctypes.data)
+
+
+@kernel
+def _backward_heads(c, lo, hi, gout, q, k, v, probs, gq, gk, gv, seed, threshold, keep_scale,
+                    scale, gd, dv, dq, dk):
+    """The backward for sequences lo..hi-1, head by head, with the kernels gd (gout v^T), dv
+    (D^T gout), dq (g k) and dk (g^T q); g and D in (T, T) scratch arrays."""
+    B, NH, T, HS = q.shape
+    g = np.empty((T, T), q.dtype)
+    dropped = np.empty((T, T), q.dtype)
+    for b in range(lo, hi):
+        for h in range(NH):
+            p = probs[b, h]
+            _call(gd, gout[b, h].ctypes.data, v[b, h].ctypes.data, g.ctypes.data)
+            _softmax_dropout_backward_rows(g, p, (b * NH + h) * T, seed, threshold, keep_scale,
+                                           scale, dropped)
+            _call(dv, (dropped if threshold else p).ctypes.data, gout[b, h].ctypes.data,
+                  gv[b, h].ctypes.data)
+            _call(dq, g.ctypes.data, k[b, h].ctypes.data, gq[b, h].ctypes.data)
+            _call(dk, g.ctypes.data, q[b, h].ctypes.data, gk[b, h].ctypes.data)
+
+
+def _ld(a):
+    """The row stride, in elements, of each (T, HS) head matrix of a (B, NH, T, HS) view, when
+    its rows are contiguous (what a generated kernel needs); else None."""
+    size = a.itemsize
+    ok = a.strides[3] == size and a.strides[2] % size == 0 and a.strides[2] >= a.shape[3] * size
+    return a.strides[2] // size if ok else None
+
+
+def _small_kernels(dtype, specs):
+    """GEMM.small for each (trans_a, trans_b, m, n, k, lda, ldb, ldc); None unless all exist."""
+    gemm = linear.GEMM
+    if gemm is None or not hasattr(gemm, "small") or any(None in spec for spec in specs):
+        return None
+    kernels = [gemm.small(dtype, *spec) for spec in specs]
+    return None if any(kern is None for kern in kernels) else kernels
 
 
 def supports(q, k, v, mask_bias=None):
@@ -204,6 +298,13 @@ def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
     # B 64, T 128) is never allocated or written to memory.
     probs = np.empty((B, NH, T, T), dt) if is_grad_enabled() else None
     out = _heads_of_tokens(B, NH, T, HS, dt)
+    kernels = _small_kernels(dt, [(False, True, T, T, HS, _ld(q), _ld(k), T),
+                                  (False, False, T, HS, T, T, _ld(v), _ld(out))])
+    if kernels is not None:
+        parallel_for(_forward_heads, B, q, k, v, out,
+                     probs if probs is not None else np.empty((0, NH, T, T), dt), mask,
+                     dt.type(scale), seed, threshold, keep_scale, *kernels)
+        return out, (q, k, v, probs, seed, threshold, keep_scale, scale)
 
     def slice_(lo, hi):
         s = probs[lo:hi] if probs is not None else np.empty((hi - lo, NH, T, T), dt)
@@ -225,6 +326,18 @@ def attention_backward(gout, saved):
     dt = q.dtype
     gout = np.asarray(gout, dt)
     gq, gk, gv = _gradients_like(q, k, v)
+    if _ld(gout) is None:                          # rows not contiguous: copy them once
+        tokens = _heads_of_tokens(B, NH, T, HS, dt)
+        tokens[...] = gout
+        gout = tokens
+    kernels = _small_kernels(dt, [(False, True, T, T, HS, _ld(gout), _ld(v), T),
+                                  (True, False, T, HS, T, T, _ld(gout), _ld(gv)),
+                                  (False, False, T, HS, T, T, _ld(k), _ld(gq)),
+                                  (True, False, T, HS, T, T, _ld(q), _ld(gk))])
+    if kernels is not None:
+        parallel_for(_backward_heads, B, gout, q, k, v, probs, gq, gk, gv, seed, threshold,
+                     keep_scale, dt.type(scale), *kernels)
+        return gq, gk, gv
 
     def slice_(lo, hi):
         g = np.empty((hi - lo, NH, T, T), dt)

@@ -46,10 +46,13 @@ _MIN_ROWS = 64                  # rows per block at least (a block is one GEMM c
 class _Gemm:
     """A BLAS library's sgemm and dgemm through ctypes: ``call(dtype, ...)``."""
 
-    def __init__(self, name, handle, symbols, int_type, multithreaded, batch_symbols=None):
+    def __init__(self, name, handle, symbols, int_type, multithreaded, batch_symbols=None,
+                 jit_symbols=None):
         self.name = name
         self.multithreaded = multithreaded         # OpenBLAS: hold it at one thread per call
-        self.fns, self.batch_fns = {}, {}
+        self.fns, self.batch_fns, self.jit_fns, self.small_kernels = {}, {}, {}, {}
+        if jit_symbols:
+            self._jit_setup(handle, jit_symbols, int_type)
         ptr = ctypes.c_void_p
         for i, dtype in enumerate((np.float32, np.float64)):
             real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
@@ -84,6 +87,43 @@ class _Gemm:
         return True
 
 
+    def _jit_setup(self, handle, symbols, int_type):
+        ptr = ctypes.c_void_p
+        for i, dtype in enumerate((np.float32, np.float64)):
+            real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+            create = getattr(handle, symbols[i])
+            create.argtypes = ([ctypes.POINTER(ptr)] + [ctypes.c_int] * 3 + [int_type] * 3
+                               + [real, int_type, int_type, real, int_type])
+            create.restype = ctypes.c_int
+            get = getattr(handle, symbols[2 + i])
+            get.argtypes, get.restype = [ptr], ptr
+            self.jit_fns[np.dtype(dtype)] = (create, get)
+
+    def small(self, dtype, trans_a, trans_b, m, n, k, lda, ldb, ldc):
+        """A GEMM kernel generated for these sizes and strides, C (m, n) = op(A) op(B) with
+        beta = 0, row-major (MKL's JIT, for the attention's many small products: there is no
+        call to decide anything, no packing of the operands). Returns an int64 array
+        [kernel address, jitter address] for ``call_small_gemm`` in compiled code, or None
+        where this library generates none.
+
+        Kernels are made once per key and kept for the life of the process (a few KB each:
+        one per sequence length and layout in use)."""
+        key = (np.dtype(dtype), trans_a, trans_b, m, n, k, lda, ldb, ldc)
+        if key in self.small_kernels:
+            return self.small_kernels[key]
+        fns = self.jit_fns.get(key[0])
+        kernel = None
+        if fns is not None:
+            jitter = ctypes.c_void_p()
+            status = fns[0](ctypes.byref(jitter), _ROW_MAJOR, _TRANS if trans_a else _NO_TRANS,
+                            _TRANS if trans_b else _NO_TRANS, m, n, k, 1.0, lda, ldb, 0.0, ldc)
+            # 0: generated; 1: not generated, the pointer runs MKL's ordinary GEMM; 2: error
+            if status in (0, 1) and jitter.value:
+                kernel = np.array([fns[1](jitter), jitter.value], np.int64)
+        self.small_kernels[key] = kernel
+        return kernel
+
+
 def _mkl():
     """MKL from the ``mkl`` wheel (libmkl_rt), single-threaded; None when not installed."""
     try:
@@ -94,7 +134,9 @@ def _mkl():
         handle = ctypes.CDLL(path)
         handle.MKL_Set_Threading_Layer(1)            # MKL_THREADING_SEQUENTIAL: the pool splits
         return _Gemm("mkl", handle, ("cblas_sgemm", "cblas_dgemm"), ctypes.c_int, False,
-                     ("cblas_sgemm_batch_strided", "cblas_dgemm_batch_strided"))
+                     ("cblas_sgemm_batch_strided", "cblas_dgemm_batch_strided"),
+                     ("mkl_cblas_jit_create_sgemm", "mkl_cblas_jit_create_dgemm",
+                      "mkl_jit_get_sgemm_ptr", "mkl_jit_get_dgemm_ptr"))
     except (ImportError, StopIteration, OSError, AttributeError, metadata.PackageNotFoundError):
         return None
 

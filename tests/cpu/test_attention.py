@@ -21,11 +21,28 @@ def heads(rng, B, NH, T, HS, dtype):
     return rng.standard_normal((B, T, NH, HS)).astype(dtype).transpose(0, 2, 1, 3)
 
 
+def generated_kernels_available():
+    from minitune.cpu import linear
+    return linear.GEMM is not None and linear.GEMM.small(
+        np.float32, False, True, 2, 2, 2, 2, 2, 2) is not None
+
+
+@pytest.fixture(params=["generated kernels", "slices"])
+def path(request, monkeypatch):
+    """Each test runs both ways: per head with MKL's generated small GEMMs (where MKL is
+    installed), and per slice of sequences with BLAS calls (every other BLAS)."""
+    if request.param == "slices":
+        monkeypatch.setattr(fused, "_small_kernels", lambda dtype, specs: None)
+    elif not generated_kernels_available():
+        pytest.skip("MKL (its JIT GEMM) is not installed: only the slices path runs here")
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 2, 7, 5), (9, 3, 33, 8)])
 @pytest.mark.parametrize("mask", ["none", "batch", "shared"])
 @pytest.mark.parametrize("p", [0.0, 0.3])
-def test_attention_matches_reference(dtype, shape, mask, p, pool_threads):
+def test_attention_matches_reference(dtype, shape, mask, p, pool_threads, path):
     rng = np.random.default_rng(sum(shape))
     B, NH, T, HS = shape
     q, k, v = (heads(rng, B, NH, T, HS, dtype) for _ in range(3))
@@ -49,7 +66,7 @@ def test_other_masks_and_mixed_dtypes_are_left_to_the_reference():
     assert not fused.supports(q, q, q, np.zeros((2, 1, 1, 4), np.float64))
 
 
-def test_outputs_are_laid_out_as_tokens_so_merging_heads_copies_nothing():
+def test_outputs_are_laid_out_as_tokens_so_merging_heads_copies_nothing(path):
     rng = np.random.default_rng(3)
     B, NH, T, HS = 3, 4, 9, 5
     q, k, v = (heads(rng, B, NH, T, HS, np.float32) for _ in range(3))
@@ -62,7 +79,34 @@ def test_outputs_are_laid_out_as_tokens_so_merging_heads_copies_nothing():
         assert np.shares_memory(merged.reshape(B, T, NH * HS), a)
 
 
-def test_under_no_grad_the_probabilities_are_not_kept():
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_of_any_layout_is_taken(dtype, path):
+    """gout whose head rows are not contiguous (here: HS the slowest axis) is copied once
+    into the token layout; the gradients are the reference's."""
+    rng = np.random.default_rng(5)
+    B, NH, T, HS = 2, 3, 6, 4
+    q, k, v = (heads(rng, B, NH, T, HS, dtype) for _ in range(3))
+    out, saved = fused.attention_forward(q, k, v, None, 0.5, 0.0, None)
+    _, saved_ref = ref.attention_forward(q, k, v, None, 0.5, 0.0, None)
+    gout = rng.standard_normal((HS, B, NH, T)).astype(dtype).transpose(1, 2, 3, 0)
+    assert fused._ld(gout) is None
+    for got, want in zip(fused.attention_backward(gout, saved),
+                         ref.attention_backward(gout, saved_ref)):
+        assert_same(got, want, dtype, scale=T)
+
+
+def test_generated_kernels_are_made_once_per_shape_and_layout():
+    if not generated_kernels_available():
+        pytest.skip("MKL (its JIT GEMM) is not installed")
+    from minitune.cpu import linear
+    spec = (False, True, 5, 5, 3, 12, 12, 5)
+    first = linear.GEMM.small(np.float32, *spec)
+    assert linear.GEMM.small(np.float32, *spec) is first
+    assert linear.GEMM.small(np.float64, *spec) is not first
+    assert first.dtype == np.int64 and first.shape == (2,) and first.all()
+
+
+def test_under_no_grad_the_probabilities_are_not_kept(path):
     from minitune import no_grad
     rng = np.random.default_rng(4)
     q, k, v = (heads(rng, 4, 3, 11, 5, np.float32) for _ in range(3))
@@ -96,7 +140,7 @@ def test_scores_match_matmul(dtype, layout, gemm, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gradients_of_stacked_qkv_come_joined_and_equal(dtype):
+def test_gradients_of_stacked_qkv_come_joined_and_equal(dtype, path):
     """q, k, v split from one (B*T, 3H) array (the stacked q/k/v Linear's output): the
     backward writes gq, gk, gv into one array of that layout, which StackedLinear's backward
     then reads without a copy; the values are those of separate arrays."""
@@ -119,7 +163,7 @@ def test_gradients_of_stacked_qkv_come_joined_and_equal(dtype):
     np.testing.assert_array_equal(joined, np.concatenate(merged, axis=-1))
 
 
-def test_gradients_of_one_array_used_thrice_stay_separate():
+def test_gradients_of_one_array_used_thrice_stay_separate(path):
     """q, k and v the same view (a base of 3x its size, but not q|k|v side by side): the
     gradients must not share memory."""
     B, NH, T, HS = 2, 2, 3, 4
