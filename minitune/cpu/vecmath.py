@@ -101,19 +101,6 @@ def exp_row(x, out, bits, shift=0.0):
     return total
 
 
-@intrinsic
-def float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE-754 bits are the int32 ``bits`` (C's ``memcpy`` from an int to a
-    float). It is a reinterpretation of a register, no instruction at all, so a loop that builds
-    2^n this way stays one vectorised loop (``exp_row`` goes through an int32 view instead)."""
-    if bits != types.int32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
 @inline_kernel
 def row_max(x, acc):
     """max(x) of a 1-D row; acc is a scratch array of 16 (reused: no allocation per row).
@@ -133,7 +120,7 @@ def row_max(x, acc):
 
 
 @intrinsic
-def _float32_from_bits(typingctx, i):
+def float32_from_bits(typingctx, i):
     """The float32 whose bits are the int32 i (C's ``*(float *)&i``): one instruction, no memory,
     so a loop that builds 2^n from its bits stays one vectorised loop."""
     def codegen(context, builder, signature, args):
@@ -157,6 +144,6 @@ def exp32(x):
     p = p * r + f(4.1665795894e-2)
     p = p * r + f(1.6666665459e-1)
     p = p * r + f(5.0000001201e-1)
-    e = (p * r * r + r + f(1.0)) * _float32_from_bits((np.int32(n) + 127) << 23)
+    e = (p * r * r + r + f(1.0)) * float32_from_bits((np.int32(n) + 127) << 23)
     # underflow -> 0; NaN (both tests false) -> NaN
     return e if x >= f(_EXP_LO) else (f(0.0) if x < f(_EXP_LO) else x)
