@@ -41,6 +41,7 @@ from .threads import chunk_bounds, num_threads, parallel_for, single_threaded_bl
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MIN_ROWS = 64                  # rows per block at least (a block is one GEMM call)
+_MAX_SMALL_KERNELS = 2048       # generated GEMM kernels kept at most (about 60 MB)
 
 
 class _Gemm:
@@ -106,11 +107,15 @@ class _Gemm:
         [kernel address, jitter address] for ``call_small_gemm`` in compiled code, or None
         where this library generates none.
 
-        Kernels are made once per key and kept for the life of the process (a few KB each:
-        one per sequence length and layout in use)."""
+        Kernels are made once per key (60 us) and kept for the life of the process, about
+        30 KB each: six per sequence length in use. Past ``_MAX_SMALL_KERNELS`` no new one is
+        made (None: the caller's other path runs) -- none is ever freed, so none can vanish
+        under a thread that is running it."""
         key = (np.dtype(dtype), trans_a, trans_b, m, n, k, lda, ldb, ldc)
         if key in self.small_kernels:
             return self.small_kernels[key]
+        if len(self.small_kernels) >= _MAX_SMALL_KERNELS:
+            return None
         fns = self.jit_fns.get(key[0])
         kernel = None
         if fns is not None:

@@ -106,6 +106,22 @@ def test_generated_kernels_are_made_once_per_shape_and_layout():
     assert first.dtype == np.int64 and first.shape == (2,) and first.all()
 
 
+def test_past_the_cap_no_kernel_is_made_and_the_slices_run(monkeypatch):
+    if not generated_kernels_available():
+        pytest.skip("MKL (its JIT GEMM) is not installed")
+    from minitune.cpu import linear
+    monkeypatch.setattr(linear.GEMM, "small_kernels", {})
+    monkeypatch.setattr(linear, "_MAX_SMALL_KERNELS", 1)
+    assert linear.GEMM.small(np.float32, False, True, 3, 3, 2, 2, 2, 3) is not None
+    assert linear.GEMM.small(np.float32, False, True, 4, 4, 2, 2, 2, 4) is None
+    rng = np.random.default_rng(2)
+    q, k, v = (heads(rng, 2, 2, 5, 3, np.float32) for _ in range(3))
+    out, _ = fused.attention_forward(q, k, v, None, 0.5, 0.0, None)
+    want, _ = ref.attention_forward(q, k, v, None, 0.5, 0.0, None)
+    assert_same(out, want, np.float32)
+    assert len(linear.GEMM.small_kernels) == 1               # the one made; none past the cap
+
+
 def test_under_no_grad_the_probabilities_are_not_kept(path):
     from minitune import no_grad
     rng = np.random.default_rng(4)
