@@ -22,9 +22,9 @@ reference (``x @ w.T``, then ``y += b``) cannot choose are chosen here:
   ``openblas`` or ``numpy`` (the reference) chooses; ``gemm_library()`` says which one runs.
 - **Threads.** The rows are cut into blocks, and minitune's pool runs each block as a
   single-threaded GEMM: the same threads as every other fused op, no BLAS threads to wake
-  (or to spin, threads.py) between ops. ``gw`` sums over the rows, so each of n blocks of rows
-  (n = ``num_threads()``) computes the sum over its own rows, and the n results are added at
-  the end.
+  (or to spin, threads.py) between ops. ``gw`` and ``gb`` sum over the rows, so each of n blocks of rows
+  (n = ``num_threads()``) computes the sums over its own rows -- gb's right after its GEMMs
+  have read those rows of gy -- and the n results are added at the end.
 
 supports: x, w (and b) float32 or float64 of one dtype, at "fp32" precision (amp's rounded
 products run on the reference), and a GEMM library found; otherwise the reference runs.
@@ -241,13 +241,15 @@ def linear_backward(gy, saved, needs=(True, True, True)):
     x2 = np.ascontiguousarray(x.reshape(-1, IN))                     # (N, IN)
     N, row = g2.shape[0], dt.itemsize
     gx = np.empty((N, IN), dt) if needs[0] else None
-    # gw sums over the rows: block j of the rows adds g[rows_j]^T x[rows_j] into an (OUT, IN)
-    # array of its own, and the blocks' arrays are added at the end. One block per thread of
-    # num_threads(), not of the threads active now: the sum's order, and so gw to the last bit,
-    # depends on the thread setting only, never on how busy the machine is.
+    # gw and gb sum over the rows: block j of the rows puts g[rows_j]^T x[rows_j] into an
+    # (OUT, IN) array of its own, and the column sums of g[rows_j] into an (OUT,) row, and the
+    # blocks' results are added at the end. One block per thread of num_threads(), not of the
+    # threads active now: the sums' order, and so gw and gb to the last bit, depend on the
+    # thread setting only, never on how busy the machine is.
     blocks = max(1, min(num_threads(), N // _MIN_ROWS))
     edges = np.linspace(0, N, blocks + 1).astype(np.int64).tolist()
     partial = np.empty((blocks, OUT, IN), dt) if needs[1] else None
+    partial_b = np.empty((blocks, OUT), dt) if has_bias and needs[2] else None
 
     def row_blocks(c, first, last):
         for j in range(first, last):
@@ -258,8 +260,10 @@ def linear_backward(gy, saved, needs=(True, True, True)):
             if partial is not None:               # partial[j] = g[lo:hi]^T x[lo:hi]
                 GEMM(dt, True, False, OUT, IN, hi - lo, g2.ctypes.data + lo * OUT * row, OUT,
                      x2.ctypes.data + lo * IN * row, IN, 0.0, partial[j].ctypes.data, IN)
+            if partial_b is not None:             # the bias's share, while g[lo:hi] is cached
+                g2[lo:hi].sum(axis=0, out=partial_b[j])
 
     _run(row_blocks, [(j, j + 1) for j in range(blocks)])
     gw = None if partial is None else partial[0] if blocks == 1 else partial.sum(axis=0)
-    gb = g2.sum(axis=0) if has_bias and needs[2] else None
+    gb = None if partial_b is None else partial_b[0] if blocks == 1 else partial_b.sum(axis=0)
     return (None if gx is None else gx.reshape(x.shape)), gw, gb

@@ -55,8 +55,9 @@ def test_linear_reads_strided_inputs(library):
 
 
 def test_weight_gradient_does_not_depend_on_the_load(library, monkeypatch):
-    """gw sums over blocks of rows, one per thread of the setting: when a busy machine leaves
-    fewer threads active, the blocks are the same, and so is gw to the last bit."""
+    """gw and gb sum over blocks of rows, one per thread of the setting: when a busy machine
+    leaves fewer threads active, the blocks are the same, and so are gw and gb to the last
+    bit."""
     from minitune.cpu import threads
     rng = np.random.default_rng(2)
     x = rng.standard_normal((700, 48)).astype(np.float32)
@@ -66,8 +67,9 @@ def test_weight_gradient_does_not_depend_on_the_load(library, monkeypatch):
     threads.set_adaptive(False)
     threads.set_num_threads(2)
     try:
-        _, saved = fused.linear_forward(x, w)
+        _, saved = fused.linear_forward(x, w, rng.standard_normal(40).astype(np.float32))
         both = fused.linear_backward(gy, saved)
+        assert all(g is not None for g in both)
         monkeypatch.setattr(threads, "active_threads", lambda: 1)
         one = fused.linear_backward(gy, saved)
     finally:
