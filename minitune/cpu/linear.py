@@ -22,9 +22,9 @@ reference (``x @ w.T``, then ``y += b``) cannot choose are chosen here:
   ``openblas`` or ``numpy`` (the reference) chooses; ``gemm_library()`` says which one runs.
 - **Threads.** The rows are cut into blocks, and minitune's pool runs each block as a
   single-threaded GEMM: the same threads as every other fused op, no BLAS threads to wake
-  (or to spin, threads.py) between ops. ``gw`` and ``gb`` sum over the rows, so each of n blocks of rows
-  (n = ``num_threads()``) computes the sums over its own rows -- gb's right after its GEMMs
-  have read those rows of gy -- and the n results are added at the end.
+  (or to spin, threads.py) between ops. ``gw`` and ``gb`` sum over the rows, so each of n
+  blocks of rows (n = ``num_threads()``) computes the sums over its own rows -- gb's right
+  after its GEMMs have read those rows of gy -- and the n results are added at the end.
 
 supports: x, w (and b) float32 or float64 of one dtype, at "fp32" precision (amp's rounded
 products run on the reference), and a GEMM library found; otherwise the reference runs.
