@@ -49,11 +49,15 @@ def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd
             keep_mask(seed, r * H, keep, threshold)
             for j in range(H):
                 u[j] = x[r, j] * scale if keep[j] else f(0.0)
+            if has_residual:                    # a loop of its own: no FMA with the above
+                for j in range(H):
+                    u[j] += residual[r, j]
+        elif has_residual:                      # one loop over row views: 0.8x the time
+            xr, rr = x[r], residual[r]          # of a copy and an add (8192 x 384)
+            for j in range(H):
+                u[j] = xr[j] + rr[j]
         else:
             u[:] = x[r]
-        if has_residual:                        # a loop of its own: no FMA with the above
-            for j in range(H):
-                u[j] += residual[r, j]
         s = 0.0
         for j in range(H):
             s += u[j]
@@ -64,10 +68,11 @@ def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd
             s2 += d * d
         rs = 1.0 / np.sqrt(s2 / H + eps)
         rstd[r] = rs
+        xhat_r, y_r = xhat[r], y[r]
         for j in range(H):
             xh = (u[j] - mean) * rs
-            xhat[r, j] = xh
-            y[r, j] = xh * w[j] + b[j]
+            xhat_r[j] = xh
+            y_r[j] = xh * w[j] + b[j]
 
 
 @kernel
@@ -79,22 +84,24 @@ def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gu, gw_part, gb_part,
     gxhat = np.empty(H, gy.dtype)
     keep = np.empty(H, np.bool_)
     for r in range(lo, hi):
+        gy_r, xhat_r, gu_r = gy[r], xhat[r], gu[r]
         s1 = 0.0
         s2 = 0.0
         for j in range(H):
-            gxhat[j] = gy[r, j] * w[j]          # stored once: both uses see the same rounding
+            gxhat[j] = gy_r[j] * w[j]           # stored once: both uses see the same rounding
             s1 += gxhat[j]
-            s2 += gxhat[j] * xhat[r, j]
+            s2 += gxhat[j] * xhat_r[j]
         m1, m2 = s1 / H, s2 / H
         rs = rstd[r]
         for j in range(H):
-            gu[r, j] = rs * (gxhat[j] - m1 - xhat[r, j] * m2)
-            gw_acc[j] += gy[r, j] * xhat[r, j]
-            gb_acc[j] += gy[r, j]
+            gu_r[j] = rs * (gxhat[j] - m1 - xhat_r[j] * m2)
+            gw_acc[j] += gy_r[j] * xhat_r[j]
+            gb_acc[j] += gy_r[j]
         if dropout:                             # gx = gu * keep * scale, gu as stored
             keep_mask(seed, r * H, keep, threshold)
+            gx_r = gx[r]
             for j in range(H):
-                gx[r, j] = gu[r, j] * scale if keep[j] else f(0.0)
+                gx_r[j] = gu_r[j] * scale if keep[j] else f(0.0)
 
 
 def supports(x, *rest):
