@@ -188,7 +188,7 @@ def _ld(a):
 def _small_kernels(dtype, specs):
     """GEMM.small for each (trans_a, trans_b, m, n, k, lda, ldb, ldc); None unless all exist."""
     gemm = linear.GEMM
-    if gemm is None or not hasattr(gemm, "small") or any(None in spec for spec in specs):
+    if gemm is None or any(None in spec for spec in specs):
         return None
     kernels = [gemm.small(dtype, *spec) for spec in specs]
     return None if any(kern is None for kern in kernels) else kernels
@@ -206,7 +206,7 @@ def supports(q, k, v, mask_bias=None):
 
 def _grain(B, NH, T):
     """Sequences per slice: about 1.5 MB of scores (cache-sized), at least one."""
-    return max(1, (1 << 18) // (NH * T * T) + 1) if B > 1 else 1
+    return max(1, (1 << 18) // max(NH * T * T, 1) + 1) if B > 1 else 1
 
 
 def _scores(q, k, s):

@@ -284,6 +284,8 @@ def parallel_for(kernel, n, *args, grain=1, bounds=None):
     """
     if bounds is None:
         bounds = chunk_bounds(n, grain)
+    if not bounds:                                  # nothing to do (n = 0)
+        return 0
     if len(bounds) == 1:
         kernel(0, 0, n, *args)
         return 1

@@ -59,6 +59,14 @@ def test_attention_matches_reference(dtype, shape, mask, p, pool_threads, path):
         assert_same(got, want, dtype, scale=T)
 
 
+@pytest.mark.parametrize("shape", [(0, 2, 3, 4), (2, 0, 3, 4)])
+def test_empty_batches_give_empty_results(shape, pool_threads, path):
+    q = np.zeros(shape, np.float32)
+    out, saved = fused.attention_forward(q, q, q, None, 0.5, 0.1, np.random.default_rng(0))
+    assert out.shape == shape
+    assert all(g.shape == shape for g in fused.attention_backward(out, saved))
+
+
 def test_other_masks_and_mixed_dtypes_are_left_to_the_reference():
     q = np.zeros((2, 3, 4, 5), np.float32)
     assert not fused.supports(q, q, q, np.zeros((2, 3, 4, 4), np.float32))    # per-head mask

@@ -62,6 +62,16 @@ def test_one_thread_runs_everything_on_the_caller(restore_threads):
     assert idents == {threading.get_ident()}
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_nothing_to_do_runs_nothing(restore_threads, n_threads):
+    """n = 0 (an empty batch): no chunk, no kernel call, no pool -- at one thread the pool
+    would have no workers to make."""
+    threads.set_num_threads(n_threads)
+    calls = []
+    assert threads.parallel_for(lambda c, lo, hi: calls.append(c), 0) == 0
+    assert calls == []
+
+
 def test_bad_environment_value_is_named(monkeypatch):
     monkeypatch.setenv("MINITUNE_NUM_THREADS", "two")
     with pytest.raises(ValueError, match="MINITUNE_NUM_THREADS"):
