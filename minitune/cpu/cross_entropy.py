@@ -25,20 +25,18 @@ _GRAIN = 4096                # rows per chunk at least (a chunk of K = 9 logits 
 @kernel
 def _forward_rows(c, lo, hi, z, t, valid, lse, losses):
     e = np.empty(z.shape[1], z.dtype)
-    ebits = e.view(np.int32)
     acc = np.empty(16, z.dtype)
     for r in range(lo, hi):
         m = row_max(z[r], acc)
-        lse[r] = m + math.log(exp_row(z[r], e, ebits, m))
+        lse[r] = m + math.log(exp_row(z[r], e, m))
         losses[r] = (lse[r] - z[r, t[r]]) if valid[r] else 0.0
 
 
 @kernel
 def _backward_rows(c, lo, hi, z, lse, t, row_scale, g):
     K = z.shape[1]
-    bits = g.view(np.int32)
     for r in range(lo, hi):
-        exp_row(z[r], g[r], bits[r], lse[r])
+        exp_row(z[r], g[r], lse[r])
         g[r, t[r]] -= 1.0
         for j in range(K):
             g[r, j] *= row_scale[r]
