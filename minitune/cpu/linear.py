@@ -53,7 +53,10 @@ class _Gemm:
         self.multithreaded = multithreaded         # OpenBLAS: hold it at one thread per call
         self.fns, self.batch_fns, self.jit_fns, self.small_kernels = {}, {}, {}, {}
         if jit_symbols:
-            self._jit_setup(handle, jit_symbols, int_type)
+            try:
+                self._jit_setup(handle, jit_symbols, int_type)
+            except AttributeError:                 # an MKL older than its JIT (2019)
+                self.jit_fns = {}
         ptr = ctypes.c_void_p
         for i, dtype in enumerate((np.float32, np.float64)):
             real = ctypes.c_float if dtype == np.float32 else ctypes.c_double

@@ -201,3 +201,22 @@ def test_gradients_of_one_array_used_thrice_stay_separate(path):
     want = fused.attention_backward(gout, (q.copy(), q.copy(), q.copy()) + saved[3:])
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_an_mkl_without_its_jit_keeps_its_gemm():
+    """A library that lacks the JIT symbols still gives its ordinary GEMM; small() is None."""
+    from minitune.cpu import linear
+
+    from types import SimpleNamespace
+
+    def sgemm(*args):
+        pass
+
+    def dgemm(*args):
+        pass
+
+    library = SimpleNamespace(cblas_sgemm=sgemm, cblas_dgemm=dgemm)     # no JIT symbols
+    gemm = linear._Gemm("old", library, ("cblas_sgemm", "cblas_dgemm"), int, False,
+                        jit_symbols=("mkl_cblas_jit_create_sgemm", "mkl_cblas_jit_create_dgemm",
+                                     "mkl_jit_get_sgemm_ptr", "mkl_jit_get_dgemm_ptr"))
+    assert gemm.fns and gemm.small(np.float32, False, True, 4, 4, 2, 2, 2, 4) is None
