@@ -90,7 +90,6 @@ class _Gemm:
            m, n, k, 1.0, a, lda, stride_a, b, ldb, stride_b, 0.0, c, ldc, stride_c, count)
         return True
 
-
     def _jit_setup(self, handle, symbols, int_type):
         ptr = ctypes.c_void_p
         for i, dtype in enumerate((np.float32, np.float64)):
@@ -107,7 +106,7 @@ class _Gemm:
         """A GEMM kernel generated for these sizes and strides, C (m, n) = op(A) op(B) with
         beta = 0, row-major (MKL's JIT, for the attention's many small products: there is no
         call to decide anything, no packing of the operands). Returns an int64 array
-        [kernel address, jitter address] for ``call_small_gemm`` in compiled code, or None
+        [kernel address, jitter address] for compiled code to call (``attention._call``), or None
         where this library generates none.
 
         Kernels are made once per key (60 us) and kept for the life of the process, about
