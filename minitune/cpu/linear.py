@@ -22,9 +22,11 @@ reference (``x @ w.T``, then ``y += b``) cannot choose are chosen here:
   ``openblas`` or ``numpy`` (the reference) chooses; ``gemm_library()`` says which one runs.
 - **Threads.** The rows are cut into blocks, and minitune's pool runs each block as a
   single-threaded GEMM: the same threads as every other fused op, no BLAS threads to wake
-  (or to spin, threads.py) between ops. ``gw`` and ``gb`` sum over the rows, so each of n
-  blocks of rows (n = ``num_threads()``) computes the sums over its own rows -- gb's right
-  after its GEMMs have read those rows of gy -- and the n results are added at the end.
+  (or to spin, threads.py) between ops. ``gw`` and ``gb`` sum over the rows: each of n
+  blocks (n = ``num_threads()``) computes gb's sums over its own rows, right after its GEMMs
+  have read those rows of gy, and the n results are added at the end; gw is cut the same way
+  when OUT <= IN, and by its OUT rows (one GEMM over all N rows each, nothing to add) when
+  OUT > IN, where MKL runs that form faster.
 
 supports: x, w (and b) float32 or float64 of one dtype, at "fp32" precision (amp's rounded
 products run on the reference), and a GEMM library found; otherwise the reference runs.
@@ -243,14 +245,19 @@ def linear_backward(gy, saved, needs=(True, True, True)):
     x2 = np.ascontiguousarray(x.reshape(-1, IN))                     # (N, IN)
     N, row = g2.shape[0], dt.itemsize
     gx = np.empty((N, IN), dt) if needs[0] else None
-    # gw and gb sum over the rows: block j of the rows puts g[rows_j]^T x[rows_j] into an
-    # (OUT, IN) array of its own, and the column sums of g[rows_j] into an (OUT,) row, and the
-    # blocks' results are added at the end. One block per thread of num_threads(), not of the
-    # threads active now: the sums' order, and so gw and gb to the last bit, depend on the
-    # thread setting only, never on how busy the machine is.
+    # gw and gb sum over the rows. Block j of n (n = num_threads()) computes gx for rows_j of
+    # the N rows, and either (OUT > IN) gw for outs_j of the OUT outputs, g[:, outs_j]^T x in
+    # one GEMM over all N rows, or (OUT <= IN) its rows' share g[rows_j]^T x into an (OUT, IN)
+    # array of its own, the n shares added at the end -- whichever MKL runs faster for the
+    # shape (docs/performance.md). gb: the column sums of g[rows_j], added at the end. The cut
+    # is by the thread setting, not by the threads active now: gw and gb to the last bit
+    # depend on the setting only, never on how busy the machine is.
     blocks = max(1, min(num_threads(), N // _MIN_ROWS))
     edges = np.linspace(0, N, blocks + 1).astype(np.int64).tolist()
-    partial = np.empty((blocks, OUT, IN), dt) if needs[1] else None
+    by_outputs = needs[1] and blocks > 1 and OUT > IN and OUT >= blocks
+    outs = np.linspace(0, OUT, blocks + 1).astype(np.int64).tolist()
+    gw_out = np.empty((OUT, IN), dt) if by_outputs else None
+    partial = np.empty((blocks, OUT, IN), dt) if needs[1] and not by_outputs else None
     partial_b = np.empty((blocks, OUT), dt) if has_bias and needs[2] else None
 
     def row_blocks(c, first, last):
@@ -259,6 +266,10 @@ def linear_backward(gy, saved, needs=(True, True, True)):
             if gx is not None:                    # gx[lo:hi] = g[lo:hi] w
                 GEMM(dt, False, False, hi - lo, IN, OUT, g2.ctypes.data + lo * OUT * row, OUT,
                      w.ctypes.data, IN, 0.0, gx.ctypes.data + lo * IN * row, IN)
+            if gw_out is not None:                # gw[o_lo:o_hi] = g[:, o_lo:o_hi]^T x
+                o_lo, o_hi = outs[j], outs[j + 1]
+                GEMM(dt, True, False, o_hi - o_lo, IN, N, g2.ctypes.data + o_lo * row, OUT,
+                     x2.ctypes.data, IN, 0.0, gw_out.ctypes.data + o_lo * IN * row, IN)
             if partial is not None:               # partial[j] = g[lo:hi]^T x[lo:hi]
                 GEMM(dt, True, False, OUT, IN, hi - lo, g2.ctypes.data + lo * OUT * row, OUT,
                      x2.ctypes.data + lo * IN * row, IN, 0.0, partial[j].ctypes.data, IN)
@@ -266,6 +277,7 @@ def linear_backward(gy, saved, needs=(True, True, True)):
                 g2[lo:hi].sum(axis=0, out=partial_b[j])
 
     _run(row_blocks, [(j, j + 1) for j in range(blocks)])
-    gw = None if partial is None else partial[0] if blocks == 1 else partial.sum(axis=0)
+    gw = (gw_out if gw_out is not None else None if partial is None
+          else partial[0] if blocks == 1 else partial.sum(axis=0))
     gb = None if partial_b is None else partial_b[0] if blocks == 1 else partial_b.sum(axis=0)
     return (None if gx is None else gx.reshape(x.shape)), gw, gb

@@ -54,20 +54,21 @@ def test_linear_reads_strided_inputs(library):
         assert_same(g, g_ref, np.float32, scale=12)
 
 
-def test_weight_gradient_does_not_depend_on_the_load(library, monkeypatch):
-    """gw and gb sum over blocks of rows, one per thread of the setting: when a busy machine
+@pytest.mark.parametrize("OUT", [40, 56])          # gw by shares of the rows; by outputs
+def test_weight_gradient_does_not_depend_on_the_load(library, monkeypatch, OUT):
+    """gw and gb are cut into blocks, one per thread of the setting: when a busy machine
     leaves fewer threads active, the blocks are the same, and so are gw and gb to the last
     bit."""
     from minitune.cpu import threads
     rng = np.random.default_rng(2)
     x = rng.standard_normal((700, 48)).astype(np.float32)
-    w = rng.standard_normal((40, 48)).astype(np.float32)
-    gy = rng.standard_normal((700, 40)).astype(np.float32)
+    w = rng.standard_normal((OUT, 48)).astype(np.float32)
+    gy = rng.standard_normal((700, OUT)).astype(np.float32)
     before = threads.num_threads()
     threads.set_adaptive(False)
     threads.set_num_threads(2)
     try:
-        _, saved = fused.linear_forward(x, w, rng.standard_normal(40).astype(np.float32))
+        _, saved = fused.linear_forward(x, w, rng.standard_normal(OUT).astype(np.float32))
         both = fused.linear_backward(gy, saved)
         assert all(g is not None for g in both)
         monkeypatch.setattr(threads, "active_threads", lambda: 1)
