@@ -256,7 +256,7 @@ def linear_backward(gy, saved, needs=(True, True, True)):
     edges = np.linspace(0, N, blocks + 1).astype(np.int64).tolist()
     by_outputs = needs[1] and blocks > 1 and OUT > IN and OUT >= blocks
     outs = np.linspace(0, OUT, blocks + 1).astype(np.int64).tolist()
-    gw_out = np.empty((OUT, IN), dt) if by_outputs else None
+    gw = np.empty((OUT, IN), dt) if by_outputs else None
     partial = np.empty((blocks, OUT, IN), dt) if needs[1] and not by_outputs else None
     partial_b = np.empty((blocks, OUT), dt) if has_bias and needs[2] else None
 
@@ -266,10 +266,10 @@ def linear_backward(gy, saved, needs=(True, True, True)):
             if gx is not None:                    # gx[lo:hi] = g[lo:hi] w
                 GEMM(dt, False, False, hi - lo, IN, OUT, g2.ctypes.data + lo * OUT * row, OUT,
                      w.ctypes.data, IN, 0.0, gx.ctypes.data + lo * IN * row, IN)
-            if gw_out is not None:                # gw[o_lo:o_hi] = g[:, o_lo:o_hi]^T x
+            if by_outputs:                        # gw[o_lo:o_hi] = g[:, o_lo:o_hi]^T x
                 o_lo, o_hi = outs[j], outs[j + 1]
                 GEMM(dt, True, False, o_hi - o_lo, IN, N, g2.ctypes.data + o_lo * row, OUT,
-                     x2.ctypes.data, IN, 0.0, gw_out.ctypes.data + o_lo * IN * row, IN)
+                     x2.ctypes.data, IN, 0.0, gw.ctypes.data + o_lo * IN * row, IN)
             if partial is not None:               # partial[j] = g[lo:hi]^T x[lo:hi]
                 GEMM(dt, True, False, OUT, IN, hi - lo, g2.ctypes.data + lo * OUT * row, OUT,
                      x2.ctypes.data + lo * IN * row, IN, 0.0, partial[j].ctypes.data, IN)
@@ -277,7 +277,7 @@ def linear_backward(gy, saved, needs=(True, True, True)):
                 g2[lo:hi].sum(axis=0, out=partial_b[j])
 
     _run(row_blocks, [(j, j + 1) for j in range(blocks)])
-    gw = (gw_out if gw_out is not None else None if partial is None
-          else partial[0] if blocks == 1 else partial.sum(axis=0))
+    if partial is not None:
+        gw = partial[0] if blocks == 1 else partial.sum(axis=0)
     gb = None if partial_b is None else partial_b[0] if blocks == 1 else partial_b.sum(axis=0)
     return (None if gx is None else gx.reshape(x.shape)), gw, gb

@@ -88,7 +88,7 @@ def test_outputs_are_laid_out_as_tokens_so_merging_heads_copies_nothing(path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gradient_of_any_layout_is_taken(dtype, path):
+def test_gradient_of_any_layout_is_taken(dtype, path, monkeypatch):
     """gout whose head rows are not contiguous (here: HS the slowest axis) is copied once
     into the token layout; the gradients are the reference's."""
     rng = np.random.default_rng(5)
@@ -98,9 +98,15 @@ def test_gradient_of_any_layout_is_taken(dtype, path):
     _, saved_ref = ref.attention_forward(q, k, v, None, 0.5, 0.0, None)
     gout = rng.standard_normal((HS, B, NH, T)).astype(dtype).transpose(1, 2, 3, 0)
     assert fused._ld(gout) is None
+    made = []                              # what the backward asked for: kernels or None
+    kernels = fused._small_kernels
+    monkeypatch.setattr(fused, "_small_kernels",
+                        lambda dtype, specs: made.append(kernels(dtype, specs)) or made[-1])
     for got, want in zip(fused.attention_backward(gout, saved),
                          ref.attention_backward(gout, saved_ref)):
         assert_same(got, want, dtype, scale=T)
+    # the copy let the backward take the path chosen for this test
+    assert (made[-1] is not None) == (path == "generated kernels")
 
 
 def test_generated_kernels_are_made_once_per_shape_and_layout():
