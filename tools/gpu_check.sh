@@ -58,6 +58,8 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
     echo "## nvidia-smi";    timeout 5 nvidia-smi
     echo "## cupy.show_config()"
     timeout 5 "$PY" -c 'import cupy; cupy.show_config()'
+    echo "## CUDA's crt/mma.h (the tensor-core GEMM's WMMA header) and the NVRTC options"
+    timeout 30 "$PY" -c 'from minitune.cuda import nvrtc; print(nvrtc.crt_include_dir(), nvrtc.compile_options())'
     echo "## packages"
     timeout 5 "$PY" - <<'EOF'
 import importlib

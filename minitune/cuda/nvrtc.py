@@ -7,8 +7,12 @@ space``) and an explicit ``-arch`` it compiles to a cubin on any machine with th
 (the ``nvidia-cuda-nvrtc`` wheel). A cubin, not PTX, so register and shared-memory overflows
 fail here too. Errors name the kernel file and line (``attention.cu(24): error: ...``).
 """
+import functools
+import glob
 import hashlib
 import os
+import shutil
+import sys
 
 from .source import cache_dir, load_source
 
@@ -20,10 +24,58 @@ class KernelCompileError(RuntimeError):
     """NVRTC rejected a kernel file; the message is NVRTC's log (file(line): error: ...)."""
 
 
-def raw_module_options(arch):
-    """The NVRTC options RawModule uses for ``OPTIONS`` on ``arch`` (e.g. "sm_90")."""
+def _cupy_include_dirs():
+    """The directories CuPy puts on NVRTC's include path (its own, then CUDA's)."""
     from cupy._core.core import assemble_cupy_compiler_options
-    return list(assemble_cupy_compiler_options(OPTIONS)) + [
+    return [o[2:] for o in assemble_cupy_compiler_options(OPTIONS) if o.startswith("-I")]
+
+
+def _crt_candidates():
+    """Where else CUDA's headers live: $CUDA_PATH, $CUDA_HOME, beside nvcc, /usr/local/cuda*,
+    and the pip wheels' nvidia/cu*/include (the nvidia-cuda-crt wheel installs crt/ there)."""
+    roots = [os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        roots.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    roots += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
+    dirs = [os.path.join(r, "include") for r in roots if r]
+    for site in sys.path:
+        dirs += sorted(glob.glob(os.path.join(site, "nvidia", "cu*", "include")), reverse=True)
+    return dirs
+
+
+def _has_crt(d):
+    return os.path.isfile(os.path.join(d, "crt", "mma.h"))
+
+
+@functools.lru_cache(maxsize=None)
+def crt_include_dir():
+    """The directory holding CUDA's ``crt/mma.h``, or None where there is none.
+
+    ``<mma.h>`` (WMMA, for kernels/matmul_tc.cu) is, in CUDA 13, a wrapper that
+    includes ``"crt/mma.h"``; pip's CUDA 13 headers (nvidia/cu13/include, which CuPy may put on
+    the include path) ship without crt/ unless the ``nvidia-cuda-crt`` wheel is installed. A
+    GPU check on an H200 failed on exactly this (docs/backend.md). CuPy's own directories are
+    tried first, then ``_crt_candidates``."""
+    for d in _cupy_include_dirs() + _crt_candidates():
+        if _has_crt(d):
+            return d
+    return None
+
+
+def compile_options():
+    """The options the launchers pass to RawModule: ``OPTIONS``, plus ``-I`` the directory of
+    ``crt/mma.h`` when CuPy's include path lacks it."""
+    d = crt_include_dir()
+    if d is None or d in _cupy_include_dirs():
+        return OPTIONS
+    return OPTIONS + (f"-I{d}",)
+
+
+def raw_module_options(arch):
+    """The NVRTC options RawModule uses for ``compile_options()`` on ``arch`` (e.g. "sm_90")."""
+    from cupy._core.core import assemble_cupy_compiler_options
+    return list(assemble_cupy_compiler_options(compile_options())) + [
         "-ftz=true", f"-arch={arch}", "--device-as-default-execution-space"]
 
 

@@ -13,16 +13,17 @@ only ever hands cupy arrays to the kernel table; numpy arrays reach a launcher f
 which is how CI runs every launcher on machines without a GPU.
 
 The GPU side compiles each kernel file once per process with ``cupy.RawModule(code=...)`` (NVRTC,
-``nvrtc.OPTIONS``; CuPy also caches the binary on disk) and launches with the current stream.
+``nvrtc.compile_options()``; CuPy also caches the binary on disk) and launches with the current stream.
 """
 import contextlib
 import functools
+import warnings
 
 import numpy as np
 
 from ..backend import _import_cupy, is_cupy_array
 from . import emulator
-from .nvrtc import OPTIONS
+from . import nvrtc
 from .source import load_source
 
 
@@ -41,8 +42,18 @@ class GpuRuntime:
 
     @functools.cached_property
     def tensor_cores(self):
-        """True from compute capability 8.0 (the TF32/BF16 mma of kernels/matmul_tc.cu)."""
-        return int(self.xp.cuda.Device().compute_capability) >= 80
+        """True from compute capability 8.0 (the TF32/BF16 mma of kernels/matmul_tc.cu) where
+        CUDA's ``crt/mma.h`` header is found (``nvrtc.crt_include_dir``); without it, a warning
+        and the rounded-operand path (matmul.py)."""
+        if int(self.xp.cuda.Device().compute_capability) < 80:
+            return False
+        if nvrtc.crt_include_dir() is None:
+            warnings.warn("minitune: CUDA's crt/mma.h header was not found (pip install "
+                          "nvidia-cuda-crt, or set CUDA_PATH to a CUDA toolkit): tf32/bf16 "
+                          "products run as rounded operands on the fp32 GEMM kernel, without "
+                          "tensor cores", RuntimeWarning, stacklevel=2)
+            return False
+        return True
 
     def function(self, name, kernel):
         """Kernel ``kernel`` of kernels/``name``; the file is compiled once per process."""
@@ -51,7 +62,7 @@ class GpuRuntime:
             module = self._modules.get(name)
             if module is None:
                 module = self._modules[name] = self.xp.RawModule(code=load_source(name),
-                                                                 options=OPTIONS)
+                                                                 options=nvrtc.compile_options())
             fn = self._functions[(name, kernel)] = module.get_function(kernel)
         return fn
 
