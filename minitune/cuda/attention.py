@@ -21,6 +21,15 @@ TILE = 32                 # KT in attention.cu: keys (queries) per shared-memory
 MAX_HEAD_SIZE = 128
 OFFSET = np.uint32(0)     # Philox counter word 3; a fresh seed per call makes it free for now
 
+# The register-blocked variants 5-7 (each row group owns R query rows or keys, so a float4 read
+# from shared memory feeds 4 R FFMAs instead of 4; docs/kernels.md) serve head sizes above
+# BLOCKED_MIN_HEAD_SIZE when USE_BLOCKED is set; HS <= 32 keeps variants 2-4 (already faster
+# than PyTorch's there). Off until measured on a GPU: `USE_BLOCKED = True` makes them the
+# default. `forward(variant=...)` and `backward(variant=...)` choose either family explicitly.
+USE_BLOCKED = False
+BLOCKED_MIN_HEAD_SIZE = 32
+BLOCKED_ROWS = {"forward": 4, "dq": 2, "dkdv": 2}     # R of attention.cu's entry points
+
 
 def supports(q, k, v, mask_bias=None):
     """float32 q, k, v (B, NH, T, HS) with HS <= 128; a per-key mask (B or 1, 1, 1, T) or none."""
@@ -36,6 +45,26 @@ def supports(q, k, v, mask_bias=None):
 def _split(head_size):
     """Threads per row: each holds 32 of the head's dims."""
     return 1 if head_size <= 32 else 2 if head_size <= 64 else 4
+
+
+def _blocked_split(head_size):
+    """Threads per row group in variants 5-7: each holds 16 of the head's dims."""
+    return 4 if head_size <= 64 else 8
+
+
+def _default_blocked(head_size):
+    return USE_BLOCKED and head_size > BLOCKED_MIN_HEAD_SIZE
+
+
+def _plan(kind, head_size, blocked):
+    """(entry point, rows or keys a 128-thread block) of ``kind`` ("forward", "dq", "dkdv")."""
+    name = {"forward": "attention_forward", "dq": "attention_backward_dq",
+            "dkdv": "attention_backward_dkdv"}[kind]
+    if blocked:
+        split = _blocked_split(head_size)
+        return f"{name}_b{split}", 128 // split * BLOCKED_ROWS[kind]
+    split = _split(head_size)
+    return f"{name}_s{split}", 128 // split
 
 
 def _strides(a):
@@ -68,9 +97,14 @@ def _dropout(p, rng):
     return seed, np.uint32(threshold), np.float32(scale), seed_ptr
 
 
-def forward(q, k, v, mask_bias, scale, dropout_p, rng, variant=2):
-    """The op's forward (``ops.nn.attention_forward``) on the kernels; variant 1 is the naive
-    kernel, 2 the tiled one. Returns (out (B, NH, T, HS), saved)."""
+def forward(q, k, v, mask_bias, scale, dropout_p, rng, variant=None):
+    """The op's forward (``ops.nn.attention_forward``) on the kernels.
+
+    variant: 1 the naive kernel, 2 the tiled one, 5 the register-blocked one; None picks 5 or 2
+    by head size (``USE_BLOCKED``, ``BLOCKED_MIN_HEAD_SIZE``). Returns (out (B, NH, T, HS),
+    saved)."""
+    if variant not in (None, 1, 2, 5):
+        raise ValueError(f"attention.forward: no variant {variant!r} (1, 2 or 5)")
     rt = runtime.for_array(q)
     xp = rt.xp
     B, NH, T, HS = q.shape
@@ -89,16 +123,20 @@ def forward(q, k, v, mask_bias, scale, dropout_p, rng, variant=2):
     if variant == 1:
         rt.launch(FILE, "attention_forward_naive", ((T + 127) // 128, B * NH), 128, args)
     else:
-        split = _split(HS)
-        rows = 128 // split
-        rt.launch(FILE, f"attention_forward_s{split}", ((T + rows - 1) // rows, B * NH), 128,
-                  args)
+        blocked = _default_blocked(HS) if variant is None else variant == 5
+        kernel, rows = _plan("forward", HS, blocked)
+        rt.launch(FILE, kernel, ((T + rows - 1) // rows, B * NH), 128, args)
     saved = (q, k, v, bias, bias_sb, out, m, L, scale, seed, threshold, dscale, seed_ptr)
     return out, saved
 
 
-def backward(gout, saved):
-    """The op's backward: (gq, gk, gv), each (B, NH, T, HS)."""
+def backward(gout, saved, variant=None):
+    """The op's backward: (gq, gk, gv), each (B, NH, T, HS).
+
+    variant: 3 runs kernels 3 and 4, 6 the register-blocked 6 and 7; None picks by head size
+    as ``forward`` does (either pair reads what either forward saved)."""
+    if variant not in (None, 3, 6):
+        raise ValueError(f"attention.backward: no variant {variant!r} (3 or 6)")
     q, k, v, bias, bias_sb, out, m, L, scale, seed, threshold, dscale, seed_ptr = saved
     rt = runtime.for_array(gout)
     xp = rt.xp
@@ -109,14 +147,14 @@ def backward(gout, saved):
     gk, _ = _head_major(xp, B, NH, T, HS)
     gv, _ = _head_major(xp, B, NH, T, HS)
     dvec = xp.empty((B * NH, T), dtype=np.float32)
-    split = _split(HS)
-    rows = 128 // split
-    grid = ((T + rows - 1) // rows, B * NH)
+    blocked = _default_blocked(HS) if variant is None else variant == 6
     shape = (np.int32(NH), np.int32(T), np.int32(HS), *_strides(q), *ostrides, *_strides(gout),
              np.int32(bias_sb), np.float32(scale), seed, OFFSET, threshold, dscale, seed_ptr)
-    rt.launch(FILE, f"attention_backward_dq_s{split}", grid, 128,
+    kernel, rows = _plan("dq", HS, blocked)
+    rt.launch(FILE, kernel, ((T + rows - 1) // rows, B * NH), 128,
               (q, k, v, bias, out, gout, m, L, dvec, gq) + shape)
-    rt.launch(FILE, f"attention_backward_dkdv_s{split}", grid, 128,
+    kernel, rows = _plan("dkdv", HS, blocked)
+    rt.launch(FILE, kernel, ((T + rows - 1) // rows, B * NH), 128,
               (q, k, v, bias, gout, m, L, dvec, gk, gv) + shape)
     return gq, gk, gv
 
