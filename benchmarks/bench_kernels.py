@@ -1,7 +1,9 @@
 """minitune's CUDA kernels against the unfused CuPy path and PyTorch's own ops, on one GPU.
 
 Part 1, each kernel at BERT shapes (float32, TF32 off everywhere):
-    kernel   minitune's launcher (minitune/cuda/*.py -> kernels/*.cu)
+    kernel   minitune's launcher (minitune/cuda/*.py -> kernels/*.cu); for attention,
+             variants 2-4 of attention.cu, and beside them (HS = 64 cases)
+    blocked  its register-blocked variants 5-7 (ratios blocked/kernel, blocked/torch)
     cupy     the op's reference (minitune/ops, minitune/optim) on cupy arrays: what runs with
              the kernels switched off (MINITUNE_FUSED=0)
     torch    PyTorch's op for the same work: F.scaled_dot_product_attention (float32, with the
@@ -50,8 +52,9 @@ MINILM_PARAMS = [(30522, 384), (512, 384), (2, 384), (384,), (384,)] + 6 * [
 
 # --------------------------------------------------------------------------- kernel cases
 
-def attention_case(xp, torch, B, NH, T, HS, p):
-    """Forward + backward of attention with BERT's padding mask and dropout p."""
+def attention_case(xp, torch, B, NH, T, HS, p, blocked=False):
+    """Forward + backward of attention with BERT's padding mask and dropout p: "kernel" is
+    variants 2-4, "blocked" (with ``blocked``) the register-blocked 5-7 (attention.cu)."""
     rng = np.random.default_rng(0)
     q, k, v, g = (xp.asarray(rng.normal(size=(B, NH, T, HS)).astype(np.float32))
                   for _ in range(4))
@@ -60,15 +63,22 @@ def attention_case(xp, torch, B, NH, T, HS, p):
     bias = xp.asarray(bias_h.astype(np.float32)[:, None, None, :])
     scale = 1.0 / np.sqrt(HS)
 
-    def kernel():
-        out, saved = mt_cuda.attention.forward(q, k, v, bias, scale, p, np.random.default_rng(1))
-        mt_cuda.attention.backward(g, saved)
+    def kernels(forward_variant, backward_variant):
+        def run():
+            out, saved = mt_cuda.attention.forward(q, k, v, bias, scale, p,
+                                                   np.random.default_rng(1),
+                                                   variant=forward_variant)
+            mt_cuda.attention.backward(g, saved, variant=backward_variant)
+        return run
 
     def cupy():
         out, saved = ref_nn.attention_forward(q, k, v, bias, scale, p, np.random.default_rng(1))
         ref_nn.attention_backward(g, saved)
 
-    sides = {"kernel": kernel, "cupy": cupy}
+    sides = {"kernel": kernels(2, 3)}
+    if blocked:
+        sides["blocked"] = kernels(5, 6)
+    sides["cupy"] = cupy
     if torch is not None:
         tq, tk, tv = (torch.as_tensor(a).requires_grad_() for a in (q, k, v))
         tb, tg = torch.as_tensor(bias), torch.as_tensor(g)
@@ -83,15 +93,20 @@ def attention_case(xp, torch, B, NH, T, HS, p):
     return sides, {"tflop": flops / 1e12, "reps": 1 if T * T * B * NH > 2**25 else None}
 
 
-def attention_forward_variants(xp, torch, B, NH, T, HS):
-    """Forward only, no dropout: variant 1 (naive) against variant 2 (tiled), and torch."""
+def attention_forward_variants(xp, torch, B, NH, T, HS, blocked=False):
+    """Forward only, no dropout: variant 2 (tiled, "kernel") against variant 1 (naive), with
+    ``blocked`` variant 5 (register-blocked), and torch."""
     rng = np.random.default_rng(0)
     q, k, v = (xp.asarray(rng.normal(size=(B, NH, T, HS)).astype(np.float32)) for _ in range(3))
     scale = 1.0 / np.sqrt(HS)
-    sides = {"kernel": lambda: mt_cuda.attention.forward(q, k, v, None, scale, 0.0, None),
-             "naive": lambda: mt_cuda.attention.forward(q, k, v, None, scale, 0.0, None,
-                                                        variant=1),
-             "cupy": lambda: ref_nn.attention_forward(q, k, v, None, scale, 0.0, None)}
+
+    def variant(number):
+        return lambda: mt_cuda.attention.forward(q, k, v, None, scale, 0.0, None, variant=number)
+
+    sides = {"kernel": variant(2), "naive": variant(1)}
+    if blocked:
+        sides["blocked"] = variant(5)
+    sides["cupy"] = lambda: ref_nn.attention_forward(q, k, v, None, scale, 0.0, None)
     if torch is not None:
         tq, tk, tv = (torch.as_tensor(a) for a in (q, k, v))
         sides["torch"] = lambda: torch.nn.functional.scaled_dot_product_attention(
@@ -257,9 +272,10 @@ def kernel_cases(xp, torch, tiny=False):
     """(name, builder) of every benchmarked case; ``tiny`` shrinks them for --dry-run."""
     if tiny:
         return [
-            ("attention 2x2x37x40 p=0.1", lambda: attention_case(xp, torch, 2, 2, 37, 40, 0.1)),
-            ("attention forward 2x2x37x40", lambda: attention_forward_variants(xp, torch, 2, 2,
-                                                                               37, 40)),
+            ("attention 2x2x37x40 p=0.1", lambda: attention_case(xp, torch, 2, 2, 37, 40, 0.1,
+                                                                 blocked=True)),
+            ("attention forward 2x2x37x40", lambda: attention_forward_variants(
+                xp, torch, 2, 2, 37, 40, blocked=True)),
             ("layer_norm 33x70", lambda: layer_norm_case(xp, torch, 33, 70)),
             ("gelu 33x70", lambda: gelu_case(xp, torch, 33, 70)),
             ("cross_entropy 33x9", lambda: cross_entropy_case(xp, torch, 33, 9)),
@@ -269,12 +285,17 @@ def kernel_cases(xp, torch, tiny=False):
         ]
     return [
         ("attention 32x12x128x32 p=0.1", lambda: attention_case(xp, torch, 32, 12, 128, 32, 0.1)),
-        ("attention 32x12x512x64 p=0.1", lambda: attention_case(xp, torch, 32, 12, 512, 64, 0.1)),
+        ("attention 32x12x512x64 p=0.1", lambda: attention_case(xp, torch, 32, 12, 512, 64, 0.1,
+                                                                  blocked=True)),
+        ("attention 32x12x128x64 p=0.1", lambda: attention_case(xp, torch, 32, 12, 128, 64, 0.1,
+                                                                  blocked=True)),
         ("attention 32x12x128x32 p=0", lambda: attention_case(xp, torch, 32, 12, 128, 32, 0.0)),
         ("attention forward 32x12x128x32 (variants)",
          lambda: attention_forward_variants(xp, torch, 32, 12, 128, 32)),
         ("attention forward 32x12x512x64 (variants)",
-         lambda: attention_forward_variants(xp, torch, 32, 12, 512, 64)),
+         lambda: attention_forward_variants(xp, torch, 32, 12, 512, 64, blocked=True)),
+        ("attention forward 32x12x128x64 (variants)",
+         lambda: attention_forward_variants(xp, torch, 32, 12, 128, 64, blocked=True)),
         ("layer_norm 4096x384", lambda: layer_norm_case(xp, torch, 4096, 384)),
         ("layer_norm 4096x768", lambda: layer_norm_case(xp, torch, 4096, 768)),
         ("gelu 4096x1536", lambda: gelu_case(xp, torch, 4096, 1536)),
@@ -326,11 +347,13 @@ def summarize(times, work):
             tflops = work["tflop"] / (min(t) / 1e3)
             out[name]["TFLOP_per_s"] = round(tflops, 2)            # every side: same FLOPs
             out[name]["pct_of_fp32_peak"] = round(100 * tflops / PEAK_FP32_TFLOPS, 1)
-    for other in ("cupy", "torch", "naive"):
-        if other in times:
-            n = min(len(times["kernel"]), len(times[other]))
-            ratios = [a / b for a, b in zip(times["kernel"][:n], times[other][:n])]
-            out[f"ratio_kernel_over_{other}_median"] = round(statistics.median(ratios), 3)
+    pairs = [("kernel", other) for other in ("cupy", "torch", "naive")]
+    pairs += [("blocked", other) for other in ("kernel", "torch", "cupy")]   # attention 5-7
+    for side, other in pairs:
+        if side in times and other in times:
+            n = min(len(times[side]), len(times[other]))
+            ratios = [a / b for a, b in zip(times[side][:n], times[other][:n])]
+            out[f"ratio_{side}_over_{other}_median"] = round(statistics.median(ratios), 3)
     return out
 
 
