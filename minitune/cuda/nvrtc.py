@@ -11,6 +11,7 @@ import functools
 import glob
 import hashlib
 import os
+import re
 import shutil
 import sys
 
@@ -18,6 +19,7 @@ from .source import cache_dir, load_source
 
 ARCHS = ("sm_80", "sm_90")          # A100 and H100/H200
 OPTIONS = ("-std=c++17",)           # what the launchers pass to RawModule (runtime.py)
+VERBOSE = ("--ptxas-options=-v",)   # the check's addition: registers and spills in the log
 
 
 class KernelCompileError(RuntimeError):
@@ -80,7 +82,8 @@ def raw_module_options(arch):
 
 
 def compile_check(name, arch, text=None):
-    """Compile kernels/``name`` for ``arch``; return the cubin (bytes) and NVRTC's log.
+    """Compile kernels/``name`` for ``arch``; return the cubin (bytes) and NVRTC's log (with
+    ptxas's register and spill counts, ``VERBOSE``; ``resource_usage`` reads them).
 
     Args:
         name: the kernel file ("attention.cu").
@@ -95,7 +98,7 @@ def compile_check(name, arch, text=None):
     prog = nvrtc.createProgram(source, name, [], [])
     try:
         try:
-            nvrtc.compileProgram(prog, raw_module_options(arch))
+            nvrtc.compileProgram(prog, raw_module_options(arch) + list(VERBOSE))
         except nvrtc.NVRTCError:
             raise KernelCompileError(f"{name} ({arch}):\n{nvrtc.getProgramLog(prog)}") from None
         return nvrtc.getCUBIN(prog), nvrtc.getProgramLog(prog)
@@ -108,7 +111,7 @@ def cached_compile_check(name, arch):
     the options and the NVRTC version (``source.cache_dir("nvrtc")``): CI recompiles only what
     changed. Returns NVRTC's log; raises KernelCompileError as ``compile_check`` does."""
     from cupy_backends.cuda.libs import nvrtc
-    key = hashlib.sha256("\0".join([load_source(name), *raw_module_options(arch),
+    key = hashlib.sha256("\0".join([load_source(name), *raw_module_options(arch), *VERBOSE,
                                     str(nvrtc.getVersion())]).encode()).hexdigest()[:20]
     done = cache_dir("nvrtc") / f"{name}-{arch}-{key}.log"
     if done.exists():
@@ -121,3 +124,26 @@ def cached_compile_check(name, arch):
     tmp.write_text(log, encoding="utf-8")
     os.replace(tmp, done)
     return log
+
+
+_ENTRY = re.compile(r"Compiling entry function '(\w+)'")
+_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+_REGISTERS = re.compile(r"Used (\d+) registers")
+
+
+def resource_usage(log):
+    """{kernel: (registers, spill-store bytes, spill-load bytes)} from a ``compile_check`` log:
+    ptxas's lines for each entry point, e.g. for kernels/attention.cu on sm_90
+
+        python -c "from minitune.cuda import nvrtc; print(nvrtc.resource_usage(
+            nvrtc.cached_compile_check('attention.cu', 'sm_90')))"
+    """
+    usage, kernel, spills = {}, None, (0, 0)
+    for line in log.splitlines():
+        if m := _ENTRY.search(line):
+            kernel, spills = m.group(1), (0, 0)
+        elif m := _SPILLS.search(line):
+            spills = (int(m.group(1)), int(m.group(2)))
+        elif (m := _REGISTERS.search(line)) and kernel:
+            usage[kernel] = (int(m.group(1)),) + spills
+    return usage

@@ -38,6 +38,21 @@ def test_kernel_file_compiles_to_a_cubin(compiled, name, arch):
     assert "warning" not in log.lower(), log
 
 
+@pytest.mark.parametrize("arch", nvrtc.ARCHS)
+def test_attention_kernels_do_not_spill_registers(compiled, arch):
+    """attention.cu's register-blocked variants 5-7 hold R rows a thread, 160-235 registers:
+    a spill would turn the shared-memory reads they save into local-memory traffic. (ptxas's
+    counts, from the log of the compile above.)"""
+    log = compiled[("attention.cu", arch)]
+    if isinstance(log, Exception):
+        raise log
+    usage = nvrtc.resource_usage(log)
+    assert set(usage) == set(source.kernel_names(source.load_source("attention.cu"))), usage
+    spilling = {kernel: u for kernel, u in usage.items() if u[1] or u[2]}
+    assert not spilling, f"(registers, spill stores, spill loads): {spilling}"
+    assert all(u[0] <= 255 for u in usage.values())
+
+
 def test_every_kernel_file_has_kernels_and_a_header():
     for name in source.kernel_files():
         text = source.load_source(name)
