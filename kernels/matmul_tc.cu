@@ -28,7 +28,11 @@
 //   5. gemm_{bf16,tf32}_{nn,nt,tn}_{none,bias,gelu}_{vec,scalar}: the above; "_vec" loads
 //      float4s (sizes, leading dims and strides multiples of 4, 16-byte aligned), "_scalar"
 //      loads single elements (any shapes).
-// Limits: sm_80 or later (the launcher rounds and runs matmul.cu elsewhere); no split-K; no
+// Split-K: as matmul.cu's (gemm.cuh's GEMM_BATCH): with k_chunk > 0, grid z multiplies the
+// K-slice z into its own partial C, and the launcher adds the partials (plan_tc in
+// minitune/cuda/matmul.py decides; added after the first H200 run, where the TN weight
+// gradients of 384- and 768-wide layers filled 9-36 of 132 SMs).
+// Limits: sm_80 or later (the launcher rounds and runs matmul.cu elsewhere); no
 // cp.async double buffering, no Hopper wgmma / TMA -- which is where cuBLAS's remaining lead
 // on an H200 comes from (docs/kernels.md). Tested: compile-checked for sm_80 and sm_90; its
 // indexing (tiles, fragment layouts, rounding, epilogue) on the CPU emulator through a WMMA

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One GPU check for minitune's CuPy backend, CUDA kernels, GEMM, CUDA graphs and GPU
-# fine-tuning, in under 7 minutes, installing nothing. Unattended: every step runs under
+# fine-tuning, in under 8 minutes (4.5 on an H200), installing nothing. Unattended: every step runs under
 # `timeout`, and the report is written whatever fails.
 #
 #   bash tools/gpu_check.sh            (from the repo root, on a machine with a CUDA GPU)
 #
 # Needs python with numpy, cupy and pytest; torch (and transformers for step 6) are optional:
-# the benchmarks' reference side. Steps, each with its worst case (the sum is 415 s):
+# the benchmarks' reference side. Steps, each with its worst case (the sum is 475 s):
 #   1. env.txt           nvidia-smi, cupy.show_config(), package versions            (<= 15 s)
 #   2. pytest.txt        REQUIRE_GPU=1 pytest -m gpu: ops, tiny BERT and AdamW on cupy
 #                         against numpy (tests/test_backend.py); every kernel against its
@@ -22,6 +22,8 @@
 #   5. bench_step.json     benchmarks/bench_step.py: MiniLM and BERT-base training steps
 #                         (fp32, bf16) graphed vs eager vs PyTorch eager/autocast, forward
 #                         64 x 128, peak memory, TFLOP/s                             (<= 70 s)
+#   5b. profile_step.json benchmarks/profile_step_gpu.py: the MiniLM step's device time per
+#                         kernel (fp32, bf16), and a check that bf16 changes the losses (<= 60 s)
 #   6. finetune.json       benchmarks/bench_recipes_gpu.py: SST2-A on the GPU (500 steps,
 #                         fp32 and bf16), minitune vs PyTorch + Transformers, wall time and
 #                         dev accuracy. Needs the folder tools/gpu_payload.py writes (model
@@ -101,6 +103,11 @@ timeout -k 5 70 "$PY" benchmarks/bench_step.py --json "$W/bench_step.json" --bud
 RC_STEP=$?
 echo "bench_step: exit $RC_STEP ($(elapsed) s)"; tail -n 6 "$W/bench_step.txt"
 
+timeout -k 5 60 "$PY" benchmarks/profile_step_gpu.py --json "$W/profile_step.json" \
+    > "$W/profile_step.txt" 2>&1
+RC_PROFILE=$?
+echo "profile_step: exit $RC_PROFILE ($(elapsed) s)"
+
 # ---- 6. fine-tuning on the GPU (SST2-A), minitune vs PyTorch
 if [ -f "$PAYLOAD/minilm/model.safetensors" ] && [ -f "$PAYLOAD/sst2/train.tsv" ]; then
     timeout -k 5 95 "$PY" benchmarks/bench_recipes_gpu.py --model "$PAYLOAD/minilm" \
@@ -116,11 +123,12 @@ echo "finetune: exit $RC_TUNE ($(elapsed) s)"; tail -n 4 "$W/finetune.txt" 2>/de
 
 # ---- 7. one JSON report
 RC_TESTS=$RC_TESTS RC_KBENCH=$RC_KBENCH RC_GEMM=$RC_GEMM RC_STEP=$RC_STEP RC_TUNE=$RC_TUNE \
+    RC_PROFILE=$RC_PROFILE \
     ELAPSED=$(elapsed) OUTDIR="$W" timeout 15 "$PY" - <<'EOF'
 import json, os, xml.etree.ElementTree as ET
 out = os.environ["OUTDIR"]
 report = {k.lower(): int(os.environ[k]) for k in
-          ("RC_TESTS", "RC_KBENCH", "RC_GEMM", "RC_STEP", "RC_TUNE")}
+          ("RC_TESTS", "RC_KBENCH", "RC_GEMM", "RC_STEP", "RC_PROFILE", "RC_TUNE")}
 report["elapsed_s_before_report"] = int(os.environ["ELAPSED"])
 try:
     suite = ET.parse(os.path.join(out, "pytest.xml")).getroot()
@@ -143,7 +151,7 @@ try:
     report["worst_err_over_bound_per_test"] = dict(sorted(worst.items(), key=lambda kv: -kv[1]))
 except OSError:
     report["worst_err_over_bound_per_test"] = None
-for key in ("bench_kernels", "bench_gemm", "bench_step", "finetune"):
+for key in ("bench_kernels", "bench_gemm", "bench_step", "profile_step", "finetune"):
     try:
         with open(os.path.join(out, key + ".json"), encoding="utf-8") as f:
             report[key] = json.load(f)
@@ -168,4 +176,4 @@ tar -czf "$OUT/gpu_check_logs.tgz" -C "$OUT" work && rm -rf "$W"
 echo "report: $OUT/gpu_report.json, $OUT/pytest.txt, $OUT/gpu_check_logs.tgz (total $(elapsed) s)"
 
 [ "$RC_TESTS" -eq 0 ] && [ "$RC_KBENCH" -eq 0 ] && [ "$RC_GEMM" -eq 0 ] && \
-    [ "$RC_STEP" -eq 0 ] && [ "$RC_TUNE" -eq 0 ]
+    [ "$RC_STEP" -eq 0 ] && [ "$RC_PROFILE" -eq 0 ] && [ "$RC_TUNE" -eq 0 ]

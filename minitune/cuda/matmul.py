@@ -96,7 +96,8 @@ def gemm(a, b, ta=False, tb=False, bias=None, epilogue=None, precision="fp32", v
         epilogue: None/"none", "bias" or "gelu" (default: "bias" when a bias is given).
         precision: "fp32", "tf32" or "bf16" (see the module docstring).
         variant: 1-4 (matmul.cu's header); 1-3 are for study and benchmarks (no epilogue).
-        tile, splits: override ``plan`` (variant 4): (BM, BN) in TILES, splits >= 1.
+        tile, splits: override ``plan`` (variant 4): (BM, BN) in TILES, splits >= 1; for
+            "tf32"/"bf16" on tensor cores, ``splits`` overrides ``plan_tc``.
         tensor_cores: run "tf32"/"bf16" on matmul_tc.cu (True) or as rounded operands on the
             fp32 kernel (False); default: what the device has. The tests set True in the
             emulator, whose WMMA stand-in (emu/mma.h) runs matmul_tc.cu's indexing.
@@ -125,8 +126,9 @@ def gemm(a, b, ta=False, tb=False, bias=None, epilogue=None, precision="fp32", v
     Pre = xp.empty(out_shape, dtype=np.float32) if epilogue == "gelu" else None
     bias = None if bias is None else xp.ascontiguousarray(bias, dtype=np.float32)
     if precision != "fp32":
-        _launch_tc(rt, layout, epilogue, precision, a, b, C, bias, Pre, M, N, K, lda, ldb, sa,
-                   sb, Z)
+        S = plan_tc(M, N, K, Z, rt.sm_count, epilogue) if splits is None else splits
+        C = _launch_tc(rt, layout, epilogue, precision, a, b, C, bias, Pre, M, N, K, lda, ldb,
+                       sa, sb, Z, S)
         return (C, Pre) if epilogue == "gelu" else C
     if variant != 4:
         _launch_study(rt, variant, layout, epilogue, a, b, C, M, N, K, lda, ldb, sa, sb, Z)
@@ -179,18 +181,46 @@ def _launch_study(rt, variant, layout, epilogue, a, b, C, M, N, K, lda, ldb, sa,
 
 
 TC_TILE = (128, 128)                # matmul_tc.cu's block tile; 8 warps
+TC_BK = 32                          # its K step: split-K slices start on a multiple of it
+
+
+def plan_tc(M, N, K, batch, sm_count, epilogue="none"):
+    """K-slices for matmul_tc.cu: 1 when its 128 x 128 tiles already give BLOCKS_PER_SM blocks
+    per SM (or there is a batch or an epilogue); else as many slices of at least
+    MIN_K_PER_SPLIT as bring it there. The weight gradient gW = gy^T x of a 384 x 384 layer
+    has 9 tiles for 132 SMs: without slices, 123 SMs wait (bench_gemm measured it at 7-18%
+    of cuBLAS on an H200)."""
+    blocks = -(-M // TC_TILE[0]) * -(-N // TC_TILE[1]) * batch
+    want = BLOCKS_PER_SM * sm_count
+    if blocks >= want or batch > 1 or epilogue != "none":
+        return 1
+    return max(1, min(-(-want // blocks), K // MIN_K_PER_SPLIT, MAX_SPLITS))
 
 
 def _launch_tc(rt, layout, epilogue, precision, a, b, C, bias, Pre, M, N, K, lda, ldb, sa, sb,
-               Z):
-    """The tensor-core kernel of ``precision`` (matmul_tc.cu): vectorised loads when allowed."""
-    vec = _vectorisable(rt, M, N, K, (a, b, C, bias, Pre), (lda, ldb, sa, sb))
+               Z, S=1):
+    """The tensor-core kernel of ``precision`` (matmul_tc.cu), vectorised loads when allowed;
+    with S > 1 K-slices (one matrix, no epilogue: as variant 4's split-K), slice z of the grid
+    writes partial product z and ``sum_partials`` adds them in order. Returns C."""
+    if S > 1 and (Z > 1 or epilogue != "none"):
+        raise ValueError("gemm: split-K needs one matrix and no epilogue")
+    k_chunk = -(-K // S)
+    k_chunk = -(-k_chunk // TC_BK) * TC_BK           # slices start on a K step
+    S = -(-K // k_chunk)
+    target = C if S == 1 else rt.xp.empty((S, M, N), dtype=np.float32)
+    if S > 1:                      # slice z reads A and B from their z-th K-slice
+        sa = k_chunk * (lda if layout[0] == "t" else 1)
+        sb = k_chunk * (1 if layout[1] == "t" else ldb)
+    vec = _vectorisable(rt, M, N, K, (a, b, target, bias, Pre), (lda, ldb, sa, sb))
     name = f"gemm_{precision}_{layout}_{epilogue}_{'vec' if vec else 'scalar'}"
     BM, BN = TC_TILE
-    rt.launch(TC_FILE, name, (-(-N // BN), -(-M // BM), Z), 256,
-              (a, b, C, bias, Pre, np.int32(M), np.int32(N), np.int32(K), np.int32(lda),
+    rt.launch(TC_FILE, name, (-(-N // BN), -(-M // BM), Z * S), 256,
+              (a, b, target, bias, Pre, np.int32(M), np.int32(N), np.int32(K), np.int32(lda),
                np.int32(ldb), np.int32(N), np.int64(sa), np.int64(sb), np.int64(M * N),
-               np.int32(0)))
+               np.int32(k_chunk if S > 1 else 0)))
+    if S > 1:
+        C = sum_partials(rt, FILE, target.reshape(S, M * N)).reshape(C.shape)
+    return C
 
 
 # --------------------------------------------------------------------------- the ops

@@ -12,8 +12,9 @@ has no C type, and CuPy would pass an int as 8 bytes to a 4-byte ``int`` paramet
 only ever hands cupy arrays to the kernel table; numpy arrays reach a launcher from the tests,
 which is how CI runs every launcher on machines without a GPU.
 
-The GPU side compiles each kernel file once per process with ``cupy.RawModule(code=...)`` (NVRTC,
-``nvrtc.compile_options()``; CuPy also caches the binary on disk) and launches with the current stream.
+The GPU side compiles each kernel file once per process with ``cupy.RawModule(code=...)``
+(NVRTC, ``nvrtc.compile_options()``; CuPy also caches the binary on disk) and launches with
+the current stream.
 """
 import contextlib
 import functools

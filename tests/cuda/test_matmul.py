@@ -205,6 +205,28 @@ def test_tensor_core_kernel_in_the_emulator(emulated, precision, ta, tb, shape):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "tf32"])
+@pytest.mark.parametrize("shape,splits", [((40, 24, 700), 3), ((33, 17, 515), 2)])
+def test_tensor_core_split_k_in_the_emulator(emulated, precision, shape, splits):
+    """gW = gy^T x (TN) on matmul_tc.cu in K-slices: each slice's offsets and its K bound
+    (a partial last slice), then the partials' sum -- against the rounded float64 product."""
+    M, N, K = shape
+    a, b = operands(17, M, N, K, True, False)
+    want = product64(amp.round_to(a, precision), amp.round_to(b, precision), True, False)
+    check(mm.gemm(a, b, ta=True, precision=precision, tensor_cores=True, splits=splits), want,
+          K, f"{precision}, {splits} slices")
+
+
+def test_tensor_core_plan_splits_only_what_underfills_the_gpu():
+    assert mm.plan_tc(4096, 768, 768, 1, 132) == 2            # 192 tiles -> 2 slices
+    assert mm.plan_tc(4096, 3072, 768, 1, 132) == 1           # 768 tiles: enough
+    assert mm.plan_tc(768, 768, 4096, 1, 132) == 8            # 36 tiles -> 8 slices of 512
+    assert mm.plan_tc(384, 384, 4096, 1, 132) == 16           # 9 tiles -> 16 slices of 256
+    assert mm.plan_tc(384, 384, 300, 1, 132) == 1             # K too short to split
+    assert mm.plan_tc(384, 384, 4096, 2, 132) == 1            # a batch: never
+    assert mm.plan_tc(384, 384, 4096, 1, 132, "bias") == 1    # an epilogue: never
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
 def test_tensor_core_epilogues_in_the_emulator(emulated, precision):
     M, N, K = 40, 36, 24
     a, b = operands(15, M, N, K, False, True)
@@ -345,7 +367,7 @@ TENSOR_CORE_RTOL = 1e-4
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["bf16", "tf32"])
 @pytest.mark.parametrize("ta,tb", LAYOUTS)
-@pytest.mark.parametrize("shape", [(4096, 768, 768), ODD, FOURS, (130, 257, 70)])
+@pytest.mark.parametrize("shape", [(4096, 768, 768), (768, 768, 4096), ODD, FOURS, (130, 257, 70)])
 def test_gpu_tensor_core_kernels_round_as_documented(precision, ta, tb, shape):
     M, N, K = shape
     a, b = gpu_operands(2, M, N, K, ta, tb)
