@@ -509,6 +509,20 @@ __device__ __forceinline__ void keep_rows(unsigned* kept, unsigned long long see
     }
 }
 
+// The query-major kernels' next key tile: K and V rows j0 .. j0 + KT - 1 and their bias, into
+// shared memory between two barriers (the first: every thread is done with the last tile).
+template <int SPLIT>
+__device__ __forceinline__ void stage_kv_tile(float* ks, float* vs, float* bs, const float* k,
+                                              const float* v, const float* bias,
+                                              long long bias_row, int j0, int T, int HS,
+                                              int st) {
+    __syncthreads();
+    load_tile<SPLIT, NB>(ks, k, j0, T, HS, st);
+    load_tile<SPLIT, NB>(vs, v, j0, T, HS, st);
+    load_bias(bs, bias, bias_row, j0, T);
+    __syncthreads();
+}
+
 // ---------------------------------------------------------------- variant 5: blocked forward
 
 // Variant 2 with R query rows a row group: row r of group g of block x is query
@@ -534,11 +548,8 @@ __device__ __forceinline__ void forward_blocked(FORWARD_ARGS) {
         l[r] = 0.0f;
     }
     for (int j0 = 0; j0 < T; j0 += KT) {
-        __syncthreads();                                  // everyone is done with the last tile
-        load_tile<SPLIT, NB>(ks, k + head, j0, T, HS, st);
-        load_tile<SPLIT, NB>(vs, v + head, j0, T, HS, st);
-        load_bias(bs, bias, (long long)b * bias_sb, j0, T);
-        __syncthreads();
+        stage_kv_tile<SPLIT>(ks, vs, bs, k + head, v + head, bias, (long long)b * bias_sb, j0,
+                             T, HS, st);
         unsigned kept[R];
         keep_rows<SPLIT, R>(kept, seed, offset, j0, i0, GROUPS, bh, threshold);
 #pragma unroll 1
@@ -628,11 +639,8 @@ __device__ __forceinline__ void backward_dq_blocked(DQ_ARGS) {
     }
     reduce_rows<SPLIT, R>(D);                             // D_i = do_i . o_i
     for (int j0 = 0; j0 < T; j0 += KT) {
-        __syncthreads();
-        load_tile<SPLIT, NB>(ks, k + head, j0, T, HS, st);
-        load_tile<SPLIT, NB>(vs, v + head, j0, T, HS, st);
-        load_bias(bs, bias, (long long)b * bias_sb, j0, T);
-        __syncthreads();
+        stage_kv_tile<SPLIT>(ks, vs, bs, k + head, v + head, bias, (long long)b * bias_sb, j0,
+                             T, HS, st);
         unsigned kept[R];
         keep_rows<SPLIT, R>(kept, seed, offset, j0, i0, GROUPS, bh, threshold);
         for (int j = 0; j < KT; ++j) {
