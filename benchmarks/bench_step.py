@@ -21,6 +21,7 @@ plus the graphs' own pool; PyTorch: max_memory_allocated growth).
 Usage (repo root, GPU machine; exits 2 without a device):
     PYTHONPATH=. python benchmarks/bench_step.py [--json out.json] [--rounds 8] [--budget-s 90]
         [--phases minilm_fp32,forward,minilm_bf16,bert_base_fp32,bert_base_bf16]
+        [--blocked-attention]
     PYTHONPATH=. python benchmarks/bench_step.py --dry-run   (no GPU: a tiny model through the
         same code on the CPU, once)
 """
@@ -212,7 +213,13 @@ PHASES = ("minilm_fp32", "forward", "minilm_bf16", "bert_base_fp32", "bert_base_
 def main():
     ap = bench_gpu.gpu_bench_parser(__doc__, rounds=8, budget_s=90.0)
     ap.add_argument("--phases", default=",".join(PHASES))
+    ap.add_argument("--blocked-attention", action="store_true",
+                    help="run attention on the register-blocked kernels (variants 5-7) where the "
+                         "head size allows (minitune/cuda/attention.py's USE_BLOCKED)")
     args = ap.parse_args()
+    if args.blocked_attention:
+        from minitune.cuda import attention
+        attention.USE_BLOCKED = True
     if args.dry_run:
         return dry_run()
     if not backend.gpu_available():
@@ -220,7 +227,8 @@ def main():
     import cupy
     t0 = time.perf_counter()
     report = {"device": bench_gpu._device_name(cupy), "versions": {"cupy": cupy.__version__},
-              "tf32": {"CUPY_TF32": os.environ["CUPY_TF32"]}, "peak_TFLOP_per_s": PEAK_TFLOPS}
+              "tf32": {"CUPY_TF32": os.environ["CUPY_TF32"]}, "peak_TFLOP_per_s": PEAK_TFLOPS,
+              "blocked_attention": args.blocked_attention}
     torch = bench_gpu._import_torch(report)
     memory = Memory(cupy, torch)
     phases = args.phases.split(",")
