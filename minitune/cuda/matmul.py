@@ -185,15 +185,19 @@ TC_BK = 32                          # its K step: split-K slices start on a mult
 
 
 def plan_tc(M, N, K, batch, sm_count, epilogue="none"):
-    """K-slices for matmul_tc.cu: 1 when its 128 x 128 tiles already give BLOCKS_PER_SM blocks
-    per SM (or there is a batch or an epilogue); else as many slices of at least
-    MIN_K_PER_SPLIT as bring it there. The weight gradient gW = gy^T x of a 384 x 384 layer
-    has 9 tiles for 132 SMs: without slices, 123 SMs wait (bench_gemm measured it at 7-18%
-    of cuBLAS on an H200)."""
+    """K-slices for matmul_tc.cu: none unless its 128 x 128 tiles fill at most half the SMs
+    (and there is one matrix and no epilogue); then as many slices of at least
+    MIN_K_PER_SPLIT as bring the grid to BLOCKS_PER_SM blocks per SM.
+
+    Measured on an H200 (bench_gemm, 2026-11-30): the weight gradient gW = gy^T x of a
+    384 x 384 layer has 9 tiles for 132 SMs; 16 slices made it 6x faster (bf16 0.265 -> 0.044
+    ms), and 768 x 768 x 4096 (36 tiles, 8 slices) 2-2.5x. At 96-192 tiles two or three
+    slices were as often slower as faster (bf16 4096 x 768 x 768, 192 tiles: 0.064 -> 0.090
+    ms), hence the half-the-SMs rule."""
     blocks = -(-M // TC_TILE[0]) * -(-N // TC_TILE[1]) * batch
-    want = BLOCKS_PER_SM * sm_count
-    if blocks >= want or batch > 1 or epilogue != "none":
+    if 2 * blocks > sm_count or batch > 1 or epilogue != "none":
         return 1
+    want = BLOCKS_PER_SM * sm_count
     return max(1, min(-(-want // blocks), K // MIN_K_PER_SPLIT, MAX_SPLITS))
 
 
