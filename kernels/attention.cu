@@ -70,6 +70,11 @@
 //   ROWS = 128 (SPLIT 4) or 64 (SPLIT 8) queries a forward block, 64 or 32 queries (keys) a
 //   backward block; tiles of KT = 32 rows 16 SPLIT floats wide (2 x 8 or 2 x 16 KiB).
 //   minitune/cuda/attention.py runs them for HS > 32 when USE_BLOCKED is set (off by default).
+//   Measured on an H200: 3-18% SLOWER than variants 2-4 at HS = 64. The premise was wrong:
+//   Nsight Compute finds variant 2 stalled mostly on the global loads of its K/V tiles at 24%
+//   occupancy, not on shared memory; at ~230 registers variant 5 halves the occupancy and
+//   hides those loads even less. Kept as the record of the experiment (docs/kernels.md); the
+//   fix to try next is prefetching the next tile while computing on this one.
 // Traffic: forward reads q, k, v (k and v once per ROWS queries), writes o and 2 floats a row;
 // the unfused path writes and reads back the (B, NH, T, T) scores, probabilities, mask and
 // their gradients (docs/kernels.md counts the bytes).

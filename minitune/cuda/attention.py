@@ -24,7 +24,7 @@ OFFSET = np.uint32(0)     # Philox counter word 3; a fresh seed per call makes i
 # The register-blocked variants 5-7 (each row group owns R query rows or keys, so a float4 read
 # from shared memory feeds 4 R FFMAs instead of 4; docs/kernels.md) serve head sizes above
 # BLOCKED_MIN_HEAD_SIZE when USE_BLOCKED is set; HS <= 32 keeps variants 2-4 (already faster
-# than PyTorch's there). Off: on an H200 they measured 6-18% slower than variants 2-4 at HS = 64
+# than PyTorch's there). Off: on an H200 they measured 3-18% slower than variants 2-4 at HS = 64
 # (the kernels wait on global loads at low occupancy, not on shared memory; docs/kernels.md).
 # `USE_BLOCKED = True` makes them the default; `forward(variant=...)` and
 # `backward(variant=...)` choose either family explicitly.
