@@ -140,8 +140,7 @@ def main():
     def save():
         report["elapsed_s"] = round(time.perf_counter() - t0, 1)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
+            bench_gpu.save_report(args.json, report)
 
     todo = [(p, name, layout, m, n, k, 4) for p in args.precisions.split(",")
             for name, layout, m, n, k in cases()]

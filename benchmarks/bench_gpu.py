@@ -56,6 +56,13 @@ def gpu_bench_parser(doc, rounds, budget_s):
     return ap
 
 
+def save_report(path, report):
+    """Write ``report`` as JSON to ``path`` (the benchmarks rewrite it after every case, so a
+    run stopped by a timeout still leaves what it measured)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+
+
 def no_device(name):
     """The one-line message and exit status 2 of a GPU benchmark run without a device."""
     print(f"{name}: no CUDA device visible to CuPy; use --dry-run on a CPU machine",
@@ -92,8 +99,7 @@ def main():
     def save():
         report["elapsed_s"] = round(time.perf_counter() - t_start, 2)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
+            save_report(args.json, report)
 
     torch = _import_torch(report)
     save()

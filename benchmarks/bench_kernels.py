@@ -462,8 +462,7 @@ def main():
     def save():
         report["elapsed_s"] = round(time.perf_counter() - t0, 1)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
+            bench_gpu.save_report(args.json, report)
 
     only = args.only.split(",") if args.only else None
     for name, build in kernel_cases(cupy, torch):

@@ -256,8 +256,7 @@ def main():
         cupy.get_default_memory_pool().free_all_blocks()
         report["elapsed_s"] = round(time.perf_counter() - t0, 1)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
+            bench_gpu.save_report(args.json, report)
     return 1 if failed else 0
 
 

@@ -160,8 +160,7 @@ def main():
         for name, v in list(part.get("per_kernel", {}).items())[:15]:
             print(f"  {v['ms']:8.3f} ms  x{v['launches']:<4d} {name}")
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
+            bench_gpu.save_report(args.json, report)
     return 1 if failed else 0
 
 
