@@ -220,7 +220,7 @@ def main(argv=None):
             raise
         if isinstance(e, USER_ERRORS):
             print(f"minitune {name}{where}: error: {one_line(e)}", file=sys.stderr)
-            abort_job(2)
+            abort_job(2, e)
             return 2
         print(f"minitune {name}{where}: internal error: {type(e).__name__}: {one_line(e)} (a "
               f"bug in minitune: run again with --debug for the traceback and report it)",

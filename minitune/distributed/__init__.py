@@ -5,9 +5,10 @@ several processes (``communicator()``), so the single-process path needs no extr
 """
 from .buckets import GradientBuckets
 from .comm import (DistributedError, MPICommunicator, SingleProcess, StoppedTogether,
-                   abort_job, communicator, dist_timeout, launched_rank, launched_world_size)
+                   abort_job, communicator, dist_timeout, launched_rank, launched_world_size,
+                   on_every_rank)
 from .data_parallel import DataParallel, shard_bounds
 
 __all__ = ["DataParallel", "DistributedError", "GradientBuckets", "MPICommunicator",
            "SingleProcess", "StoppedTogether", "abort_job", "communicator", "dist_timeout",
-           "launched_rank", "launched_world_size", "shard_bounds"]
+           "launched_rank", "launched_world_size", "on_every_rank", "shard_bounds"]

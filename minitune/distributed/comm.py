@@ -34,6 +34,7 @@ LAUNCHER_VARS = (("PMI_SIZE", "PMI_RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_W
                  ("MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"))
 TIMEOUT_VAR = "MINITUNE_DIST_TIMEOUT"
 DEFAULT_TIMEOUT = 300.0
+ABORT_GRACE_S = 0.5          # MPI_Abort kills at once; the launcher may not have read stderr
 
 
 class DistributedError(RuntimeError):
@@ -46,14 +47,26 @@ class StoppedTogether(KeyboardInterrupt):
     the checkpoint is saved and the processes may exit normally."""
 
 
-def abort_job(code):
+def abort_job(code, error=None):
     """After an error on this rank of a multi-process run, end every rank (MPI_Abort): a rank
-    that merely exits leaves the others waiting inside MPI forever. A no-op in one process."""
+    that merely exits leaves the others waiting inside MPI forever. A no-op in one process,
+    and for an ``error`` that every rank raised alike (``on_every_rank``): then each rank
+    exits by itself, and none of them loses its last lines to the abort's kill."""
+    if error is not None and getattr(error, "on_every_rank", False):
+        return
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and launched_world_size() > 1 and mpi.Is_initialized():
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)    # let the launcher forward this rank's last lines first
         mpi.COMM_WORLD.Abort(code)
+
+
+def on_every_rank(error):
+    """Mark ``error`` as raised alike on every rank at the same point (rank 0's verdict,
+    broadcast): the ranks can all exit normally, so ``abort_job`` leaves them to it."""
+    error.on_every_rank = True
+    return error
 
 
 def launched_rank(environ=os.environ):

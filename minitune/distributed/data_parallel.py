@@ -23,7 +23,7 @@ and the predictions are gathered, so every rank computes the same scores.
 import numpy as np
 
 from .buckets import GradientBuckets
-from .comm import DistributedError, dist_timeout
+from .comm import DistributedError, dist_timeout, on_every_rank
 
 
 def shard_bounds(n, rank, size):
@@ -61,7 +61,7 @@ class DataParallel:
         verdict = _disagreements(reports) if self.rank == 0 else None
         verdict = self.comm.bcast_object(verdict, what="start-up verdict")
         if verdict:
-            raise DistributedError(verdict)
+            raise on_every_rank(DistributedError(verdict))
 
     def share_weights(self, model):
         """Give every rank rank 0's weights and lay out the gradient buckets."""
@@ -81,14 +81,14 @@ class DataParallel:
                 error, raised = (type(e), str(e)), e
         error = self.comm.bcast_object(error, what="rank 0's result")
         if raised is not None:
-            raise raised
+            raise on_every_rank(raised)
         if error:
             kind, message = error
             try:
                 exc = kind(message)
             except TypeError:                       # an exception class with other arguments
                 exc = RuntimeError(f"{kind.__name__}: {message}")
-            raise exc
+            raise on_every_rank(exc)
 
     def seed_dropout(self, rng, seed, step):
         """Give rank r > 0 its own dropout stream (rank 0 keeps the single-process one), a

@@ -179,9 +179,12 @@ def test_ranks_that_disagree_stop_with_an_error_naming_them(mpirun, files, tmp_p
     other = [a if a != "0.003" else "0.001" for a in argv]
     r = subprocess.run([mpirun, "-n", "1", *cmd, *argv, ":", "-n", "1", *cmd, *other],
                        env=_env(), capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
+    assert r.returncode == 2, r.stderr[-2000:]
     assert "the ranks do not agree" in r.stderr and "0.003 on rank 0, 0.001 on rank 1" in \
         r.stderr, r.stderr[-2000:]
+    # Every rank got the same verdict and exited by itself (no MPI_Abort): both lines arrive.
+    for rank in (0, 1):
+        assert f"(rank {rank}): error: the ranks do not agree" in r.stderr, r.stderr[-2000:]
 
 
 def test_a_rank_that_never_starts_is_named_after_the_timeout(mpirun, files, tmp_path):
@@ -200,10 +203,13 @@ def test_a_rank_that_never_starts_is_named_after_the_timeout(mpirun, files, tmp_
 
 def test_an_error_on_rank_0_stops_every_rank(mpirun, files, reference, tmp_path):
     """Rank 0 alone prepares --out; its refusal (another run is there) must reach the other
-    ranks (which would otherwise wait for it forever) and leave the old run untouched."""
+    ranks (which would otherwise wait for it forever) and leave the old run untouched. Every
+    rank then exits by itself, without MPI_Abort, whose kill could drop their last lines."""
     out = tmp_path / "taken"
     shutil.copytree(reference, out)
     before = (out / "metrics.jsonl").read_text()
     r = _run(mpirun, 2, *_classify(files, out), expect=2, timeout=60)
+    for rank in (0, 1):
+        assert f"(rank {rank}): error: output directory" in r.stderr, r.stderr[-2000:]
     assert "holds another run; use --overwrite" in r.stderr, r.stderr[-2000:]
     assert (out / "metrics.jsonl").read_text() == before
