@@ -59,6 +59,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import cProfile  # noqa: E402
 import datetime  # noqa: E402
 import gc  # noqa: E402
@@ -81,6 +82,7 @@ sys.path.insert(0, str(REPO))
 import minitune as mt  # noqa: E402
 from minitune.autograd import Function  # noqa: E402
 from minitune import dispatch  # noqa: E402
+from minitune.cpu import linear as cpu_linear  # noqa: E402
 from minitune.cpu.linear import gemm_library  # noqa: E402
 from minitune.ops.matmul import LINEAR_REFERENCE  # noqa: E402
 from minitune.models.bert import (BertForSequenceClassification,  # noqa: E402
@@ -483,6 +485,7 @@ class OpTimer:
         self.calls = defaultdict(int)
         self.flops = defaultdict(float)
         self.saved = []
+        self.current = None
 
     def __enter__(self):
         for cls in _all_subclasses(Function):
@@ -501,13 +504,79 @@ class OpTimer:
         key = (name, phase)
 
         def timed_method(op, *arrays):
+            outer, self.current = self.current, key       # the op class a BLAS call is in
             t = time.perf_counter()
-            out = fn(op, *arrays)
+            try:
+                out = fn(op, *arrays)
+            finally:
+                self.current = outer
             self.seconds[key] += time.perf_counter() - t
             self.calls[key] += 1
             self.flops[key] += _flops(name, phase, op, arrays)
             return out
         return timed_method
+
+
+class GemmCallTimer:
+    """Time each BLAS call of minitune's Linear layers (cpu/linear.py ``GEMM``: the library's
+    sgemm alone, on whichever pool thread runs it), by form and size. What the profile's op
+    classes cannot tell apart: the products themselves against the work around them (bias
+    fill, the bias gradient's sums, partial sums, the pool's hand-offs, GELU)."""
+
+    def __init__(self, op_timer=None):
+        self.op_timer = op_timer              # its ``current``: the op class each call is in
+        self.calls = []             # (form, m, n, k, seconds, op): list.append is atomic
+        self.gemm = cpu_linear.GEMM
+        self.original = None
+        self.recording = True
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Calls made inside are not recorded (the GEMM rate measured between the steps)."""
+        self.recording = False
+        try:
+            yield
+        finally:
+            self.recording = True
+
+    def __enter__(self):
+        if self.gemm is None:                 # MINITUNE_GEMM=numpy: nothing of ours to time
+            return self
+        cls = type(self.gemm)
+        self.original = original = cls.__call__
+        calls = self.calls
+
+        def timed_call(gemm, dtype, trans_a, trans_b, m, n, k, *rest):
+            t = time.perf_counter()
+            original(gemm, dtype, trans_a, trans_b, m, n, k, *rest)
+            if not self.recording:
+                return
+            form = ("T" if trans_a else "N") + ("T" if trans_b else "N")
+            op = self.op_timer.current if self.op_timer is not None else None
+            calls.append((form, m, n, k, time.perf_counter() - t, op))
+        cls.__call__ = timed_call
+        return self
+
+    def __exit__(self, *exc):
+        if self.original is not None:
+            type(self.gemm).__call__ = self.original
+
+    def summary(self, steps):
+        """{(form, m, n, k): [calls, thread-seconds, FLOP]} per step."""
+        out = defaultdict(lambda: [0, 0.0, 0.0])
+        for form, m, n, k, dt, _ in self.calls:
+            r = out[(form, m, n, k)]
+            r[0] += 1 / steps
+            r[1] += dt / steps
+            r[2] += 2.0 * m * n * k / steps
+        return dict(out)
+
+    def seconds_by_op(self, steps):
+        """{(op class, phase): BLAS thread-seconds per step}."""
+        out = defaultdict(float)
+        for *_, dt, op in self.calls:
+            out[op] += dt / steps
+        return dict(out)
 
 
 def _flops(name, phase, op, arrays):
@@ -599,10 +668,11 @@ def bench_profile(name, steps=3):
     # compared with are then measured at the same times. Per shape, the median.
     shape_args = (B, T, c.hidden_size, c.intermediate_size, c.num_attention_heads)
     rate_runs = [gemm_ceiling(*shape_args, reps=3)]
-    with OpTimer() as timer:
+    with OpTimer() as timer, GemmCallTimer(timer) as gemm_calls:
         for i in range(steps):
             if i:
-                rate_runs.append(gemm_ceiling(*shape_args, reps=3))
+                with gemm_calls.paused():
+                    rate_runs.append(gemm_ceiling(*shape_args, reps=3))
             t0 = time.perf_counter()
             if mode == "fwd":
                 with mt.no_grad():
@@ -661,6 +731,35 @@ def bench_profile(name, steps=3):
     print(f"  ... with everything but the product ops free: {floor / gemm_s:.2f} (the product "
           f"ops, GELU and softmax included, ran at {100 * floor / gemm_s:.0f}% of the best rate)")
 
+    linear_gemm = gemm_calls.summary(steps)
+    if linear_gemm:
+        # Where the step's time goes, with the BLAS calls of the Linear layers separated out:
+        # their thread-seconds over the threads is the time they hold the step at the least.
+        call_s = sum(r[1] for r in linear_gemm.values())
+        call_flop = sum(r[2] for r in linear_gemm.values())
+        print(f"  the Linear layers' BLAS calls alone ({gemm_library()}, every call timed on its "
+              f"thread): {call_flop:.3g} FLOP in {call_s:.3f} thread-s/step = "
+              f"{call_s / THREADS:.3f} s of the step at {THREADS} thread(s), "
+              f"{call_flop / call_s / 1e9:.0f} GFLOP/s per thread (between the steps, the "
+              f"best shape: {best / THREADS:.0f}); everything else: {total - call_s / THREADS:.3f}"
+              f" s. A fraction of 0.7 needs the step at {floor / 0.7:.3f} s")
+        print("    per form (N/T: operand as stored / transposed) and size, per step: calls, "
+              "thread-s, GFLOP/s per thread")
+        for (form, m, n, k), (cnt, sec, fl) in sorted(linear_gemm.items(),
+                                                     key=lambda kv: -kv[1][1])[:14]:
+            print(f"      {form} {m:5d} x {n:5d} x {k:5d}  {cnt:4.0f}  {sec:6.3f}  "
+                  f"{fl / sec / 1e9:6.1f}")
+        print(f"    per op class: its time, of which the BLAS calls' thread-s / {THREADS} "
+              f"(the rest: bias fill and sums, GELU, copies, the pool's hand-offs, a slower "
+              f"thread)")
+        for key, blas_s in sorted(gemm_calls.seconds_by_op(steps).items(),
+                                  key=lambda kv: -kv[1]):
+            if key is None:
+                continue
+            op_s = timer.seconds[key] / steps
+            print(f"      {key[0]:13s} {key[1]:8s} {op_s:6.3f} s, BLAS {blas_s / THREADS:6.3f} s, "
+                  f"rest {op_s - blas_s / THREADS:6.3f} s")
+
     prof = cProfile.Profile()
     prof.enable()
     step()
@@ -674,7 +773,9 @@ def bench_profile(name, steps=3):
             "op_calls": {f"{n}.{ph}": timer.calls[(n, ph)] // steps for (n, ph), _ in ops},
             "gemm_flop_per_step": gemm_flops, "gemm_s_per_step": gemm_s,
             "gemm_bound_fraction": floor / total, "products_only_fraction": floor / gemm_s,
-            "gemm_rates_gflops": rates, "cprofile_top": buf.getvalue()}
+            "gemm_rates_gflops": rates, "cprofile_top": buf.getvalue(),
+            "linear_blas_calls": {f"{f} {m}x{n}x{k}": {"calls": c, "thread_s": t, "flop": fl}
+                                  for (f, m, n, k), (c, t, fl) in linear_gemm.items()}}
 
 
 # --------------------------------------------------------------------------- main
