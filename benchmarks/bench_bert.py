@@ -261,6 +261,10 @@ def interleaved(sides, warmup, pairs):
     for i in range(warmup + pairs):
         order = names if i % 2 == 0 else names[::-1]
         for n in order:
+            # Untimed: both libraries live in this one process, and a collection started by
+            # one side's allocations would scan the other's objects too (some 280,000 with
+            # transformers imported: up to 90 ms) inside a timed step.
+            gc.collect()
             dt, v = timed(sides[n])
             values[n].append(v)
             if i >= warmup:
@@ -673,6 +677,11 @@ def bench_profile(name, steps=3):
             if i:
                 with gemm_calls.paused():
                     rate_runs.append(gemm_ceiling(*shape_args, reps=3))
+            # A full garbage collection now, not inside the step: the objects the rate
+            # measurement left (and, with transformers imported, some 280,000 others) would
+            # otherwise be scanned in the middle of the step, 60-90 ms charged to whichever op
+            # ran then (measured: the embeddings'), a pause a training run does not have.
+            gc.collect()
             t0 = time.perf_counter()
             if mode == "fwd":
                 with mt.no_grad():
