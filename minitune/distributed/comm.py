@@ -239,6 +239,7 @@ class MPICommunicator:
         """End every rank of the job now (after an error on this one)."""
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)    # let the launcher forward this rank's last lines first
         self.comm.Abort(code)
 
     @contextmanager
