@@ -49,7 +49,7 @@ from numba.extending import intrinsic
 from ..autograd import is_grad_enabled
 from ..ops.nn import dropout_threshold
 from . import linear
-from .dropout import draw_seed, keep_mask
+from .dropout import draw_seed, keep_mask, mask_scratch
 from .threads import parallel_for, single_threaded_blas
 from .vecmath import exp32, kernel, row_max
 
@@ -68,7 +68,7 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
     f = s.dtype.type
     arg = np.empty(T, s.dtype)
     acc = np.empty(16, s.dtype)
-    keep = np.empty(T, np.bool_)
+    keep, words, draws = mask_scratch(T)
     shared_mask = mask.shape[0] == 1
     for r in range(R):
         m = 0 if shared_mask else (row0 + r) // rows_per_batch     # an index, not a row view:
@@ -86,7 +86,7 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
                 total += arg[j]
         inv = f(1.0) / total
         if threshold:
-            keep_mask(seed, (row0 + r) * T, keep, threshold)
+            keep_mask(seed, (row0 + r) * T, keep, threshold, words, draws)
             for j in range(T):                                      # normalise and drop out
                 p = arg[j] * inv                                    # in one pass
                 s[r, j] = p
@@ -103,10 +103,10 @@ def _softmax_dropout_backward_rows(g, probs, row0, seed, threshold, keep_scale, 
     dropped = probs * keep * keep_scale (rows numbered as in the forward)."""
     R, T = g.shape
     f = g.dtype.type
-    keep = np.empty(T, np.bool_)
+    keep, words, draws = mask_scratch(T)
     for r in range(R):
         if threshold:
-            keep_mask(seed, (row0 + r) * T, keep, threshold)
+            keep_mask(seed, (row0 + r) * T, keep, threshold, words, draws)
             for j in range(T):
                 g[r, j] = g[r, j] * keep_scale if keep[j] else f(0.0)
                 dropped[r, j] = probs[r, j] * keep_scale if keep[j] else f(0.0)

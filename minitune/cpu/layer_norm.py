@@ -30,7 +30,7 @@ the reference; with dropout also the mask (True, seed, threshold, scale), as cpu
 import numpy as np
 
 from ..ops.nn import dropout_threshold
-from .dropout import draw_seed, keep_mask
+from .dropout import draw_seed, keep_mask, mask_scratch
 from .threads import parallel_for, reduction_bounds
 from .vecmath import kernel
 
@@ -43,10 +43,10 @@ def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd
     H = x.shape[1]
     f = x.dtype.type
     u = np.empty(H, x.dtype)
-    keep = np.empty(H, np.bool_)
+    keep, words, draws = mask_scratch(H)
     for r in range(lo, hi):
         if dropout:                             # u = x * keep * scale, as the dropout op
-            keep_mask(seed, r * H, keep, threshold)
+            keep_mask(seed, r * H, keep, threshold, words, draws)
             for j in range(H):
                 u[j] = x[r, j] * scale if keep[j] else f(0.0)
             if has_residual:                    # a loop of its own: no FMA with the above
@@ -82,7 +82,7 @@ def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gu, gw_part, gb_part,
     f = gy.dtype.type
     gw_acc, gb_acc = gw_part[c], gb_part[c]
     gxhat = np.empty(H, gy.dtype)
-    keep = np.empty(H, np.bool_)
+    keep, words, draws = mask_scratch(H)
     for r in range(lo, hi):
         gy_r, xhat_r, gu_r = gy[r], xhat[r], gu[r]
         s1 = 0.0
@@ -98,7 +98,7 @@ def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gu, gw_part, gb_part,
             gw_acc[j] += gy_r[j] * xhat_r[j]
             gb_acc[j] += gy_r[j]
         if dropout:                             # gx = gu * keep * scale, gu as stored
-            keep_mask(seed, r * H, keep, threshold)
+            keep_mask(seed, r * H, keep, threshold, words, draws)
             gx_r = gx[r]
             for j in range(H):
                 gx_r[j] = gu_r[j] * scale if keep[j] else f(0.0)

@@ -9,12 +9,17 @@ from cpu_helpers import DTYPES, FusedDraws, assert_same, pool_threads  # noqa: F
 
 
 @pytest.mark.parametrize("start, n", [(0, 0), (0, 1), (3, 1), (2, 2), (1, 7), (5, 130),
-                                      (0, 4096), (4097, 999)])
-def test_keep_mask_is_its_numpy_reference_anywhere_in_the_stream(start, n):
+                                      (0, 4096), (4097, 999), (2**20 + 3, 61)])
+@pytest.mark.parametrize("threshold", [0, 1, 6554, 65535, 65536])
+def test_keep_mask_is_its_numpy_reference_anywhere_in_the_stream(start, n, threshold):
+    """Any start (the hashes' pieces then begin mid-word), any length, every threshold from
+    keep-all (0) to keep-none (65536, past the 16-bit draws)."""
     seed = np.uint64(0x0123456789ABCDEF)
-    keep = np.empty(n, np.bool_)
-    fused.keep_mask(seed, start, keep, 6554)
-    np.testing.assert_array_equal(keep, fused.draws16(seed, start + n)[start:] >= 6554)
+    keep, words, draws = fused.mask_scratch(n)
+    words[:] = 0xFFFF_FFFF_FFFF_FFFF            # stale scratch must not leak into the mask
+    fused.keep_mask(seed, start, keep, threshold, words, draws)
+    expected = fused.draws16(seed, start + n)[start:] >= threshold
+    np.testing.assert_array_equal(keep, expected)
 
 
 def test_draws_are_uniform_and_seeds_independent():
