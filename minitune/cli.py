@@ -225,7 +225,7 @@ def main(argv=None):
         print(f"minitune {name}{where}: internal error: {type(e).__name__}: {one_line(e)} (a "
               f"bug in minitune: run again with --debug for the traceback and report it)",
               file=sys.stderr)
-        abort_job(1)
+        abort_job(1, e)
         return 1
     except BaseException:
         _end_job_with_traceback(where, 1)

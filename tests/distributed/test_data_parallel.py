@@ -145,3 +145,31 @@ def test_the_writers_own_exception_is_raised_on_the_writer():
     with pytest.raises(OSError) as info:
         DataParallel(SingleProcess()).on_writer(fn)
     assert info.value is error and info.value.filename == "runs/x"
+
+
+def test_only_an_error_every_rank_raised_ends_without_mpi_abort(monkeypatch):
+    """``abort_job`` under a launcher: a lone rank's error aborts the job (after a grace for
+    the launcher to forward its output); an error marked ``on_every_rank`` -- rank 0's
+    broadcast verdict, raised alike everywhere -- lets each rank exit by itself, so that no
+    MPI_Abort can cut off the ranks' messages (the CI failure of stop 19)."""
+    import types
+
+    from minitune.distributed import abort_job, on_every_rank
+    from minitune.distributed import comm
+
+    aborted = []
+    fake = types.SimpleNamespace(Is_initialized=lambda: True,
+                                 COMM_WORLD=types.SimpleNamespace(Abort=aborted.append))
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setattr(comm, "ABORT_GRACE_S", 0.0)
+    abort_job(2, on_every_rank(OSError("output directory runs/x holds another run")))
+    assert aborted == []
+    abort_job(2, OSError("cannot read train.tsv"))            # this rank alone
+    assert aborted == [2]
+
+    def fn():
+        raise ValueError("bad --out")
+    with pytest.raises(ValueError) as info:
+        DataParallel(SingleProcess()).on_writer(fn)
+    assert info.value.on_every_rank                            # marked where it is raised
