@@ -216,7 +216,7 @@ def main(argv=None):
         return 130
     except Exception as e:  # noqa: BLE001 - every error ends as one line (or --debug)
         if debug:
-            _end_job_with_traceback(where, 1)
+            _end_job_with_traceback(where, 2 if isinstance(e, USER_ERRORS) else 1, e)
             raise
         if isinstance(e, USER_ERRORS):
             print(f"minitune {name}{where}: error: {one_line(e)}", file=sys.stderr)
@@ -233,12 +233,13 @@ def main(argv=None):
     return 0
 
 
-def _end_job_with_traceback(where, status):
-    """Under mpirun (``where`` names the rank), one failing rank ends the whole job."""
+def _end_job_with_traceback(where, status, error=None):
+    """Under mpirun (``where`` names the rank), one failing rank ends the whole job (unless
+    every rank raised ``error`` alike: ``abort_job``)."""
     if where:
         import traceback
         traceback.print_exc()
-        abort_job(status)
+        abort_job(status, error)
 
 
 def one_line(error):

@@ -58,8 +58,18 @@ def abort_job(code, error=None):
     if mpi is not None and launched_world_size() > 1 and mpi.Is_initialized():
         sys.stdout.flush()
         sys.stderr.flush()
-        time.sleep(ABORT_GRACE_S)    # let the launcher forward this rank's last lines first
+        _grace()
         mpi.COMM_WORLD.Abort(code)
+
+
+def _grace():
+    """Wait ABORT_GRACE_S before an MPI_Abort, so that the launcher forwards this rank's last
+    lines first. A second Ctrl-C meanwhile must not skip the abort (the other ranks would
+    then wait for this one)."""
+    try:
+        time.sleep(ABORT_GRACE_S)
+    except KeyboardInterrupt:
+        pass
 
 
 def on_every_rank(error):
@@ -239,7 +249,7 @@ class MPICommunicator:
         """End every rank of the job now (after an error on this one)."""
         sys.stdout.flush()
         sys.stderr.flush()
-        time.sleep(ABORT_GRACE_S)    # let the launcher forward this rank's last lines first
+        _grace()
         self.comm.Abort(code)
 
     @contextmanager

@@ -86,7 +86,7 @@ class DataParallel:
             kind, message = error
             try:
                 exc = kind(message)
-            except TypeError:                       # an exception class with other arguments
+            except Exception:                       # noqa: BLE001 (a class with other arguments)
                 exc = RuntimeError(f"{kind.__name__}: {message}")
             raise on_every_rank(exc)
 

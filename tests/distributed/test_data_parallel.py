@@ -151,7 +151,8 @@ def test_only_an_error_every_rank_raised_ends_without_mpi_abort(monkeypatch):
     """``abort_job`` under a launcher: a lone rank's error aborts the job (after a grace for
     the launcher to forward its output); an error marked ``on_every_rank`` -- rank 0's
     broadcast verdict, raised alike everywhere -- lets each rank exit by itself, so that no
-    MPI_Abort can cut off the ranks' messages (the CI failure of stop 19)."""
+    MPI_Abort can cut off the ranks' messages (it once did: both ranks' refusal of a taken
+    --out never reached the captured stderr)."""
     import types
 
     from minitune.distributed import abort_job, on_every_rank
