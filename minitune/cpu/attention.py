@@ -142,13 +142,15 @@ def _call(typingctx, kernel, a, b, c):
 def _forward_heads(c, lo, hi, q, k, v, out, probs, mask, scale, seed, threshold, keep_scale,
                    qk, pv):
     """Sequences lo..hi-1, head by head: s = q k^T (kernel qk), the softmax row pass, out = s v
-    (kernel pv), s a (T, T) scratch array that stays in the L2 cache. probs (B, NH, T, T) then
-    gets a copy of each head's probabilities for the backward (none under no_grad: no rows).
+    (kernel pv), s a (T, T) scratch array that stays in the L2 cache (64 KB at T = 128 in
+    float32, 1 MiB at T = 512). probs (B, NH, T, T) then gets a copy of each head's
+    probabilities for the backward (none under no_grad: probs has no rows).
 
     The product could write into probs[b, h] directly, saving the copy; measured, that is
     slower (the attention's forward over a training step at 32 x 128, six alternations of the
-    two versions: 56.0-59.0 ms against 53.4-56.1 with the copy). probs[b, h] is in no cache,
-    and the small GEMM kernel waits on each line it stores to there; the copy streams them."""
+    two versions: 56.0-59.0 ms against 53.4-56.1 with the copy; at T = 512 as fast or faster,
+    docs/cpu.md). probs[b, h] is in no cache, and the small GEMM kernel waits on each line it
+    stores to there; the copy streams them."""
     B, NH, T, HS = q.shape
     s = np.empty((T, T), q.dtype)
     dropped = np.empty((T, T), q.dtype)
