@@ -74,8 +74,12 @@ def _grace():
 
 def on_every_rank(error):
     """Mark ``error`` as raised alike on every rank at the same point (rank 0's verdict,
-    broadcast): the ranks can all exit normally, so ``abort_job`` leaves them to it."""
-    error.on_every_rank = True
+    broadcast): the ranks can all exit normally, so ``abort_job`` leaves them to it. (An
+    exception type that takes no attributes stays unmarked, and the job is aborted as before.)"""
+    try:
+        error.on_every_rank = True
+    except AttributeError:
+        pass
     return error
 
 
