@@ -39,10 +39,12 @@ def path(request, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 2, 7, 5), (9, 3, 33, 8)])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 2, 7, 5), (9, 3, 33, 8), (5, 3, 12, 8)])
 @pytest.mark.parametrize("mask", ["none", "batch", "shared"])
 @pytest.mark.parametrize("p", [0.0, 0.3])
 def test_attention_matches_reference(dtype, shape, mask, p, pool_threads, path):
+    """T = 12: each head's (T, T) probabilities are whole cache lines, copied with streaming
+    stores (vecmath.stream_copy); the other T, with the plain copy."""
     rng = np.random.default_rng(sum(shape))
     B, NH, T, HS = shape
     q, k, v = (heads(rng, B, NH, T, HS, dtype) for _ in range(3))

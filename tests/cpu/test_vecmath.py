@@ -1,8 +1,11 @@
-"""minitune.cpu.vecmath.exp_row: the vectorised float32 exp, and the exact float64 one."""
+"""minitune.cpu.vecmath: the vectorised float32 exp and the exact float64 one; the streaming
+copy and the aligned arrays it writes into."""
+import numba
 import numpy as np
 import pytest
 
-from minitune.cpu.vecmath import exp_row
+from minitune.cpu.vecmath import (LINE, aligned_empty, exp_row, store_fence, stream_copy,
+                                  streamable)
 
 
 def test_float32_exp_is_within_3_ulp_over_its_range():
@@ -30,3 +33,42 @@ def test_float64_exp_is_the_library_exp():
     exp_row(x, out)
     np.testing.assert_allclose(out, np.exp(x), rtol=1e-15)
 
+
+
+# The streaming copy: non-temporal stores, one cache line at a time, into aligned arrays.
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+@pytest.mark.parametrize("shape", [(16,), (128, 128), (3, 7, 64)])
+def test_aligned_empty_starts_on_a_cache_line(shape, dtype):
+    for _ in range(5):                   # np.empty's start varies; every one must be aligned
+        a = aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % LINE == 0
+
+
+def test_streamable_needs_an_aligned_start_and_whole_lines():
+    a = aligned_empty((4, 32), np.float32)          # 512 bytes
+    assert streamable(a) and streamable(a[1:3])     # rows of 128 bytes: whole lines
+    assert not streamable(a.reshape(-1)[1:17])      # starts 4 bytes into a line
+    assert not streamable(a[:, :8])                 # not contiguous
+    assert not streamable(aligned_empty((15,), np.float32))   # 60 bytes
+
+
+@numba.njit
+def _stream_and_fence(dst, src):
+    stream_copy(dst, src)
+    store_fence()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stream_copy_copies_every_element(dtype):
+    rng = np.random.default_rng(0)
+    src = rng.standard_normal((64, 48)).astype(dtype)      # 64 x 48 x 4 = 12 KB: whole lines
+    dst = aligned_empty(src.shape, dtype)
+    dst[...] = np.nan
+    _stream_and_fence(dst, src)
+    np.testing.assert_array_equal(dst, src)
+    dst[...] = 0                                             # a block in the middle only
+    _stream_and_fence(dst[16:32], src[16:32])
+    np.testing.assert_array_equal(dst[16:32], src[16:32])
+    assert not dst[:16].any() and not dst[32:].any()
