@@ -269,9 +269,17 @@ def run_backward(root, grad, retain_graph=False):
                     x.grad = x.grad + gx
             else:
                 pending = grads.get(id(x))
-                grads[id(x)] = (x, gx if pending is None else pending[1] + gx)
+                grads[id(x)] = (x, gx if pending is None else _sum_of_grads(pending[1], gx))
         if not retain_graph:
             f.release()
+
+
+def _sum_of_grads(a, b):
+    """a + b: two gradients of one tensor. Through ``dispatch.grad_sum``, so that large numpy
+    arrays are added on all cores (cpu/grad_sum.py). dispatch is imported here, not at the top:
+    it imports the ops, which import this module."""
+    from . import dispatch
+    return dispatch.grad_sum(a, b)
 
 
 def _topological_order(start):

@@ -77,6 +77,15 @@ def use_fused(flag=True):
         _Switch.enabled = previous
 
 
+GRAD_SUM = Implementation("grad_sum", forward=lambda a, b: a + b)
+
+
+def grad_sum(a, b):
+    """a + b for two gradients of one tensor: the autograd engine's one piece of arithmetic
+    (autograd.py ``run_backward``), dispatched like a fused op (cpu/grad_sum.py on all cores)."""
+    return implementation("grad_sum", GRAD_SUM, a, b).forward(a, b)
+
+
 def implementation(op, reference, *arrays):
     """The implementation that computes ``op`` on ``arrays``.
 

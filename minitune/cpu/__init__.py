@@ -33,7 +33,8 @@ def register():
         return
     _drop_stale_compiled_kernels()
     from .. import dispatch
-    from . import adam, attention, cross_entropy, dropout, embedding, gelu, layer_norm, linear
+    from . import (adam, attention, cross_entropy, dropout, embedding, gelu, grad_sum,
+                   layer_norm, linear)
     for name, module, functions in [
         ("linear", linear, ("forward", "backward")),
         ("attention", attention, ("forward", "backward")),
@@ -48,6 +49,8 @@ def register():
             name, supports=module.supports,
             **{fn: getattr(module, f"{name}_{fn}") for fn in functions})
     FUSED["adam"] = dispatch.Implementation("adam", supports=adam.supports, step=adam.adam_step)
+    FUSED["grad_sum"] = dispatch.Implementation("grad_sum", supports=grad_sum.supports,
+                                                forward=grad_sum.grad_sum_forward)
 
 
 
