@@ -12,9 +12,13 @@ Per row of H values (u = x + residual, or u = dropout(x) + residual):
               gw = sum over rows of gy * xhat,  gb = sum over rows of gy
 
 gu is the gradient of u, so also the residual's. Each row is read once into cache and finished
-there (the reference makes about nine passes over the whole (N, H) array each way). The row
-sums are accumulated in float64 scalars, the column sums of gw and gb in one float64 (H,) row
-per chunk, added up at the end.
+there (the reference makes about nine passes over the whole (N, H) array each way). Sums are
+kept in the arrays' dtype: a row's (mean, variance, the backward's two means) in one scalar,
+vectorised 16 wide in float32; the column sums of gw and gb in one (H,) row per chunk (four
+chunks per thread, one with a single thread), the chunks' rows added up at the end -- runs of
+float32 additions no longer than the reference's, which adds all N rows into one row. (They
+were float64 once; float32 made the forward 0.92 and the backward 0.84 of the time, 4096 x 384
+on two threads.)
 
 **Dropout inside the row pass.** The mask is cpu/dropout.py's: one seed drawn per call from
 the op's Generator, keep flag of element e of the flat (N, H) array from (seed, e), so row r
@@ -58,15 +62,15 @@ def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd
                 u[j] = xr[j] + rr[j]
         else:
             u[:] = x[r]
-        s = 0.0
+        s = f(0.0)
         for j in range(H):
             s += u[j]
-        mean = s / H
-        s2 = 0.0
+        mean = s / f(H)
+        s2 = f(0.0)
         for j in range(H):
             d = u[j] - mean
             s2 += d * d
-        rs = 1.0 / np.sqrt(s2 / H + eps)
+        rs = f(1.0) / np.sqrt(s2 / f(H) + f(eps))
         rstd[r] = rs
         xhat_r, y_r = xhat[r], y[r]
         for j in range(H):
@@ -85,13 +89,13 @@ def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gu, gw_part, gb_part,
     keep, words, draws = mask_scratch(H)
     for r in range(lo, hi):
         gy_r, xhat_r, gu_r = gy[r], xhat[r], gu[r]
-        s1 = 0.0
-        s2 = 0.0
+        s1 = f(0.0)
+        s2 = f(0.0)
         for j in range(H):
             gxhat[j] = gy_r[j] * w[j]           # stored once: both uses see the same rounding
             s1 += gxhat[j]
             s2 += gxhat[j] * xhat_r[j]
-        m1, m2 = s1 / H, s2 / H
+        m1, m2 = s1 / f(H), s2 / f(H)
         rs = rstd[r]
         for j in range(H):
             gu_r[j] = rs * (gxhat[j] - m1 - xhat_r[j] * m2)
@@ -140,7 +144,7 @@ def _backward(gy, xhat, rstd, w, mask):
     dropout, seed, threshold, scale = mask
     gx = np.empty(xhat.shape, dt) if dropout else gu
     bounds = reduction_bounds(n, _GRAIN)
-    gw_part, gb_part = np.zeros((len(bounds), H)), np.zeros((len(bounds), H))
+    gw_part, gb_part = np.zeros((len(bounds), H), dt), np.zeros((len(bounds), H), dt)
     parallel_for(_backward_rows, n, gy2, xhat.reshape(n, H), rstd.reshape(n),
                  w.astype(dt, copy=False), gu.reshape(n, H), gw_part, gb_part,
                  dropout, seed, threshold, dt.type(scale), gx.reshape(n, H), bounds=bounds)
