@@ -39,7 +39,7 @@ import sys
 import numpy as np
 
 from ..ops import matmul as ref
-from .threads import chunk_bounds, num_threads, parallel_for, single_threaded_blas
+from .threads import chunk_bounds, even_edges, num_threads, parallel_for, single_threaded_blas
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _MIN_ROWS = 64                  # rows per block at least (a block is one GEMM call)
@@ -253,9 +253,9 @@ def linear_backward(gy, saved, needs=(True, True, True)):
     # is by the thread setting, not by the threads active now: gw and gb to the last bit
     # depend on the setting only, never on how busy the machine is.
     blocks = max(1, min(num_threads(), N // _MIN_ROWS))
-    edges = np.linspace(0, N, blocks + 1).astype(np.int64).tolist()
+    edges = even_edges(N, blocks)
     by_outputs = needs[1] and blocks > 1 and OUT > IN and OUT >= blocks
-    outs = np.linspace(0, OUT, blocks + 1).astype(np.int64).tolist()
+    outs = even_edges(OUT, blocks)
     gw = np.empty((OUT, IN), dt) if by_outputs else None
     partial = np.empty((blocks, OUT, IN), dt) if needs[1] and not by_outputs else None
     partial_b = np.empty((blocks, OUT), dt) if has_bias and needs[2] else None
