@@ -35,6 +35,7 @@ Usage:
   python benchmarks/bench_bert.py --profile       # only the per-op profile of one minitune step
                                                   # (and the step's GEMM-bound fraction)
   python benchmarks/bench_bert.py --busy 1        # also beside 1 CPU-bound competitor process
+  python benchmarks/bench_bert.py --probe         # one product's rate inside a step and between
 """
 import os
 import sys
@@ -787,6 +788,84 @@ def bench_profile(name, steps=3):
                                   for (f, m, n, k), (c, t, fl) in linear_gemm.items()}}
 
 
+def bench_probe(name, rounds=4):
+    """Why the products run slower inside a training step than between the steps: one probe
+    product (the FFN's first Linear, forward and forward + backward, through minitune's Linear
+    on arrays of its own) timed three ways -- between the steps with its operands hot, between
+    the steps right after a 400 MB pass that evicts them from the caches, and inside the step,
+    right after each LinearGELU op. Hot vs cold is what operands fresh from memory cost; cold vs
+    inside is what the state of the machine during a step costs (both cores busy throughout)."""
+    mode, head, B, T = CONFIGS[name]
+    if mode != "train":
+        raise SystemExit("--probe needs a training configuration (train_...)")
+    batch = synthetic_batch(head, B, T, 30522)
+    step, model = minitune_runner(mode, head, batch)
+    c = model.config
+    N, H, I = B * T, c.hidden_size, c.intermediate_size  # noqa: E741 (as STYLE.md)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, H), dtype=np.float32)
+    w = rng.standard_normal((I, H), dtype=np.float32)
+    b = np.zeros(I, np.float32)
+    gy = rng.standard_normal((N, I), dtype=np.float32)
+    impl = dispatch.implementation("linear", LINEAR_REFERENCE, x, w)
+    flop = 2.0 * N * H * I
+
+    def probe(kind):
+        t = time.perf_counter()
+        y, saved = impl.forward(x, w, b)
+        if kind == "forward + backward":
+            impl.backward(gy, saved)
+        return time.perf_counter() - t
+
+    kinds = ("forward", "forward + backward")
+    times = {(where, k): [] for where in ("hot", "cold", "inside") for k in kinds}
+    op = next(cls for cls in _all_subclasses(Function) if cls.__name__ == "LinearGELU")
+    original = {ph: vars(op)[ph] for ph in ("forward", "backward")}
+    inside = [False]
+
+    def with_probe(fn, kind):
+        def method(self, *arrays):
+            out = fn(self, *arrays)
+            if inside[0]:
+                times[("inside", kind)].append(probe(kind))
+            return out
+        return method
+
+    evict = np.ones(100_000_000, np.float32)
+    for k in kinds:
+        probe(k)
+    step()
+    step()
+    op.forward = with_probe(original["forward"], "forward")
+    op.backward = with_probe(original["backward"], "forward + backward")
+    try:
+        for _ in range(rounds):
+            for k in kinds:
+                for _ in range(3):
+                    times[("hot", k)].append(probe(k))
+                for _ in range(3):
+                    evict += 1.0
+                    times[("cold", k)].append(probe(k))
+            gc.collect()
+            inside[0] = True
+            step()
+            inside[0] = False
+    finally:
+        op.forward, op.backward = original["forward"], original["backward"]
+    print(f"probe: minitune's Linear {N}x{H} @ {H}x{I} (the FFN's first), {THREADS} thread(s), "
+          f"inside {name} (after each LinearGELU op) and between its steps; median GFLOP/s:")
+    out = {}
+    for k in kinds:
+        work = (3 if k != "forward" else 1) * flop            # backward: gx and gw
+        rate = {where: work / statistics.median(times[(where, k)]) / 1e9
+                for where in ("hot", "cold", "inside")}
+        out[k] = rate
+        print(f"  {k:18s}  operands hot {rate['hot']:6.1f}   evicted first {rate['cold']:6.1f}"
+              f"   inside the step {rate['inside']:6.1f}  "
+              f"({len(times[('inside', k)])} probes inside)")
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 def main():
@@ -809,6 +888,9 @@ def main():
                     help="only profile one minitune step of train_seq_b32_l64 (or of the first "
                          "--only configuration)")
     ap.add_argument("--profile-steps", type=int, default=3, help="steps averaged by --profile")
+    ap.add_argument("--probe", action="store_true",
+                    help="only the probe product's rate inside a training step and between its "
+                         "steps, hot and evicted (train_seq_b32_l128, or the first --only)")
     ap.add_argument("--busy", type=int, default=0, metavar="N",
                     help="after the quiet rounds, run the same rounds again beside N CPU-bound "
                          "competitor processes and report each side's slowdown")
@@ -841,6 +923,8 @@ def main():
     sides = ["minitune"] + (["torch"] if with_torch else [])
     if args.profile:
         out["profile"] = bench_profile((args.only or ["train_seq_b32_l64"])[0], args.profile_steps)
+    elif args.probe:
+        out["probe"] = bench_probe((args.only or ["train_seq_b32_l128"])[0])
     elif args.rss:
         print("peak RSS (fresh process per side and configuration, 3 steps):", flush=True)
         out["rss"] = bench_rss(args.only or list(CONFIGS), sides, args.torch_attn)
