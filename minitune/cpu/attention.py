@@ -25,7 +25,10 @@ layer at B 32 x T 128, and a (B, NH, T, T) boolean array kept for the backward.)
 
 With MKL installed the work is cut finer: one head at a time, inside one compiled function per
 chunk of sequences, each product run by a GEMM kernel MKL generated for exactly its sizes and
-strides (``linear.GEMM.small``; docs/cpu.md). Otherwise each slice's products are BLAS calls.
+strides (``linear.GEMM.small``; docs/cpu.md). While a head's row pass runs, it prefetches the
+rows of the next head's q, k, v and out (backward: q, k, v, gout, gq, gk, gv), whose rows are
+too far apart for the CPU to foresee (vecmath.py, "Prefetching"). Otherwise each slice's
+products are BLAS calls.
 
 Layout: out, and gq, gk, gv in the backward, are (B, NH, T, HS) *views* of (B, T, NH, HS)
 arrays -- the products write each head straight into its columns of the (B, T, H) layout the
@@ -51,18 +54,20 @@ from ..ops.nn import dropout_threshold
 from . import linear
 from .dropout import draw_seed, keep_mask, mask_scratch
 from .threads import parallel_for, single_threaded_blas
-from .vecmath import LINE, aligned_empty, exp32, kernel, row_max, store_fence, stream_copy
+from .vecmath import (LINE, aligned_empty, exp32, inline_kernel, kernel, prefetch_rows, row_max,
+                      store_fence, stream_copy)
 
 
 @kernel
 def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold, keep_scale,
-                          dropped):
+                          dropped, ahead, ahead_bytes):
     """Rows of s (R, T): s = softmax(s * scale + mask) in place; with threshold > 0 also
     dropped = s * keep * keep_scale.
 
     Row r of s is row row0 + r of all B * NH * T rows: it belongs to sequence (row0 + r) //
     rows_per_batch (mask (Bm, T): Bm = 1, shared, or one row per sequence), and its keep flags
-    are those of elements (row0 + r) * T ... of the whole tensor.
+    are those of elements (row0 + r) * T ... of the whole tensor. Each row also prefetches row
+    r of the matrices in ``ahead`` (the next head's: ``_next_head``), ``ahead_bytes`` of each.
     """
     R, T = s.shape
     f = s.dtype.type
@@ -71,6 +76,8 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
     keep, words, draws = mask_scratch(T)
     shared_mask = mask.shape[0] == 1
     for r in range(R):
+        if r < T:
+            prefetch_rows(ahead, r, ahead_bytes)
         m = 0 if shared_mask else (row0 + r) // rows_per_batch     # an index, not a row view:
         for j in range(T):                                          # no new array per row
             arg[j] = s[r, j] * scale + mask[m, j]
@@ -98,13 +105,16 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
 
 @kernel
 def _softmax_dropout_backward_rows(g, probs, row0, seed, threshold, keep_scale, scale,
-                                   dropped):
+                                   dropped, ahead, ahead_bytes):
     """Rows of g (R, T) = gout v^T, turned in place into gscores; with threshold > 0,
-    dropped = probs * keep * keep_scale (rows numbered as in the forward)."""
+    dropped = probs * keep * keep_scale (rows numbered as in the forward); prefetching as the
+    forward's row pass."""
     R, T = g.shape
     f = g.dtype.type
     keep, words, draws = mask_scratch(T)
     for r in range(R):
+        if r < T:
+            prefetch_rows(ahead, r, ahead_bytes)
         if threshold:
             keep_mask(seed, (row0 + r) * T, keep, threshold, words, draws)
             for j in range(T):
@@ -138,9 +148,18 @@ def _call(typingctx, kernel, a, b, c):
     return sig, codegen
 
 
+@inline_kernel
+def _aim(ahead, i, m):
+    """ahead[i] = (address, row stride in bytes) of the (T, HS) head matrix m, whose rows the
+    row pass then prefetches: they are 1.5-4.5 KB apart, misses the CPU's own prefetchers
+    cannot foresee (vecmath.py, "Prefetching")."""
+    ahead[i, 0] = m.ctypes.data
+    ahead[i, 1] = m.strides[0]
+
+
 @kernel
-def _forward_heads(c, lo, hi, q, k, v, out, probs, stream, mask, scale, seed, threshold,
-                   keep_scale, qk, pv):
+def _forward_heads(c, lo, hi, q, k, v, out, probs, stream, prefetch, mask, scale, seed,
+                   threshold, keep_scale, qk, pv):
     """Sequences lo..hi-1, head by head: s = q k^T (kernel qk), the softmax row pass, out = s v
     (kernel pv), s a (T, T) scratch array that stays in the L2 cache (64 KB at T = 128 in
     float32, 1 MiB at T = 512). probs (B, NH, T, T) then gets a copy of each head's
@@ -157,11 +176,20 @@ def _forward_heads(c, lo, hi, q, k, v, out, probs, stream, mask, scale, seed, th
     B, NH, T, HS = q.shape
     s = np.empty((T, T), q.dtype)
     dropped = np.empty((T, T), q.dtype)
+    ahead = np.empty((4, 2), np.int64)
     for b in range(lo, hi):
         for h in range(NH):
             _call(qk, q[b, h].ctypes.data, k[b, h].ctypes.data, s.ctypes.data)
+            nb, nh = (b, h + 1) if h + 1 < NH else (b + 1, 0)      # the next head
+            n = 0
+            if prefetch and nb < hi:
+                _aim(ahead, 0, q[nb, nh])
+                _aim(ahead, 1, k[nb, nh])
+                _aim(ahead, 2, v[nb, nh])
+                _aim(ahead, 3, out[nb, nh])
+                n = 4
             _softmax_dropout_rows(s, mask, (b * NH + h) * T, NH * T, scale, seed, threshold,
-                                  keep_scale, dropped)
+                                  keep_scale, dropped, ahead[:n], HS * q.itemsize)
             if stream:                          # kept for the backward, past the caches
                 stream_copy(probs[b, h], s)
             elif probs.shape[0]:
@@ -173,23 +201,39 @@ def _forward_heads(c, lo, hi, q, k, v, out, probs, stream, mask, scale, seed, th
 
 
 @kernel
-def _backward_heads(c, lo, hi, gout, q, k, v, probs, gq, gk, gv, seed, threshold, keep_scale,
-                    scale, gd, dv, dq, dk):
+def _backward_heads(c, lo, hi, gout, q, k, v, probs, gq, gk, gv, prefetch, seed, threshold,
+                    keep_scale, scale, gd, dv, dq, dk):
     """The backward for sequences lo..hi-1, head by head, with the kernels gd (gout v^T), dv
     (D^T gout), dq (g k) and dk (g^T q); g and D in (T, T) scratch arrays."""
     B, NH, T, HS = q.shape
     g = np.empty((T, T), q.dtype)
     dropped = np.empty((T, T), q.dtype)
+    ahead = np.empty((7, 2), np.int64)
     for b in range(lo, hi):
         for h in range(NH):
             p = probs[b, h]
             _call(gd, gout[b, h].ctypes.data, v[b, h].ctypes.data, g.ctypes.data)
+            nb, nh = (b, h + 1) if h + 1 < NH else (b + 1, 0)      # the next head
+            n = 0
+            if prefetch and nb < hi:
+                _aim(ahead, 0, q[nb, nh])
+                _aim(ahead, 1, k[nb, nh])
+                _aim(ahead, 2, v[nb, nh])
+                _aim(ahead, 3, gout[nb, nh])
+                _aim(ahead, 4, gq[nb, nh])
+                _aim(ahead, 5, gk[nb, nh])
+                _aim(ahead, 6, gv[nb, nh])
+                n = 7
             _softmax_dropout_backward_rows(g, p, (b * NH + h) * T, seed, threshold, keep_scale,
-                                           scale, dropped)
+                                           scale, dropped, ahead[:n], HS * q.itemsize)
             _call(dv, (dropped if threshold else p).ctypes.data, gout[b, h].ctypes.data,
                   gv[b, h].ctypes.data)
             _call(dq, g.ctypes.data, k[b, h].ctypes.data, gq[b, h].ctypes.data)
             _call(dk, g.ctypes.data, q[b, h].ctypes.data, gk[b, h].ctypes.data)
+
+
+PREFETCH = True       # the heads' row passes prefetch the next head's rows (False: to compare)
+_NO_AHEAD = np.empty((0, 2), np.int64)     # the slices path: nothing to prefetch
 
 
 def _ld(a):
@@ -318,8 +362,8 @@ def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
     if kernels is not None:
         stream = probs is not None and T * T * dt.itemsize % LINE == 0   # whole lines a head
         parallel_for(_forward_heads, B, q, k, v, out,
-                     probs if probs is not None else np.empty((0, NH, T, T), dt), stream, mask,
-                     dt.type(scale), seed, threshold, keep_scale, *kernels)
+                     probs if probs is not None else np.empty((0, NH, T, T), dt), stream,
+                     PREFETCH, mask, dt.type(scale), seed, threshold, keep_scale, *kernels)
         return out, (q, k, v, probs, seed, threshold, keep_scale, scale)
 
     def slice_(lo, hi):
@@ -327,7 +371,7 @@ def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
         _scores(q[lo:hi], k[lo:hi], s)
         dropped = np.empty_like(s) if threshold else s
         _softmax_dropout_rows(s.reshape(-1, T), mask, lo * NH * T, NH * T, dt.type(scale),
-                              seed, threshold, keep_scale, dropped.reshape(-1, T))
+                              seed, threshold, keep_scale, dropped.reshape(-1, T), _NO_AHEAD, 0)
         np.matmul(dropped, v[lo:hi], out=out[lo:hi])
 
     with single_threaded_blas():
@@ -351,8 +395,8 @@ def attention_backward(gout, saved):
                                   (False, False, T, HS, T, T, _ld(k), _ld(gq)),
                                   (True, False, T, HS, T, T, _ld(q), _ld(gk))])
     if kernels is not None:
-        parallel_for(_backward_heads, B, gout, q, k, v, probs, gq, gk, gv, seed, threshold,
-                     keep_scale, dt.type(scale), *kernels)
+        parallel_for(_backward_heads, B, gout, q, k, v, probs, gq, gk, gv, PREFETCH, seed,
+                     threshold, keep_scale, dt.type(scale), *kernels)
         return gq, gk, gv
 
     def slice_(lo, hi):
@@ -362,7 +406,7 @@ def attention_backward(gout, saved):
         dropped = np.empty_like(p) if threshold else p
         _softmax_dropout_backward_rows(g.reshape(-1, T), p.reshape(-1, T), lo * NH * T, seed,
                                        threshold, keep_scale, dt.type(scale),
-                                       dropped.reshape(-1, T))
+                                       dropped.reshape(-1, T), _NO_AHEAD, 0)
         np.matmul(dropped.swapaxes(-1, -2), gout[lo:hi], out=gv[lo:hi])
         np.matmul(g, k[lo:hi], out=gq[lo:hi])
         np.matmul(g.swapaxes(-1, -2), q[lo:hi], out=gk[lo:hi])

@@ -37,6 +37,13 @@ a cache line at a time: the line goes to memory, with no read before and nothing
 ``streamable`` says which arrays it can write (whole lines: a 64-byte-aligned start and a
 multiple of 64 bytes); ``aligned_empty`` allocates such arrays; ``store_fence`` makes the lines
 visible to other threads in order (a kernel calls it once, after its last streaming store).
+
+**Prefetching.** The other way round: data a kernel will read soon but whose addresses the
+CPU cannot guess. Its prefetchers follow a stream of lines within a 4 KB page, or a small
+stride; the rows of one attention head's (T, HS) q are 128 bytes each, 1,536 or 4,608 bytes
+apart, and every one is a miss that the kernel waits on. ``prefetch_rows`` asks for such rows
+ahead of time (``prefetch``: LLVM's ``llvm.prefetch``, x86 ``prefetcht0``, a hint that never
+faults), a few lines at a time, spread over the work that comes before their use.
 """
 import math
 
@@ -192,3 +199,29 @@ def aligned_empty(shape, dtype):
     raw = np.empty(nbytes + LINE, np.uint8)
     start = -raw.ctypes.data % LINE
     return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+@intrinsic
+def prefetch(typingctx, address):
+    """Ask for the cache line at ``address`` to be brought into the caches (LLVM's
+    ``llvm.prefetch``: read, keep in all levels). A hint: it never faults."""
+    def codegen(context, builder, signature, args):
+        byte_ptr = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [byte_ptr], ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]))
+        builder.call(fn, [builder.inttoptr(args[0], byte_ptr), ir.Constant(i32, 0),
+                          ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(types.intp), codegen
+
+
+@inline_kernel
+def prefetch_rows(ahead, r, nbytes):
+    """Prefetch row r of each matrix in ``ahead``, an (M, 2) int64 array of (address, row stride
+    in bytes): the cache lines of its first ``nbytes`` bytes. M = 0: nothing."""
+    for i in range(ahead.shape[0]):
+        start = ahead[i, 0] + r * ahead[i, 1]
+        for line in range(start // LINE, (start + nbytes - 1) // LINE + 1):
+            prefetch(line * LINE)

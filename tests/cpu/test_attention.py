@@ -149,6 +149,26 @@ def test_under_no_grad_the_probabilities_are_not_kept(path):
     assert_same(out, want, np.float32)
 
 
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_prefetching_the_next_head_changes_no_bit(p, pool_threads, monkeypatch):
+    """The heads' row passes prefetch the next head's rows (a hint): with it off, every output
+    and gradient is the same to the bit."""
+    if not generated_kernels_available():
+        pytest.skip("MKL (its JIT GEMM) is not installed: the heads path does not run")
+    rng = np.random.default_rng(5)
+    B, NH, T, HS = 4, 3, 16, 8
+    q, k, v = (heads(rng, B, NH, T, HS, np.float32) for _ in range(3))
+    bias = bert_mask(rng, B, T, np.float32, batch=True)
+    gout = rng.standard_normal((B, NH, T, HS)).astype(np.float32)
+    results = []
+    for on in (True, False):
+        monkeypatch.setattr(fused, "PREFETCH", on)
+        out, saved = fused.attention_forward(q, k, v, bias, 0.35, p, np.random.default_rng(7))
+        results.append([out, *fused.attention_backward(gout, saved)])
+    for with_prefetch, without in zip(*results):
+        np.testing.assert_array_equal(with_prefetch, without)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", ["stacked q|k|v columns", "contiguous heads"])
 @pytest.mark.parametrize("gemm", ["library", "numpy"])

@@ -1,11 +1,11 @@
 """minitune.cpu.vecmath: the vectorised float32 exp and the exact float64 one; the streaming
-copy and the aligned arrays it writes into."""
+copy and the aligned arrays it writes into; the prefetch hint."""
 import numba
 import numpy as np
 import pytest
 
-from minitune.cpu.vecmath import (LINE, aligned_empty, exp_row, store_fence, stream_copy,
-                                  streamable)
+from minitune.cpu.vecmath import (LINE, aligned_empty, exp_row, prefetch_rows, store_fence,
+                                  stream_copy, streamable)
 
 
 def test_float32_exp_is_within_3_ulp_over_its_range():
@@ -72,3 +72,20 @@ def test_stream_copy_copies_every_element(dtype):
     _stream_and_fence(dst[16:32], src[16:32])
     np.testing.assert_array_equal(dst[16:32], src[16:32])
     assert not dst[:16].any() and not dst[32:].any()
+
+
+@numba.njit
+def _prefetch_all(ahead, rows, nbytes):
+    for r in range(rows):
+        prefetch_rows(ahead, r, nbytes)
+
+
+def test_prefetch_is_a_hint_that_never_faults_or_writes():
+    a = np.arange(4096, dtype=np.float32).reshape(64, 64)
+    before = a.copy()
+    ahead = np.array([[a.ctypes.data, a.strides[0]], [a[:, 3:].ctypes.data, a.strides[0]]],
+                     np.int64)
+    _prefetch_all(ahead, 64, 100)                 # 100 bytes of each row: 2 or 3 lines
+    _prefetch_all(np.array([[0, 4096], [1 << 47, 64]], np.int64), 8, 64)   # no memory there
+    _prefetch_all(np.empty((0, 2), np.int64), 8, 64)
+    np.testing.assert_array_equal(a, before)
