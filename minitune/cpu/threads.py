@@ -33,8 +33,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 
 def _default_threads():
     """MINITUNE_NUM_THREADS, else the BLAS/OpenMP variables a user may have set for numpy,
