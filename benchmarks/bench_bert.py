@@ -36,6 +36,7 @@ Usage:
                                                   # (and the step's GEMM-bound fraction)
   python benchmarks/bench_bert.py --busy 1        # also beside 1 CPU-bound competitor process
   python benchmarks/bench_bert.py --probe         # one product's rate inside a step and between
+  python benchmarks/bench_bert.py --ab prefetch   # one switch of minitune's CPU path on/off
 """
 import os
 import sys
@@ -82,7 +83,7 @@ sys.path.insert(0, str(REPO))
 
 import minitune as mt  # noqa: E402
 from minitune.autograd import Function  # noqa: E402
-from minitune import dispatch  # noqa: E402
+from minitune import cpu, dispatch  # noqa: E402
 from minitune.cpu import linear as cpu_linear  # noqa: E402
 from minitune.cpu.linear import gemm_library  # noqa: E402
 from minitune.ops.matmul import LINEAR_REFERENCE  # noqa: E402
@@ -788,6 +789,70 @@ def bench_profile(name, steps=3):
                                   for (f, m, n, k), (c, t, fl) in linear_gemm.items()}}
 
 
+AB_SWITCHES = {
+    "prefetch": "the attention's row passes prefetch the next head's rows (cpu/attention.py)",
+    "stream": "the attention's probabilities are copied with streaming stores "
+              "(cpu/attention.py)",
+    "grad_sum": "the engine's sums of two gradients run on the pool (cpu/grad_sum.py)",
+}
+
+
+def _set_switch(switch, on, saved):
+    """Turn one of AB_SWITCHES on or off (this process only)."""
+    from minitune.cpu import attention as cpu_attention
+    if switch == "prefetch":
+        cpu_attention.PREFETCH = on
+    elif switch == "stream":
+        cpu_attention.STREAM = on
+    elif on:
+        cpu.FUSED["grad_sum"] = saved
+    else:
+        cpu.FUSED.pop("grad_sum", None)
+
+
+def bench_ab(name, switch, rounds=8, steps=4):
+    """One switch of minitune's CPU path on and off, alternating in one process: ``rounds``
+    rounds of ``steps`` training steps each way (a garbage collection before each step, as the
+    interleaved benchmark). Per round the median step and, per op class, the mean time a step;
+    printed: the medians over the rounds, and the median of the per-round ratios on/off."""
+    mode, head, B, T = CONFIGS[name]
+    batch = synthetic_batch(head, B, T, 30522)
+    step, model = minitune_runner(mode, head, batch)
+    saved = cpu.FUSED.get("grad_sum")
+    step()
+    step()
+    rows = {True: [], False: []}
+    try:
+        for r in range(rounds):
+            for on in ((True, False) if r % 2 == 0 else (False, True)):
+                _set_switch(switch, on, saved)
+                ts = []
+                with OpTimer() as timer:
+                    for _ in range(steps):
+                        gc.collect()
+                        t = time.perf_counter()
+                        step()
+                        ts.append(time.perf_counter() - t)
+                ops = {k: v / steps for k, v in timer.seconds.items()}
+                rows[on].append((statistics.median(ts), ops))
+    finally:
+        _set_switch(switch, True, saved)
+    print(f"A/B: {switch} -- {AB_SWITCHES[switch]}; {name}, {rounds} rounds of {steps} steps "
+          f"each way, threads {THREADS}")
+    for on in (True, False):
+        med = statistics.median(x[0] for x in rows[on])
+        print(f"  {'on ' if on else 'off'}  step median {med:.4f} s  "
+              f"(min {min(x[0] for x in rows[on]):.4f})")
+    ratio = statistics.median(a[0] / b[0] for a, b in zip(rows[True], rows[False]))
+    print(f"  step on/off: median of rounds {ratio:.3f}")
+    keys = sorted(rows[True][0][1], key=lambda k: -rows[True][0][1][k])[:10]
+    for k in keys:
+        on_ms = statistics.median(x[1].get(k, 0.0) for x in rows[True]) * 1e3
+        off_ms = statistics.median(x[1].get(k, 0.0) for x in rows[False]) * 1e3
+        print(f"    {k[0]:16s} {k[1]:8s}  off {off_ms:7.1f} ms -> on {on_ms:7.1f} ms a step")
+    return {"step_ratio": ratio, "on": rows[True], "off": rows[False]}
+
+
 def bench_probe(name, rounds=4):
     """Why the products run slower inside a training step than between the steps: one probe
     product (the FFN's first Linear, forward and forward + backward, through minitune's Linear
@@ -888,6 +953,9 @@ def main():
                     help="only profile one minitune step of train_seq_b32_l64 (or of the first "
                          "--only configuration)")
     ap.add_argument("--profile-steps", type=int, default=3, help="steps averaged by --profile")
+    ap.add_argument("--ab", choices=sorted(AB_SWITCHES),
+                    help="only an A/B of one switch of minitune's CPU path, on and off in "
+                         "turn (train_seq_b32_l128, or the first --only)")
     ap.add_argument("--probe", action="store_true",
                     help="only the probe product's rate inside a training step and between its "
                          "steps, hot and evicted (train_seq_b32_l128, or the first --only)")
@@ -923,6 +991,8 @@ def main():
     sides = ["minitune"] + (["torch"] if with_torch else [])
     if args.profile:
         out["profile"] = bench_profile((args.only or ["train_seq_b32_l64"])[0], args.profile_steps)
+    elif args.ab:
+        out["ab"] = bench_ab((args.only or ["train_seq_b32_l128"])[0], args.ab)
     elif args.probe:
         out["probe"] = bench_probe((args.only or ["train_seq_b32_l128"])[0])
     elif args.rss:

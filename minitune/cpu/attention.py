@@ -55,7 +55,7 @@ from . import linear
 from .dropout import draw_seed, keep_mask, mask_scratch
 from .threads import parallel_for, single_threaded_blas
 from .vecmath import (LINE, aligned_empty, exp32, inline_kernel, kernel, prefetch_rows, row_max,
-                      store_fence, stream_copy)
+                      store_fence, stream_copy, streamable)
 
 
 @kernel
@@ -67,7 +67,7 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
     Row r of s is row row0 + r of all B * NH * T rows: it belongs to sequence (row0 + r) //
     rows_per_batch (mask (Bm, T): Bm = 1, shared, or one row per sequence), and its keep flags
     are those of elements (row0 + r) * T ... of the whole tensor. Each row also prefetches row
-    r of the matrices in ``ahead`` (the next head's: ``_next_head``), ``ahead_bytes`` of each.
+    r of the matrices in ``ahead`` (the next head's, set by ``_aim``), ``ahead_bytes`` of each.
     """
     R, T = s.shape
     f = s.dtype.type
@@ -149,6 +149,14 @@ def _call(typingctx, kernel, a, b, c):
 
 
 @inline_kernel
+def _next_head(b, h, hi, NH):
+    """The head after (sequence b, head h) in a chunk of sequences ending before hi: (b, h + 1),
+    else (b + 1, 0); (-1, -1) after the chunk's last head."""
+    nb, nh = (b, h + 1) if h + 1 < NH else (b + 1, 0)
+    return (nb, nh) if nb < hi else (-1, -1)
+
+
+@inline_kernel
 def _aim(ahead, i, m):
     """ahead[i] = (address, row stride in bytes) of the (T, HS) head matrix m, whose rows the
     row pass then prefetches: they are 1.5-4.5 KB apart, misses the CPU's own prefetchers
@@ -171,8 +179,8 @@ def _forward_heads(c, lo, hi, q, k, v, out, probs, stream, prefetch, mask, scale
     two versions: 56.0-59.0 ms against 53.4-56.1 with the copy; at T = 512 as fast or faster,
     docs/cpu.md). probs[b, h] is in no cache, and the small GEMM kernel waits on each line it
     stores to there. An ordinary copy reads each line of probs into the cache before writing
-    it, evicting q, k and v's; streamed, one layer at 32 x 128, two threads: 8.5-8.7 ms ->
-    7.3-7.5 ms (docs/cpu.md)."""
+    it, evicting q, k and v's; streamed, the attention's forward in a training step at
+    32 x 128, two threads: 55.3 -> 47.2 ms (``bench_bert.py --ab stream``, docs/cpu.md)."""
     B, NH, T, HS = q.shape
     s = np.empty((T, T), q.dtype)
     dropped = np.empty((T, T), q.dtype)
@@ -180,9 +188,9 @@ def _forward_heads(c, lo, hi, q, k, v, out, probs, stream, prefetch, mask, scale
     for b in range(lo, hi):
         for h in range(NH):
             _call(qk, q[b, h].ctypes.data, k[b, h].ctypes.data, s.ctypes.data)
-            nb, nh = (b, h + 1) if h + 1 < NH else (b + 1, 0)      # the next head
+            nb, nh = _next_head(b, h, hi, NH)
             n = 0
-            if prefetch and nb < hi:
+            if prefetch and nb >= 0:
                 _aim(ahead, 0, q[nb, nh])
                 _aim(ahead, 1, k[nb, nh])
                 _aim(ahead, 2, v[nb, nh])
@@ -213,9 +221,9 @@ def _backward_heads(c, lo, hi, gout, q, k, v, probs, gq, gk, gv, prefetch, seed,
         for h in range(NH):
             p = probs[b, h]
             _call(gd, gout[b, h].ctypes.data, v[b, h].ctypes.data, g.ctypes.data)
-            nb, nh = (b, h + 1) if h + 1 < NH else (b + 1, 0)      # the next head
+            nb, nh = _next_head(b, h, hi, NH)
             n = 0
-            if prefetch and nb < hi:
+            if prefetch and nb >= 0:
                 _aim(ahead, 0, q[nb, nh])
                 _aim(ahead, 1, k[nb, nh])
                 _aim(ahead, 2, v[nb, nh])
@@ -232,7 +240,9 @@ def _backward_heads(c, lo, hi, gout, q, k, v, probs, gq, gk, gv, prefetch, seed,
             _call(dk, g.ctypes.data, q[b, h].ctypes.data, gk[b, h].ctypes.data)
 
 
-PREFETCH = True       # the heads' row passes prefetch the next head's rows (False: to compare)
+# Switches for comparisons (``benchmarks/bench_bert.py --ab``); both change no result.
+PREFETCH = True       # the heads' row passes prefetch the next head's rows
+STREAM = True         # the probabilities are copied out with streaming stores
 _NO_AHEAD = np.empty((0, 2), np.int64)     # the slices path: nothing to prefetch
 
 
@@ -360,7 +370,8 @@ def attention_forward(q, k, v, mask_bias, scale, dropout_p, rng):
     kernels = _small_kernels(dt, [(False, True, T, T, HS, _ld(q), _ld(k), T),
                                   (False, False, T, HS, T, T, _ld(v), _ld(out))])
     if kernels is not None:
-        stream = probs is not None and T * T * dt.itemsize % LINE == 0   # whole lines a head
+        stream = (STREAM and probs is not None and streamable(probs)
+                  and T * T * dt.itemsize % LINE == 0)             # whole lines, each head
         parallel_for(_forward_heads, B, q, k, v, out,
                      probs if probs is not None else np.empty((0, NH, T, T), dt), stream,
                      PREFETCH, mask, dt.type(scale), seed, threshold, keep_scale, *kernels)

@@ -46,6 +46,7 @@ ahead of time (``prefetch``: LLVM's ``llvm.prefetch``, x86 ``prefetcht0``, a hin
 faults), a few lines at a time, spread over the work that comes before their use.
 """
 import math
+import platform
 
 import numpy as np
 from llvmlite import ir
@@ -165,12 +166,21 @@ def _store_line_nontemporal(typingctx, dst, src):
     return types.void(types.intp, types.intp), codegen
 
 
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
 @intrinsic
 def store_fence(typingctx):
-    """A full memory fence (x86 ``mfence``): every streaming store before it is visible to every
-    thread before any memory access after it."""
+    """Order the streaming stores before it before every store after it, for every thread:
+    x86's ``sfence`` (the fence its manuals name for non-temporal stores); elsewhere LLVM's
+    sequentially consistent fence (on ARM, ``dmb ish``)."""
     def codegen(context, builder, signature, args):
-        builder.fence("seq_cst")
+        if _X86:
+            fn = builder.module.declare_intrinsic("llvm.x86.sse.sfence",
+                                                  fnty=ir.FunctionType(ir.VoidType(), []))
+            builder.call(fn, [])
+        else:
+            builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return types.void(), codegen

@@ -149,6 +149,16 @@ def test_under_no_grad_the_probabilities_are_not_kept(path):
     assert_same(out, want, np.float32)
 
 
+@pytest.mark.parametrize("lo, hi, NH", [(0, 1, 1), (0, 3, 12), (5, 9, 4), (2, 3, 7)])
+def test_the_next_head_is_the_following_one_and_none_after_the_chunk(lo, hi, NH):
+    """What the row passes prefetch: each head's successor in the chunk's order, and nothing
+    after the chunk's last head (its successor belongs to another thread's chunk, or lies past
+    the end of the arrays)."""
+    order = [(b, h) for b in range(lo, hi) for h in range(NH)]
+    for here, after in zip(order, order[1:] + [(-1, -1)]):
+        assert fused._next_head(*here, hi, NH) == after
+
+
 @pytest.mark.parametrize("p", [0.0, 0.3])
 def test_prefetching_the_next_head_changes_no_bit(p, pool_threads, monkeypatch):
     """The heads' row passes prefetch the next head's rows (a hint): with it off, every output

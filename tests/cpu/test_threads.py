@@ -251,3 +251,13 @@ def test_blas_takes_a_thread_count_that_changed_inside_single_threaded_blas(rest
     assert threads.blas_num_threads() == 1                # the busy machine's count
     assert load_changes_inside_the_block(0.0) == 2
     assert threads.blas_num_threads() == 2
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 122, 230, 4096, 19_999])
+@pytest.mark.parametrize("parts", [1, 2, 3, 8, 14, 64])
+def test_even_edges_cut_range_n_into_parts_that_differ_by_at_most_one(n, parts):
+    edges = threads.even_edges(n, parts)
+    assert len(edges) == parts + 1 and edges[0] == 0 and edges[-1] == n
+    sizes = [hi - lo for lo, hi in zip(edges[:-1], edges[1:])]
+    assert min(sizes) >= 0 and max(sizes) - min(sizes) <= 1
+    assert all(isinstance(e, int) for e in edges)
