@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import literal_unroll, types
 from numba.extending import intrinsic
 
 from ..autograd import is_grad_enabled
@@ -67,7 +67,7 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
     Row r of s is row row0 + r of all B * NH * T rows: it belongs to sequence (row0 + r) //
     rows_per_batch (mask (Bm, T): Bm = 1, shared, or one row per sequence), and its keep flags
     are those of elements (row0 + r) * T ... of the whole tensor. Each row also prefetches row
-    r of the matrices in ``ahead`` (the next head's, set by ``_aim``), ``ahead_bytes`` of each.
+    r of the matrices in ``ahead`` (the next head's: ``_aim_next_head``), ``ahead_bytes`` of each.
     """
     R, T = s.shape
     f = s.dtype.type
@@ -157,12 +157,22 @@ def _next_head(b, h, hi, NH):
 
 
 @inline_kernel
-def _aim(ahead, i, m):
-    """ahead[i] = (address, row stride in bytes) of the (T, HS) head matrix m, whose rows the
-    row pass then prefetches: they are 1.5-4.5 KB apart, misses the CPU's own prefetchers
-    cannot foresee (vecmath.py, "Prefetching")."""
-    ahead[i, 0] = m.ctypes.data
-    ahead[i, 1] = m.strides[0]
+def _aim_next_head(ahead, b, h, hi, NH, count, m0, m1, m2, m3, m4, m5, m6):
+    """For the head after (b, h) in the chunk (``_next_head``): ahead[i] = (address, row stride
+    in bytes) of its (T, HS) matrix in m_i, for the first ``count`` of m0..m6 (each (B, NH, T,
+    HS); unused ones may repeat). The row pass prefetches these rows: they are 1.5-4.5 KB
+    apart, misses the CPU's own prefetchers cannot foresee (vecmath.py, "Prefetching").
+    Returns how many rows of ``ahead`` are set: 0 after the chunk's last head."""
+    nb, nh = _next_head(b, h, hi, NH)
+    if nb < 0:
+        return 0
+    i = 0
+    for m in literal_unroll((m0, m1, m2, m3, m4, m5, m6)):   # arrays of different layouts
+        if i < count:
+            ahead[i, 0] = m[nb, nh].ctypes.data
+            ahead[i, 1] = m.strides[2]
+        i += 1
+    return count
 
 
 @kernel
@@ -184,18 +194,12 @@ def _forward_heads(c, lo, hi, q, k, v, out, probs, stream, prefetch, mask, scale
     B, NH, T, HS = q.shape
     s = np.empty((T, T), q.dtype)
     dropped = np.empty((T, T), q.dtype)
-    ahead = np.empty((4, 2), np.int64)
+    ahead = np.empty((7, 2), np.int64)
     for b in range(lo, hi):
         for h in range(NH):
             _call(qk, q[b, h].ctypes.data, k[b, h].ctypes.data, s.ctypes.data)
-            nb, nh = _next_head(b, h, hi, NH)
-            n = 0
-            if prefetch and nb >= 0:
-                _aim(ahead, 0, q[nb, nh])
-                _aim(ahead, 1, k[nb, nh])
-                _aim(ahead, 2, v[nb, nh])
-                _aim(ahead, 3, out[nb, nh])
-                n = 4
+            n = _aim_next_head(ahead, b, h, hi, NH, 4 if prefetch else 0,
+                               q, k, v, out, out, out, out)
             _softmax_dropout_rows(s, mask, (b * NH + h) * T, NH * T, scale, seed, threshold,
                                   keep_scale, dropped, ahead[:n], HS * q.itemsize)
             if stream:                          # kept for the backward, past the caches
@@ -221,17 +225,8 @@ def _backward_heads(c, lo, hi, gout, q, k, v, probs, gq, gk, gv, prefetch, seed,
         for h in range(NH):
             p = probs[b, h]
             _call(gd, gout[b, h].ctypes.data, v[b, h].ctypes.data, g.ctypes.data)
-            nb, nh = _next_head(b, h, hi, NH)
-            n = 0
-            if prefetch and nb >= 0:
-                _aim(ahead, 0, q[nb, nh])
-                _aim(ahead, 1, k[nb, nh])
-                _aim(ahead, 2, v[nb, nh])
-                _aim(ahead, 3, gout[nb, nh])
-                _aim(ahead, 4, gq[nb, nh])
-                _aim(ahead, 5, gk[nb, nh])
-                _aim(ahead, 6, gv[nb, nh])
-                n = 7
+            n = _aim_next_head(ahead, b, h, hi, NH, 7 if prefetch else 0,
+                               q, k, v, gout, gq, gk, gv)
             _softmax_dropout_backward_rows(g, p, (b * NH + h) * T, seed, threshold, keep_scale,
                                            scale, dropped, ahead[:n], HS * q.itemsize)
             _call(dv, (dropped if threshold else p).ctypes.data, gout[b, h].ctypes.data,
