@@ -794,13 +794,17 @@ AB_SWITCHES = {
     "stream": "the attention's probabilities are copied with streaming stores "
               "(cpu/attention.py)",
     "grad_sum": "the engine's sums of two gradients run on the pool (cpu/grad_sum.py)",
+    "skip_xhat": "under no_grad LayerNorm writes no xhat (cpu/layer_norm.py; the eval forward: "
+                 "--only fwd_seq_b64_l128)",
 }
 
 
 def _set_switch(switch, on, saved):
     """Turn one of AB_SWITCHES on or off (this process only)."""
-    from minitune.cpu import attention as cpu_attention
-    if switch == "prefetch":
+    from minitune.cpu import attention as cpu_attention, layer_norm as cpu_layer_norm
+    if switch == "skip_xhat":
+        cpu_layer_norm.SKIP_XHAT = on
+    elif switch == "prefetch":
         cpu_attention.PREFETCH = on
     elif switch == "stream":
         cpu_attention.STREAM = on

@@ -101,3 +101,18 @@ def test_dropout_layer_norm_drops_about_p_of_x_and_never_the_residual():
     kept = gx != 0
     scale = np.float32(ref.dropout_threshold(0.2)[1])          # 65536 / (65536 - 13107)
     np.testing.assert_array_equal(gx[kept], gres[kept] * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_under_no_grad_the_forward_skips_xhat_and_gives_the_same_bits(dtype):
+    """No backward will run: xhat is not written (None in saved), y is the same to the bit."""
+    import minitune as mt
+    rng = np.random.default_rng(4)
+    x, r = (rng.standard_normal((37, 48)).astype(dtype) for _ in range(2))
+    w, b = rng.standard_normal(48).astype(dtype), rng.standard_normal(48).astype(dtype)
+    y, saved = fused.layer_norm_forward(x, w, b, 1e-12, residual=r)
+    with mt.no_grad():
+        y_eval, saved_eval = fused.layer_norm_forward(x, w, b, 1e-12, residual=r)
+    assert saved[0] is not None and saved_eval[0] is None
+    np.testing.assert_array_equal(y_eval, y)
+    np.testing.assert_array_equal(saved_eval[1], saved[1])
