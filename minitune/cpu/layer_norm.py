@@ -142,7 +142,7 @@ def _forward(x, w, b, eps, residual, mask):
     dropout, seed, threshold, scale = mask
     parallel_for(_forward_rows, n, x2, res2, residual is not None, w.astype(dt, copy=False),
                  b.astype(dt, copy=False), float(eps), y.reshape(n, -1),
-                 xhat.reshape(n, -1) if keep_xhat else y[:0].reshape(0, x.shape[-1]),
+                 xhat.reshape(n, -1) if keep_xhat else np.empty((0, x.shape[-1]), dt),
                  rstd.reshape(n), dropout, seed, threshold, dt.type(scale), keep_xhat,
                  grain=_GRAIN)
     return y, xhat, rstd
