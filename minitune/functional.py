@@ -16,7 +16,8 @@ from .tensor import Tensor
 
 __all__ = ["gelu", "softmax", "log_softmax", "layer_norm", "embedding", "dropout",
            "scaled_dot_product_attention", "where", "masked_fill", "cross_entropy", "matmul",
-           "linear", "stacked_linear", "concatenate", "stack", "reshape", "transpose", "exp", "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
+           "linear", "stacked_linear", "concatenate", "stack", "reshape", "transpose", "exp",
+           "log", "sqrt", "tanh", "sum", "mean", "max", "erf"]
 
 
 def _data(x):

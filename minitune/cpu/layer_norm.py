@@ -29,7 +29,8 @@ LayerNorm -- ``x * scale`` rounded to x's dtype, then ``+ residual``; ``gu`` rou
 (N, H) each way (the dropout op's read and write of the whole array).
 
 Shapes: x, residual (..., H), seen as N rows of H. saved: (xhat (..., H), rstd (..., 1), w) as
-the reference (xhat None under no_grad, when no backward will run); with dropout also the mask (True, seed, threshold, scale), as cpu/dropout.py's.
+the reference (xhat None under no_grad, when no backward will run); with dropout also the mask
+(True, seed, threshold, scale), as cpu/dropout.py's.
 """
 import numpy as np
 
