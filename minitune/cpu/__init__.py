@@ -71,7 +71,8 @@ def wide_vectors():
     this sets them (the host's, less "prefer-256-bit") unless the user set NUMBA_CPU_FEATURES
     or NUMBA_CPU_NAME, ``MINITUNE_WIDE_VECTORS=0`` is set, or the CPU has no AVX-512.
     Compiled kernels are cached per feature set, so switching recompiles once. Returns True
-    when applied."""
+    when it set them. (A process in which numba compiled something before minitune was
+    imported keeps the features it started with; the kernels then run 8 wide.)"""
     from numba.core import config
     from llvmlite import binding
     if os.environ.get("MINITUNE_WIDE_VECTORS", "1") == "0":
