@@ -620,6 +620,14 @@ def _all_subclasses(cls):
     return out
 
 
+def kernel_vectors():
+    """How wide numba vectorises minitune's kernels: "512-bit" when ``minitune.cpu.wide_vectors``
+    set it (AVX-512 CPUs), else "default" (256-bit on those CPUs with MINITUNE_WIDE_VECTORS=0;
+    whatever the CPU has elsewhere)."""
+    from numba.core import config
+    return "512-bit" if (config.CPU_FEATURES or "").endswith("-prefer-256-bit") else "default"
+
+
 def gemm_ceiling(B, T, H, I, NH, reps=5):  # noqa: E741 (I: intermediate size, as STYLE.md)
     """numpy fp32 GEMM rate (GFLOP/s, median) for the shapes of one step, forward form, with
     this process's BLAS threads; plus the attention's batched (B*NH small) products."""
@@ -985,7 +993,7 @@ def main():
     print(f"env: {info['date']} | {info['cpu']} x{info['n_cpus']} | numpy {info['numpy']}"
           + (f" | torch {info['torch']} transformers {info['transformers']}" if with_torch
              else " | torch: not used") + f" | minitune's Linear GEMM: {gemm_library()}"
-          f" | threads {THREADS} | load average "
+          f" | kernels' vectors: {kernel_vectors()} | threads {THREADS} | load average "
           f"{info['loadavg_start'][0]:.1f}", flush=True)
     if not with_torch:
         print("note: PyTorch/transformers not importable (or --no-torch): minitune's figures "
