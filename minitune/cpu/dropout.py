@@ -56,13 +56,6 @@ def _splitmix(seed, c):
 
 
 @inline_kernel
-def _draw(seed, e):
-    """Element e's 16-bit draw: piece e % 4 of SplitMix64 output e // 4."""
-    z = _splitmix(seed, e >> np.uint64(2))
-    return (z >> ((e & np.uint64(3)) << np.uint64(4))) & np.uint64(0xFFFF)
-
-
-@inline_kernel
 def mask_scratch(n):
     """The scratch arrays ``keep_mask`` needs for rows of up to n elements: ``keep`` (n,) bool,
     ``words`` (n // 4 + 2,) uint64 for the hashes, and ``draws``, ``words`` read as uint16.
