@@ -304,8 +304,8 @@ def parallel_for(kernel, n, *args, grain=1, bounds=None):
         except BaseException as e:                  # noqa: BLE001 -- re-raised below
             errors.append(e)
 
-    pool = _pool()
-    futures = [pool.submit(worker) for _ in range(min(active_threads(), len(bounds)) - 1)]
+    helpers = min(active_threads(), len(bounds)) - 1  # the calling thread works too
+    futures = [_pool().submit(worker) for _ in range(helpers)]
     worker()
     for f in futures:
         f.result()

@@ -62,6 +62,18 @@ def test_one_thread_runs_everything_on_the_caller(restore_threads):
     assert idents == {threading.get_ident()}
 
 
+def test_one_thread_runs_given_bounds_of_several_chunks_on_the_caller(restore_threads):
+    """Explicit bounds (cpu/adam.py: one chunk per piece) at one thread: every chunk, in
+    order, on the calling thread, and no pool (one of no workers cannot be made)."""
+    threads.set_num_threads(1)
+    seen = []
+    bounds = [(0, 3), (3, 4), (4, 9)]
+    n = threads.parallel_for(lambda c, lo, hi: seen.append((c, lo, hi, threading.get_ident())),
+                             9, bounds=bounds)
+    assert n == 3
+    assert seen == [(c, lo, hi, threading.get_ident()) for c, (lo, hi) in enumerate(bounds)]
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_nothing_to_do_runs_nothing(restore_threads, n_threads):
     """n = 0 (an empty batch): no chunk, no kernel call, no pool -- at one thread the pool
