@@ -19,3 +19,22 @@ def test_embedding_backward_matches_reference(dtype, ids_shape, V, pool_threads)
     gy = rng.standard_normal(ids_shape + (13,)).astype(dtype)
     assert_same(fused.embedding_backward(gy, saved), ref.embedding_backward(gy, saved_ref),
                 dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_backward_over_many_chunks_of_the_vocabulary(dtype, pool_threads):
+    """A vocabulary of several chunks (the pool cuts it into row ranges, each zeroed and given
+    the runs of its ids): ids on both sides of every cut, repeated, and a chunk with none."""
+    V = 9 * fused._GRAIN + 7
+    rng = np.random.default_rng(3)
+    edges = np.arange(fused._GRAIN, V, fused._GRAIN // 2)      # every possible cut, and more
+    ids = np.concatenate([edges - 1, edges, edges, rng.integers(0, V // 2, 500), [V - 1]])
+    ids = rng.permutation(ids).reshape(1, -1)
+    weight = rng.standard_normal((V, 5)).astype(dtype)
+    _, saved = fused.embedding_forward(ids, weight)
+    _, saved_ref = ref.embedding_forward(ids, weight)
+    gy = rng.standard_normal(ids.shape + (5,)).astype(dtype)
+    got = fused.embedding_backward(gy, saved)
+    assert_same(got, ref.embedding_backward(gy, saved_ref), dtype)
+    untouched = np.setdiff1d(np.arange(V), ids)
+    assert untouched.size and not got[untouched].any()       # zeros where no id is
