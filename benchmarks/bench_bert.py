@@ -37,6 +37,7 @@ Usage:
   python benchmarks/bench_bert.py --busy 1        # also beside 1 CPU-bound competitor process
   python benchmarks/bench_bert.py --probe         # one product's rate inside a step and between
   python benchmarks/bench_bert.py --ab prefetch   # one switch of minitune's CPU path on/off
+  python benchmarks/bench_bert.py --timeline      # where the pool's threads wait in a step
 """
 import os
 import sys
@@ -84,7 +85,7 @@ sys.path.insert(0, str(REPO))
 import minitune as mt  # noqa: E402
 from minitune.autograd import Function  # noqa: E402
 from minitune import cpu, dispatch  # noqa: E402
-from minitune.cpu import linear as cpu_linear  # noqa: E402
+from minitune.cpu import linear as cpu_linear, threads as cpu_threads  # noqa: E402
 from minitune.cpu.linear import gemm_library  # noqa: E402
 from minitune.ops.matmul import LINEAR_REFERENCE  # noqa: E402
 from minitune.models.bert import (BertForSequenceClassification,  # noqa: E402
@@ -804,13 +805,18 @@ AB_SWITCHES = {
     "grad_sum": "the engine's sums of two gradients run on the pool (cpu/grad_sum.py)",
     "skip_xhat": "under no_grad LayerNorm writes no xhat (cpu/layer_norm.py; the eval forward: "
                  "--only fwd_seq_b64_l128)",
+    "adam_one_op": "AdamW updates all parameters of a group in one parallel op, not one op per "
+                   "parameter (cpu/adam.py)",
 }
 
 
 def _set_switch(switch, on, saved):
     """Turn one of AB_SWITCHES on or off (this process only)."""
-    from minitune.cpu import attention as cpu_attention, layer_norm as cpu_layer_norm
-    if switch == "skip_xhat":
+    from minitune.cpu import adam as cpu_adam, attention as cpu_attention
+    from minitune.cpu import layer_norm as cpu_layer_norm
+    if switch == "adam_one_op":
+        cpu_adam.ONE_OP = on
+    elif switch == "skip_xhat":
         cpu_layer_norm.SKIP_XHAT = on
     elif switch == "prefetch":
         cpu_attention.PREFETCH = on
@@ -943,6 +949,115 @@ def bench_probe(name, rounds=4):
     return out
 
 
+class PoolTimeline:
+    """Record every ``parallel_for`` of minitune's CPU ops (cpu/threads.py) in this process:
+    when the calling thread hands the op to the pool, when the pool's first helper starts and
+    ends its share, when the caller ends its own and when the op returns. Installed by
+    replacing the function in each ``minitune.cpu`` module that imported it (this benchmark's
+    process only; minitune itself is unchanged). ``op_timer`` (an OpTimer) names the op class
+    each call is made in."""
+
+    def __init__(self, op_timer):
+        self.op_timer = op_timer
+        self.calls = []      # (op, kernel, submit, helper start, helper end, caller end, done)
+        self.replaced = []
+
+    def __enter__(self):
+        original = cpu_threads.parallel_for
+        calls, timer, clock = self.calls, self.op_timer, time.perf_counter
+
+        def parallel_for(kernel, n, *args, grain=1, bounds=None):
+            if bounds is None:
+                bounds = cpu_threads.chunk_bounds(n, grain)
+            if not bounds:
+                return 0
+            name = getattr(kernel, "__name__", type(kernel).__name__)
+            helpers = min(cpu_threads.active_threads(), len(bounds)) - 1
+            work = iter(enumerate(bounds))
+            started, ended = [], []
+
+            def worker(helper):
+                if helper:
+                    started.append(clock())
+                for c, (lo, hi) in work:
+                    kernel(c, lo, hi, *args)
+                if helper:
+                    ended.append(clock())
+
+            t0 = clock()
+            futures = [cpu_threads._pool().submit(worker, True) for _ in range(helpers)]
+            worker(False)
+            t1 = clock()
+            for f in futures:
+                f.result()
+            calls.append((timer.current, name, t0, min(started, default=None),
+                          max(ended, default=None), t1, clock()))
+            return len(bounds)
+
+        for mod in list(sys.modules.values()):
+            if (getattr(mod, "__name__", "").startswith("minitune.cpu")
+                    and getattr(mod, "parallel_for", None) is original):
+                self.replaced.append((mod, original))
+                mod.parallel_for = parallel_for
+        return self
+
+    def __exit__(self, *exc):
+        for mod, original in self.replaced:
+            mod.parallel_for = original
+
+
+def bench_timeline(name, steps=4):
+    """Where the threads of minitune's pool wait during ``steps`` steps (after two warm-up
+    steps): per op class, (a) the calling thread's time outside any parallel op, while the
+    pool's threads have nothing to do (the autograd loop, Python, numpy calls on one thread),
+    charged to the op whose parallel op comes next; (b) how late the first helper thread starts
+    its share of a parallel op after the hand-off; (c) how long the calling thread waits for
+    the helpers at the op's end."""
+    mode, head, B, T = CONFIGS[name]
+    batch = synthetic_batch(head, B, T, 30522)
+    step, model = minitune_runner(mode, head, batch)
+    step()
+    step()
+    gaps, late, wait, single = (defaultdict(float) for _ in range(4))
+    ops = defaultdict(int)
+    walls = []
+    with OpTimer() as timer, PoolTimeline(timer) as timeline:
+        for _ in range(steps):
+            gc.collect()
+            timeline.calls.clear()
+            t_start = time.perf_counter()
+            step()
+            t_end = time.perf_counter()
+            walls.append(t_end - t_start)
+            previous = t_start
+            for op, kernel, t0, h0, h1, t1, t2 in timeline.calls:
+                label = f"{op[0]}.{op[1]}" if op else "(outside ops)"
+                gaps[label] += (t0 - previous) / steps
+                key = f"{label}: {kernel}"
+                ops[key] += 1
+                if h0 is None:
+                    single[key] += (t2 - t0) / steps
+                else:
+                    late[key] += (h0 - t0) / steps
+                    wait[key] += (t2 - t1) / steps
+                previous = t2
+            gaps["(after the last parallel op)"] += (t_end - previous) / steps
+    print(f"pool timeline: minitune {name} (B {B} x T {T}), threads {THREADS}, {steps} steps "
+          f"of {statistics.median(walls):.3f} s (median)")
+    parts = [("the caller alone between parallel ops, by the op whose parallel op is next", gaps),
+             ("parallel ops with one chunk, on the caller alone", single),
+             ("helpers starting late after the hand-off", late),
+             ("the caller waiting for the helpers at an op's end", wait)]
+    out = {}
+    for title, table in parts:
+        print(f"  {title}: {1e3 * sum(table.values()):.1f} ms a step")
+        for key, v in sorted(table.items(), key=lambda kv: -kv[1])[:10]:
+            calls = f"  ({ops[key] // steps} a step)" if key in ops else ""
+            print(f"    {key:58s} {1e3 * v:6.2f} ms{calls}")
+        out[title] = dict(table)
+    return {"config": name, "steps": steps, "step_s": walls, **out}
+
+
 # --------------------------------------------------------------------------- main
 
 def main():
@@ -968,6 +1083,10 @@ def main():
     ap.add_argument("--ab", choices=sorted(AB_SWITCHES),
                     help="only an A/B of one switch of minitune's CPU path, on and off in "
                          "turn (train_seq_b32_l128, or the first --only)")
+    ap.add_argument("--timeline", action="store_true",
+                    help="only where the pool's threads wait during minitune steps: the caller "
+                         "alone between parallel ops, late helpers, waits at ops' ends "
+                         "(train_seq_b32_l128, or the first --only)")
     ap.add_argument("--probe", action="store_true",
                     help="only the probe product's rate inside a training step and between its "
                          "steps, hot and evicted (train_seq_b32_l128, or the first --only)")
@@ -1005,6 +1124,8 @@ def main():
         out["profile"] = bench_profile((args.only or ["train_seq_b32_l64"])[0], args.profile_steps)
     elif args.ab:
         out["ab"] = bench_ab((args.only or ["train_seq_b32_l128"])[0], args.ab)
+    elif args.timeline:
+        out["timeline"] = bench_timeline((args.only or ["train_seq_b32_l128"])[0])
     elif args.probe:
         out["probe"] = bench_probe((args.only or ["train_seq_b32_l128"])[0])
     elif args.rss:

@@ -19,6 +19,7 @@ from .threads import parallel_for
 from .vecmath import kernel
 
 _PIECE = 1 << 18             # elements of one parameter per piece at most (1 MB in float32)
+ONE_OP = True                # False: one parallel op per parameter (``bench_bert.py --ab``)
 
 
 @kernel(fastmath=False)
@@ -46,6 +47,7 @@ def adam_step(ws, gs, ms, vs, ts, lr, betas, eps, weight_decay, decoupled, work)
     """As optim.adam.adam_update (same arguments), in place."""
     b1, b2 = betas
     pieces = []                 # (lo, hi, (w, g, m, v) flat, the parameter's constants)
+    spans = []                  # each parameter's pieces: pieces[first:last]
     for w, g, m, v, t in zip(ws, gs, ms, vs, ts):
         if not all(a.flags.c_contiguous and a.dtype == w.dtype for a in (w, g, m, v)):
             adam_update([w], [g], [m], [v], [t], lr, betas, eps, weight_decay, decoupled, work)
@@ -57,12 +59,21 @@ def adam_step(ws, gs, ms, vs, ts, lr, betas, eps, weight_decay, decoupled, work)
         flat = tuple(a.reshape(-1) for a in (w, g, m, v))
         constants = (decay, l2, f(1 - b1), f(b2), f(1 - b2), f(math.sqrt(1 - b2 ** t)), f(eps),
                      f(step_size))
+        first = len(pieces)
         pieces += [(lo, min(lo + _PIECE, w.size), flat, constants)
                    for lo in range(0, w.size, _PIECE)]
+        spans.append((first, len(pieces)))
 
     def run(c, first, last):
         for lo, hi, flat, constants in pieces[first:last]:
             _update(c, lo, hi, *flat, *constants)
 
     # One piece per chunk, so that a thread slowed down by another process takes fewer.
-    parallel_for(run, len(pieces), bounds=[(i, i + 1) for i in range(len(pieces))])
+    if ONE_OP:
+        parallel_for(run, len(pieces), bounds=[(i, i + 1) for i in range(len(pieces))])
+        return
+    for first, last in spans:        # one parallel op per parameter, for comparisons
+        if last - first == 1:
+            run(0, first, last)
+        else:
+            parallel_for(run, last, bounds=[(i, i + 1) for i in range(first, last)])

@@ -16,14 +16,18 @@ def state(dtype, shapes, seed=0):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("decoupled, wd", [(True, 0.01), (False, 0.01), (True, 0.0)])
-def test_adam_step_is_the_reference_bit_for_bit(dtype, decoupled, wd, pool_threads):
-    shapes = [(3,), (7, 5), (300_007,)]                       # the last is split into chunks
+@pytest.mark.parametrize("one_op", [True, False])
+def test_adam_step_is_the_reference_bit_for_bit(dtype, decoupled, wd, one_op, pool_threads,
+                                                monkeypatch):
+    """All pieces in one parallel op (the default) or one op per parameter (for comparisons)."""
+    monkeypatch.setattr(fused, "ONE_OP", one_op)
+    shapes = [(3,), (7, 5), (600_007,), (11,)]               # the third is cut into pieces
     a, b = state(dtype, shapes), state(dtype, shapes)
     steps = [1, 2, 10]
     scratch = {}
 
     def work(w):
-        buf = scratch.setdefault(w.dtype, np.empty(300_007, w.dtype))
+        buf = scratch.setdefault(w.dtype, np.empty(600_007, w.dtype))
         return buf[:w.size].reshape(w.shape)
     hyper = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd, decoupled=decoupled)
     for _ in range(3):
