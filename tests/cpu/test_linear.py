@@ -118,3 +118,15 @@ def test_gemm_choice(choice, intel, want, monkeypatch):
         want = "numpy"
     gemm = fused._find_gemm()
     assert (gemm.name if gemm is not None else "numpy") == want
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, shape", [(2, (3, 5)), (2, (384, 1536)), (3, (7, 40_001)),
+                                      (5, (1, 1))])
+def test_partial_weight_gradients_add_up_as_numpy_adds_them(dtype, n, shape, pool_threads):
+    """The n blocks' shares of gw, added on the pool: numpy's own sum over axis 0, bit for
+    bit (the same order of additions), at one thread and at two."""
+    partial = np.random.default_rng(n).standard_normal((n,) + shape).astype(dtype)
+    got = fused._sum_partials(partial)
+    assert got.shape == shape and got.dtype == dtype
+    np.testing.assert_array_equal(got, partial.sum(axis=0))
