@@ -6,16 +6,29 @@ order into its row of gweight. Here the pool's threads share out the vocabulary:
 rows lo..hi-1 is zeroed and gets the runs of the ids in it, so no two threads write the same
 row (no locks), and the zeros -- most of gweight: MiniLM's is 30522 x 384, 47 MB, for 4096
 ids at B 32 x T 128 -- are written by all threads, while the rows are being summed, instead of
-by ``np.zeros`` on one thread beforehand (4-5 ms a training step). The forward
-(``weight[ids]``) is the reference's.
+by ``np.zeros`` on one thread beforehand (4-5 ms a training step).
+
+The forward is the reference's ``weight[ids]``, a row copy per id, with the rows shared out
+among the threads (numpy's fancy indexing runs on one thread: 1-2 ms a training step at
+B 32 x T 128, the word and token-type lookups, while the other thread waits).
 """
 import numpy as np
 
-from ..ops.nn import embedding_forward, id_runs
+from ..ops.nn import id_runs
 from .threads import parallel_for
 from .vecmath import kernel
 
 _GRAIN = 1024                # vocabulary rows per chunk at least
+_GATHER_GRAIN = 512          # ids per chunk of the forward at least
+
+
+@kernel
+def _gather(c, lo, hi, ids, weight, out):
+    """out[r] = weight[ids[r]] for r in lo..hi-1 (ids checked in range by the caller)."""
+    for r in range(lo, hi):
+        src, dst = weight[ids[r]], out[r]
+        for j in range(src.size):
+            dst[j] = src[j]
 
 
 @kernel
@@ -37,6 +50,21 @@ def _rows(c, lo, hi, g2, order, starts, row_ids, gw):
 
 def supports(weight):
     return weight.dtype in (np.float32, np.float64)
+
+
+def embedding_forward(ids, weight):
+    """As ops.nn.embedding_forward: ids (...) integers in [0, V), weight (V, H) -> (..., H);
+    saved (ids, V)."""
+    V, H = weight.shape
+    flat = np.ascontiguousarray(ids).reshape(-1)
+    # The compiled copy checks no bounds: an id outside the table would read other memory.
+    # The Embedding op has said which id is wrong before it gets here; this is the backstop.
+    if flat.size and (flat.min() < 0 or flat.max() >= V):
+        raise IndexError(f"embedding: ids must lie in [0, {V}), got {flat.min()}..{flat.max()}")
+    out = np.empty((flat.size, H), weight.dtype)
+    parallel_for(_gather, flat.size, flat, np.ascontiguousarray(weight), out,
+                 grain=_GATHER_GRAIN)
+    return out.reshape(ids.shape + (H,)), (ids, V)
 
 
 def embedding_backward(gy, saved):

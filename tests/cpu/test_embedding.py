@@ -38,3 +38,25 @@ def test_embedding_backward_over_many_chunks_of_the_vocabulary(dtype, pool_threa
     assert_same(got, ref.embedding_backward(gy, saved_ref), dtype)
     untouched = np.setdiff1d(np.arange(V), ids)
     assert untouched.size and not got[untouched].any()       # zeros where no id is
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("id_dtype", [np.int64, np.int32, np.uint16])
+def test_embedding_forward_over_many_chunks_is_the_lookup(dtype, id_dtype, pool_threads):
+    """Enough ids for several chunks of the pool, given as a non-contiguous view: each row is
+    the table's row, bit for bit."""
+    rng = np.random.default_rng(4)
+    weight = rng.standard_normal((3000, 7)).astype(dtype)
+    ids = rng.integers(0, 3000, size=(9, 2 * 640)).astype(id_dtype)[:, ::2]   # (9, 640) view
+    y, (saved_ids, V) = fused.embedding_forward(ids, weight)
+    np.testing.assert_array_equal(y, weight[ids])
+    assert y.shape == (9, 640, 7) and V == 3000 and saved_ids is ids
+
+
+@pytest.mark.parametrize("bad", [-1, 3000])
+def test_embedding_forward_refuses_ids_outside_the_table(bad):
+    """The compiled copy checks no bounds, so the wrapper does: a clear error, no stray read."""
+    ids = np.zeros(2000, np.int64)
+    ids[1234] = bad
+    with pytest.raises(IndexError, match=r"\[0, 3000\)"):
+        fused.embedding_forward(ids, np.ones((3000, 4), np.float32))
