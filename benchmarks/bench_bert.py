@@ -840,11 +840,22 @@ def bench_ab(name, switch, rounds=8, steps=4):
     step()
     step()
     rows = {True: [], False: []}
+    optimizer = getattr(step, "optimizer", None)         # training: AdamW.step is timed too,
+    optimizer_s = [0.0]                                  # since it is not an op class
+    if optimizer is not None:
+        optimizer_step = optimizer.step
+
+        def timed_optimizer_step():
+            t = time.perf_counter()
+            optimizer_step()
+            optimizer_s[0] += time.perf_counter() - t
+        optimizer.step = timed_optimizer_step
     try:
         for r in range(rounds):
             for on in ((True, False) if r % 2 == 0 else (False, True)):
                 _set_switch(switch, on, saved)
                 ts = []
+                optimizer_s[0] = 0.0
                 with OpTimer() as timer:
                     for _ in range(steps):
                         gc.collect()
@@ -852,9 +863,13 @@ def bench_ab(name, switch, rounds=8, steps=4):
                         step()
                         ts.append(time.perf_counter() - t)
                 ops = {k: v / steps for k, v in timer.seconds.items()}
+                if optimizer is not None:
+                    ops[("AdamW.step", "")] = optimizer_s[0] / steps
                 rows[on].append((statistics.median(ts), ops))
     finally:
         _set_switch(switch, True, saved)
+        if optimizer is not None:
+            optimizer.step = optimizer_step
     print(f"A/B: {switch} -- {AB_SWITCHES[switch]}; {name}, {rounds} rounds of {steps} steps "
           f"each way, threads {THREADS}")
     for on in (True, False):
@@ -863,7 +878,7 @@ def bench_ab(name, switch, rounds=8, steps=4):
               f"(min {min(x[0] for x in rows[on]):.4f})")
     ratio = statistics.median(a[0] / b[0] for a, b in zip(rows[True], rows[False]))
     print(f"  step on/off: median of rounds {ratio:.3f}")
-    keys = sorted(rows[True][0][1], key=lambda k: -rows[True][0][1][k])[:10]
+    keys = sorted(rows[True][0][1], key=lambda k: -rows[True][0][1][k])[:12]
     for k in keys:
         on_ms = statistics.median(x[1].get(k, 0.0) for x in rows[True]) * 1e3
         off_ms = statistics.median(x[1].get(k, 0.0) for x in rows[False]) * 1e3

@@ -72,8 +72,7 @@ def adam_step(ws, gs, ms, vs, ts, lr, betas, eps, weight_decay, decoupled, work)
     if ONE_OP:
         parallel_for(run, len(pieces), bounds=[(i, i + 1) for i in range(len(pieces))])
         return
-    for first, last in spans:        # one parallel op per parameter, for comparisons
-        if last - first == 1:
-            run(0, first, last)
-        else:
-            parallel_for(run, last, bounds=[(i, i + 1) for i in range(first, last)])
+    for first, _ in spans:           # as before 2026-12-01, for comparisons: one parallel op
+        lo, hi, flat, constants = pieces[first]           # per parameter, in chunks of at
+        size = flat[0].size                               # least 64 K elements
+        parallel_for(_update, size, *flat, *constants, grain=1 << 16)
