@@ -21,9 +21,9 @@ def test_adam_step_is_the_reference_bit_for_bit(dtype, decoupled, wd, one_op, po
                                                 monkeypatch):
     """All pieces in one parallel op (the default) or one op per parameter (for comparisons)."""
     monkeypatch.setattr(fused, "ONE_OP", one_op)
-    shapes = [(3,), (7, 5), (600_007,), (11,)]               # the third is cut into pieces
+    shapes = [(3,), (7, 5), (0,), (600_007,), (11,)]         # 600_007: cut into pieces
     a, b = state(dtype, shapes), state(dtype, shapes)
-    steps = [1, 2, 10]
+    steps = [1, 2, 3, 10, 4]                                 # one per parameter
     scratch = {}
 
     def work(w):
