@@ -39,6 +39,7 @@ import sys
 import numpy as np
 
 from ..ops import matmul as ref
+from .grad_sum import sum_in_order
 from .threads import chunk_bounds, even_edges, num_threads, parallel_for, single_threaded_blas
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -283,23 +284,8 @@ def linear_backward(gy, saved, needs=(True, True, True)):
     return (None if gx is None else gx.reshape(x.shape)), gw, gb
 
 
-_SUM_GRAIN = 1 << 15            # elements per chunk of _sum_partials at least
-
-
-def _add_partials(c, lo, hi, parts, out):
-    """out[lo:hi] = ((parts[0] + parts[1]) + parts[2]) + ... over elements lo..hi-1."""
-    np.add(parts[0, lo:hi], parts[1, lo:hi], out=out[lo:hi])
-    for j in range(2, parts.shape[0]):
-        np.add(out[lo:hi], parts[j, lo:hi], out=out[lo:hi])
-
-
 def _sum_partials(partial):
     """partial (n, OUT, IN), n >= 2 -> their sum (OUT, IN), added in order as numpy's
-    ``partial.sum(axis=0)`` does, each pool thread a chunk of the elements (numpy's add
-    releases the GIL): on one thread the sum of the FFN's second Linear, (2, 384, 1536), kept
-    the other thread waiting 0.4 ms a layer."""
-    n = partial.shape[0]
-    parts = partial.reshape(n, -1)
-    out = np.empty(partial.shape[1:], partial.dtype)
-    parallel_for(_add_partials, parts.shape[1], parts, out.reshape(-1), grain=_SUM_GRAIN)
-    return out
+    ``partial.sum(axis=0)`` does, on the pool (grad_sum.py): on one thread the sum of the FFN's
+    second Linear, (2, 384, 1536), kept the other thread waiting 0.4 ms a layer."""
+    return sum_in_order(list(partial), np.empty(partial.shape[1:], partial.dtype))
