@@ -18,7 +18,7 @@ the row pass
     gv = D^T gout,  gq = gscores k,  gk = gscores^T q,     D = probs * keep * keep_scale
 
 The dropout mask is the fused dropout's (cpu/dropout.py): ``rng`` gives one seed, and the keep
-flag of probability (b, h, i, j) is ``keep_mask``'s for its flat index in (B, NH, T, T),
+flag of probability (b, h, i, j) is that of its flat index in (B, NH, T, T) (``row_draws``),
 computed by the row pass that applies it -- in parallel, never stored: the backward's row pass
 computes it again. (The reference draws the whole mask from ``rng`` on one thread: 6 ms per
 layer at B 32 x T 128, and a (B, NH, T, T) boolean array kept for the backward.)
@@ -52,9 +52,9 @@ from numba.extending import intrinsic
 from ..autograd import is_grad_enabled
 from ..ops.nn import dropout_threshold
 from . import linear
-from .dropout import draw_seed, keep_mask, mask_scratch
+from .dropout import draw_seed, kept, mask_scratch, row_draws
 from .threads import parallel_for, single_threaded_blas
-from .vecmath import (LINE, aligned_empty, exp32, inline_kernel, kernel, prefetch_rows, row_max,
+from .vecmath import (LINE, aligned_empty, exp32, inline_kernel, kernel, maximum, prefetch_rows,
                       store_fence, stream_copy, streamable)
 
 
@@ -72,16 +72,17 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
     R, T = s.shape
     f = s.dtype.type
     arg = np.empty(T, s.dtype)
-    acc = np.empty(16, s.dtype)
-    keep, words, draws = mask_scratch(T)
+    words, draws = mask_scratch(T)
     shared_mask = mask.shape[0] == 1
     for r in range(R):
         if r < T:
             prefetch_rows(ahead, r, ahead_bytes)
         m = 0 if shared_mask else (row0 + r) // rows_per_batch     # an index, not a row view:
-        for j in range(T):                                          # no new array per row
-            arg[j] = s[r, j] * scale + mask[m, j]
-        shift = row_max(arg, acc)
+        shift = f(-np.inf)                                          # no new array per row
+        for j in range(T):                                          # scale, mask, and the max
+            a = s[r, j] * scale + mask[m, j]                        # (row_max's loop)
+            arg[j] = a
+            shift = maximum(shift, a)
         total = f(0.0)
         if s.itemsize == 4:                                         # exp, shifted by the max
             for j in range(T):
@@ -93,11 +94,11 @@ def _softmax_dropout_rows(s, mask, row0, rows_per_batch, scale, seed, threshold,
                 total += arg[j]
         inv = f(1.0) / total
         if threshold:
-            keep_mask(seed, (row0 + r) * T, keep, threshold, words, draws)
+            skip = row_draws(seed, (row0 + r) * T, T, words)
             for j in range(T):                                      # normalise and drop out
                 p = arg[j] * inv                                    # in one pass
                 s[r, j] = p
-                dropped[r, j] = p * keep_scale if keep[j] else f(0.0)
+                dropped[r, j] = p * keep_scale if kept(draws, skip + j, threshold) else f(0.0)
         else:
             for j in range(T):
                 s[r, j] = arg[j] * inv
@@ -111,15 +112,16 @@ def _softmax_dropout_backward_rows(g, probs, row0, seed, threshold, keep_scale, 
     forward's row pass."""
     R, T = g.shape
     f = g.dtype.type
-    keep, words, draws = mask_scratch(T)
+    words, draws = mask_scratch(T)
     for r in range(R):
         if r < T:
             prefetch_rows(ahead, r, ahead_bytes)
         if threshold:
-            keep_mask(seed, (row0 + r) * T, keep, threshold, words, draws)
+            skip = row_draws(seed, (row0 + r) * T, T, words)
             for j in range(T):
-                g[r, j] = g[r, j] * keep_scale if keep[j] else f(0.0)
-                dropped[r, j] = probs[r, j] * keep_scale if keep[j] else f(0.0)
+                keep = kept(draws, skip + j, threshold)
+                g[r, j] = g[r, j] * keep_scale if keep else f(0.0)
+                dropped[r, j] = probs[r, j] * keep_scale if keep else f(0.0)
         dot = f(0.0)
         for j in range(T):
             dot += g[r, j] * probs[r, j]

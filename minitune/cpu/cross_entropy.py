@@ -25,9 +25,8 @@ _GRAIN = 4096                # rows per chunk at least (a chunk of K = 9 logits 
 @kernel
 def _forward_rows(c, lo, hi, z, t, valid, lse, losses):
     e = np.empty(z.shape[1], z.dtype)
-    acc = np.empty(16, z.dtype)
     for r in range(lo, hi):
-        m = row_max(z[r], acc)
+        m = row_max(z[r])
         lse[r] = m + math.log(exp_row(z[r], e, m))
         losses[r] = (lse[r] - z[r, t[r]]) if valid[r] else 0.0
 

@@ -21,7 +21,7 @@ numpy's own generators; its outputs pass BigCrush. Any thread can compute any pa
 mask, in the same pass that applies it; the backward recomputes it instead of storing it; and
 a resumed run -- whose checkpoint holds the Generator the seeds come from -- redraws it, so
 resuming stays bitwise. One hash serves four elements: 0.21 ns per element on one thread for
-a row's flags (``keep_mask``), against 0.9 ns for the Generator's draws.
+a row's flags (``row_draws``, ``kept``), against 0.9 ns for the Generator's draws.
 
 The masks differ from the reference's for the same seed (and from the CUDA kernels', which
 use Philox): the same seed gives the same training run with fused CPU ops, another one with
@@ -57,42 +57,50 @@ def _splitmix(seed, c):
 
 @inline_kernel
 def mask_scratch(n):
-    """The scratch arrays ``keep_mask`` needs for rows of up to n elements: ``keep`` (n,) bool,
-    ``words`` (n // 4 + 2,) uint64 for the hashes, and ``draws``, ``words`` read as uint16.
-    Made once per kernel call, outside its loop over rows."""
+    """Scratch for the draws of rows of up to n elements: ``words`` (n // 4 + 2,) uint64 for
+    their hashes, and ``draws``, the same memory read as uint16. Made once per kernel call,
+    outside its loop over rows."""
     words = np.empty(n // 4 + 2, np.uint64)
-    return np.empty(n, np.bool_), words, words.view(np.uint16)
+    return words, words.view(np.uint16)
 
 
 @inline_kernel
-def keep_mask(seed, start, keep, threshold, words, draws):
-    """keep[j] = (draw of element start + j) >= threshold, for a 1-D boolean row ``keep``;
-    ``words`` and ``draws`` are ``mask_scratch``'s.
+def row_draws(seed, start, n, words):
+    """Hash the draws of elements start .. start + n - 1 into ``words`` (``mask_scratch``'s);
+    returns ``skip``, the piece of the first word where element ``start``'s draw lies: the
+    draw of element start + j is then number skip + j of ``draws`` (read it with ``kept``).
 
-    Two loops, each of which the compiler vectorises: the hashes of the row's elements into
-    ``words`` (eight 64-bit hashes per instruction with AVX-512DQ's 64-bit multiply; AVX2 has
-    none, so elsewhere the first loop gains less), then the comparisons on their
-    16-bit pieces, read through ``draws``, the same memory as uint16: on a little-endian CPU
-    piece i of word c is uint16 number 4 c + i (``_PIECE``). Measured on rows of 128, one
-    thread: 0.21 ns per element, against 0.55 for one loop that hashes and stores the four
-    flags of each hash in turn (which the compiler leaves scalar).
+    A plain loop of 64-bit multiplies, which the compiler vectorises (eight hashes per
+    instruction with AVX-512DQ's 64-bit multiply; AVX2 has none, so elsewhere it gains less).
+    The caller's loop that applies the mask then reads the draws as a plain uint16 row and
+    compares them where it uses them (``kept``): that loop stays vectorised too. Measured on
+    rows of 128, one thread: 0.55 ns per element as one loop that hashes and stores each
+    hash's four flags (left scalar), 0.21 ns as the hashes plus a loop that stores the flags
+    in a bool row, and the attention's row pass 4.3 us a head faster again without the bool
+    row (``keep_mask``, before; docs/cpu.md).
     """
     s = np.uint64(seed)
-    n = keep.size
     first = start // 4                    # the hash that holds element `start`
     skip = start % 4                      # ... as its piece number `skip`
     count = (skip + n + 3) // 4           # hashes covering the row (numba checks no bounds:
     assert count <= words.size            # a row longer than mask_scratch's would overrun)
     for c in range(count):
         words[c] = _splitmix(s, np.uint64(first + c))
-    th = np.int32(threshold)              # 0 .. 65536 (65536: keep none), past uint16
-    for j in range(n):
-        keep[j] = np.int32(draws[(skip + j) ^ _PIECE]) >= th
+    return skip
+
+
+@inline_kernel
+def kept(draws, i, threshold):
+    """Whether draw number i of a row's ``draws`` (i = skip + j for the row's element j,
+    ``row_draws``) keeps its element: draw >= threshold, threshold 0 .. 65536 (65536, past
+    the 16-bit draws, keeps none). Piece i % 4 of word i // 4 is uint16 number i on a
+    little-endian CPU and i ^ 3 on a big-endian one (``_PIECE``, a constant to the compiler)."""
+    return np.int32(draws[i ^ _PIECE]) >= np.int32(threshold)
 
 
 def draws16(seed, n):
     """The 16-bit draws of elements 0 .. n-1 for ``seed`` (uint16 array of n): the NumPy
-    reference of ``keep_mask`` (keep = draws16(seed, n) >= threshold)."""
+    reference of ``row_draws`` and ``kept`` (keep = draws16(seed, n) >= threshold)."""
     e = np.arange(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         z = np.uint64(seed) + ((e >> np.uint64(2)) + np.uint64(1)) * np.uint64(_GOLDEN)
@@ -105,12 +113,13 @@ def draws16(seed, n):
 @kernel
 def _apply(c, lo, hi, x, y, seed, threshold, scale):
     """y[e] = x[e] * keep_e * scale for the flat elements lo .. hi-1."""
-    keep, words, draws = mask_scratch(_BLOCK)
+    words, draws = mask_scratch(_BLOCK)
     for b0 in range(lo, hi, _BLOCK):
         n = min(_BLOCK, hi - b0)
-        keep_mask(seed, b0, keep[:n], threshold, words, draws)
+        skip = row_draws(seed, b0, n, words)
         for j in range(n):
-            y[b0 + j] = x[b0 + j] * scale if keep[j] else x.dtype.type(0.0)
+            keep = kept(draws, skip + j, threshold)
+            y[b0 + j] = x[b0 + j] * scale if keep else x.dtype.type(0.0)
 
 
 def supports(x, *rest):

@@ -22,11 +22,12 @@ float64 once; in float32, 4096 x 384 on two threads, ``benchmarks/bench_fused_op
 
 **Dropout inside the row pass.** The mask is cpu/dropout.py's: one seed drawn per call from
 the op's Generator, keep flag of element e of the flat (N, H) array from (seed, e), so row r
-has the flags of elements r H ... r H + H - 1, made into a bool scratch row (``keep_mask``)
-and recomputed in the backward. The arithmetic is that of the dropout op followed by this
-LayerNorm -- ``x * scale`` rounded to x's dtype, then ``+ residual``; ``gu`` rounded, then
-``* scale`` -- so fused or not, a training run computes the same bits; it saves one pass over
-(N, H) each way (the dropout op's read and write of the whole array).
+has the draws of elements r H ... r H + H - 1 (``row_draws``), compared with the threshold
+where the row pass applies them (``kept``), and recomputed in the backward. The arithmetic
+is that of the dropout op followed by this LayerNorm -- ``x * scale`` rounded to x's dtype,
+then ``+ residual``; ``gu`` rounded, then ``* scale`` -- so fused or not, a training run
+computes the same bits; it saves one pass over (N, H) each way (the dropout op's read and
+write of the whole array).
 
 Shapes: x, residual (..., H), seen as N rows of H. saved: (xhat (..., H), rstd (..., 1), w) as
 the reference (xhat None under no_grad, when no backward will run); with dropout also the mask
@@ -36,7 +37,7 @@ import numpy as np
 
 from ..autograd import is_grad_enabled
 from ..ops.nn import dropout_threshold
-from .dropout import draw_seed, keep_mask, mask_scratch
+from .dropout import draw_seed, kept, mask_scratch, row_draws
 from .threads import parallel_for, reduction_bounds
 from .vecmath import kernel
 
@@ -49,12 +50,12 @@ def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd
     H = x.shape[1]
     f = x.dtype.type
     u = np.empty(H, x.dtype)
-    keep, words, draws = mask_scratch(H)
+    words, draws = mask_scratch(H)
     for r in range(lo, hi):
         if dropout:                             # u = x * keep * scale, as the dropout op
-            keep_mask(seed, r * H, keep, threshold, words, draws)
+            skip = row_draws(seed, r * H, H, words)
             for j in range(H):
-                u[j] = x[r, j] * scale if keep[j] else f(0.0)
+                u[j] = x[r, j] * scale if kept(draws, skip + j, threshold) else f(0.0)
             if has_residual:                    # a loop of its own: no FMA with the above
                 for j in range(H):
                     u[j] += residual[r, j]
@@ -94,7 +95,7 @@ def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gu, gw_part, gb_part,
     f = gy.dtype.type
     gw_acc, gb_acc = gw_part[c], gb_part[c]
     gxhat = np.empty(H, gy.dtype)
-    keep, words, draws = mask_scratch(H)
+    words, draws = mask_scratch(H)
     for r in range(lo, hi):
         gy_r, xhat_r, gu_r = gy[r], xhat[r], gu[r]
         s1 = f(0.0)
@@ -110,10 +111,10 @@ def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gu, gw_part, gb_part,
             gw_acc[j] += gy_r[j] * xhat_r[j]
             gb_acc[j] += gy_r[j]
         if dropout:                             # gx = gu * keep * scale, gu as stored
-            keep_mask(seed, r * H, keep, threshold, words, draws)
+            skip = row_draws(seed, r * H, H, words)
             gx_r = gx[r]
             for j in range(H):
-                gx_r[j] = gu_r[j] * scale if keep[j] else f(0.0)
+                gx_r[j] = gu_r[j] * scale if kept(draws, skip + j, threshold) else f(0.0)
 
 
 def supports(x, *rest):

@@ -2,6 +2,7 @@
 dropout against the reference op fed that mask."""
 import numpy as np
 import pytest
+from numba import njit
 
 from minitune.cpu import dropout as fused
 from minitune.ops import nn as ref
@@ -11,15 +12,25 @@ from cpu_helpers import DTYPES, FusedDraws, assert_same, pool_threads  # noqa: F
 @pytest.mark.parametrize("start, n", [(0, 0), (0, 1), (3, 1), (2, 2), (1, 7), (5, 130),
                                       (0, 4096), (4097, 999), (2**20 + 3, 61)])
 @pytest.mark.parametrize("threshold", [0, 1, 6554, 65535, 65536])
-def test_keep_mask_is_its_numpy_reference_anywhere_in_the_stream(start, n, threshold):
+def test_row_draws_and_kept_are_their_numpy_reference_anywhere_in_the_stream(start, n, threshold):
     """Any start (the hashes' pieces then begin mid-word), any length, every threshold from
     keep-all (0) to keep-none (65536, past the 16-bit draws)."""
     seed = np.uint64(0x0123456789ABCDEF)
-    keep, words, draws = fused.mask_scratch(n)
-    words[:] = 0xFFFF_FFFF_FFFF_FFFF            # stale scratch must not leak into the mask
-    fused.keep_mask(seed, start, keep, threshold, words, draws)
+    keep = _flags(seed, start, n, threshold)
     expected = fused.draws16(seed, start + n)[start:] >= threshold
     np.testing.assert_array_equal(keep, expected)
+
+
+@njit
+def _flags(seed, start, n, threshold):
+    """The keep flags of elements start .. start + n - 1, as a kernel computes them."""
+    words, draws = fused.mask_scratch(n)
+    words[:] = 0xFFFF_FFFF_FFFF_FFFF            # stale scratch must not leak into the mask
+    skip = fused.row_draws(seed, start, n, words)
+    keep = np.empty(n, np.bool_)
+    for j in range(n):
+        keep[j] = fused.kept(draws, skip + j, threshold)
+    return keep
 
 
 def test_draws_are_uniform_and_seeds_independent():

@@ -1,11 +1,11 @@
-"""minitune.cpu.vecmath: the vectorised float32 exp and the exact float64 one; the streaming
-copy and the aligned arrays it writes into; the prefetch hint."""
+"""minitune.cpu.vecmath: the vectorised float32 exp and the exact float64 one; the row max;
+the streaming copy and the aligned arrays it writes into; the prefetch hint."""
 import numba
 import numpy as np
 import pytest
 
-from minitune.cpu.vecmath import (LINE, aligned_empty, exp_row, prefetch_rows, store_fence,
-                                  stream_copy, streamable)
+from minitune.cpu.vecmath import (LINE, aligned_empty, exp_row, maximum, prefetch_rows, row_max,
+                                  store_fence, stream_copy, streamable)
 
 
 def test_float32_exp_is_within_3_ulp_over_its_range():
@@ -33,6 +33,48 @@ def test_float64_exp_is_the_library_exp():
     exp_row(x, out)
     np.testing.assert_allclose(out, np.exp(x), rtol=1e-15)
 
+
+# The row max: one vectorised loop over ``maximum`` (llvm.maximum), numpy's max as reference.
+
+@numba.njit
+def _row_max(x):
+    return row_max(x)
+
+
+@numba.njit
+def _maximum(a, b):
+    return maximum(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 31, 128, 129, 1000])
+def test_row_max_is_numpys_max_at_every_length_and_place(n, dtype):
+    """Every length around the vector widths, the maximum at every place (first, last, in
+    the tail a vector loop leaves to scalar code), all-negative rows."""
+    rng = np.random.default_rng(n)
+    for place in {0, n // 2, n - 1}:
+        x = (rng.standard_normal(n) - 10).astype(dtype)
+        x[place] = 5.0
+        assert _row_max(x) == 5.0
+        assert _row_max(x[::-1]) == 5.0                    # a strided view too
+        assert _row_max(-np.abs(x) - 1) == np.max(-np.abs(x) - 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_propagates_nan_and_handles_infinities_and_empty_rows(dtype):
+    for n in (3, 40):
+        for place in (0, n - 1):
+            x = np.arange(n, dtype=dtype)
+            x[place] = np.nan
+            assert np.isnan(_row_max(x)), (n, place)     # as numpy's max (Python's max would
+    x = np.array([-np.inf, 1.0, np.inf], dtype)          # keep the first of unordered values)
+    assert _row_max(x) == np.inf
+    assert _row_max(np.full(20, -np.inf, dtype)) == -np.inf
+    assert _row_max(np.empty(0, dtype)) == -np.inf
+    zero = _maximum(dtype(-0.0), dtype(0.0))
+    assert zero == 0 and not np.signbit(zero)             # IEEE maximum: +0 above -0
+    assert np.isnan(_maximum(dtype(np.nan), dtype(1.0)))
+    assert np.isnan(_maximum(dtype(1.0), dtype(np.nan)))
 
 
 # The streaming copy: non-temporal stores, one cache line at a time, into aligned arrays.
