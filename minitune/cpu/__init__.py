@@ -50,6 +50,11 @@ def register():
         FUSED[name] = dispatch.Implementation(
             name, supports=module.supports,
             **{fn: getattr(module, f"{name}_{fn}") for fn in functions})
+    # linear + GELU: the reference's composition of the two, except that the forward keeps
+    # GELU's slope for the backward (gelu.py); it falls back to the composition by itself
+    FUSED["linear_gelu"] = dispatch.Implementation("linear_gelu",
+                                                   forward=gelu.linear_gelu_forward,
+                                                   backward=gelu.linear_gelu_backward)
     FUSED["adam"] = dispatch.Implementation("adam", supports=adam.supports, step=adam.adam_step)
     FUSED["grad_sum"] = dispatch.Implementation("grad_sum", supports=grad_sum.supports,
                                                 forward=grad_sum.grad_sum_forward)
