@@ -262,16 +262,62 @@ def run_backward(root, grad, retain_graph=False):
                     # and layer_norm one array for both x and its residual: without the copy,
                     # a + b would give a and b one shared .grad array
                     xp = get_array_module(gx)
-                    shared = (any(xp.may_share_memory(gx, g) for g in gys)
+                    shared = (any(xp.may_share_memory(gx, g) for g in _arrays(gys))
                               or sum(g is gx for g in gxs) > 1)
                     x.grad = gx.copy() if shared else gx
                 else:
                     x.grad = x.grad + gx
             else:
                 pending = grads.get(id(x))
-                grads[id(x)] = (x, gx if pending is None else _sum_of_grads(pending[1], gx))
+                if pending is None:
+                    grads[id(x)] = (x, gx)
+                elif getattr(x.creator, "adds_grad_terms", False):    # its creator adds them
+                    grads[id(x)] = (x, GradTerms(pending[1]) + (gx,))
+                else:
+                    grads[id(x)] = (x, _sum_of_grads(pending[1], gx))
         if not retain_graph:
             f.release()
+
+
+class GradTerms(tuple):
+    """The gradients of one tensor, not yet added: what the engine hands the backward of a
+    Function with ``adds_grad_terms = True`` (the LayerNorms) when that tensor, its output, was
+    used more than once -- in BERT, every layer's output: the next layer's attention and its
+    residual. Such a backward adds the terms, in order, inside the pass that reads its gy
+    anyway (cpu/layer_norm.py), instead of the engine writing their sum to memory and the
+    backward reading it back. ``total()`` is the sum the engine would have made, to the bit:
+    ((g0 + g1) + g2) ...
+
+    ``GradTerms(g)`` of an array is (g,); of a GradTerms, the same terms."""
+
+    def __new__(cls, terms):
+        return super().__new__(cls, terms if isinstance(terms, tuple) else (terms,))
+
+    def __add__(self, more):
+        return GradTerms(tuple(self) + tuple(more))
+
+    def total(self):
+        out = self[0]
+        for g in self[1:]:
+            out = _sum_of_grads(out, g)
+        return out
+
+
+def grad_of_output(gy, impl):
+    """gy for ``impl.backward``: the GradTerms as they are where ``impl`` adds them itself
+    (``impl.adds_grad_terms``), else their sum; an array as it is."""
+    if isinstance(gy, GradTerms) and not getattr(impl, "adds_grad_terms", False):
+        return gy.total()
+    return gy
+
+
+def _arrays(gys):
+    """The arrays among ``gys``, the terms of a GradTerms among them."""
+    for g in gys:
+        if isinstance(g, GradTerms):
+            yield from g
+        elif g is not None:
+            yield g
 
 
 def _sum_of_grads(a, b):

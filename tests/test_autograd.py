@@ -8,7 +8,7 @@ import pytest
 
 import minitune as mt
 import minitune.functional as F
-from minitune.autograd import _topological_order, sum_to
+from minitune.autograd import GradTerms, _topological_order, grad_of_output, sum_to
 from minitune.testing import assert_close
 from op_helpers import leaf, values
 
@@ -350,3 +350,54 @@ def test_mul_and_div_by_a_python_number_keep_no_copy_of_the_tensor():
     y = (x * 2.0 + x / 4.0).sum()
     y.backward()
     np.testing.assert_allclose(x.grad, np.full((3, 4), 2.25))
+
+
+# ---- gradients handed over unsummed (GradTerms) to a creator that adds them itself -----------
+
+def _layer_norm_used(times, dtype, fused, seed=0):
+    """A LayerNorm whose output feeds ``times`` ops (as a BERT layer's output feeds the next
+    layer's attention and its residual); returns the leaves' gradients."""
+    rng = np.random.default_rng(seed)
+    x = mt.tensor(rng.standard_normal((37, 67)).astype(dtype), requires_grad=True)
+    w = mt.tensor(rng.standard_normal(67).astype(dtype), requires_grad=True)
+    b = mt.tensor(rng.standard_normal(67).astype(dtype), requires_grad=True)
+    r = mt.tensor(rng.standard_normal((37, 67)).astype(dtype), requires_grad=True)
+    with mt.dispatch.use_fused(fused):
+        h = F.layer_norm(x, w, b, residual=r)
+        uses = [(h * float(i + 1)).tanh() for i in range(times)]
+        loss = uses[0]
+        for u in uses[1:]:
+            loss = loss + u * u
+        loss.sum().backward()
+    return [t.grad for t in (x, w, b, r)]
+
+
+@pytest.mark.parametrize("times", [2, 3, 4])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_layer_norm_adds_its_output_gradients_itself_to_the_engines_bits(times, fused,
+                                                                            dtype, monkeypatch):
+    """The LayerNorm gets its output's gradients as GradTerms and adds them in its own pass
+    (fused), or has them added first (reference): either way the bits of the engine's own
+    sum, which is what runs when the Function does not take terms."""
+    got = _layer_norm_used(times, dtype, fused)
+    monkeypatch.setattr(mt.ops.nn.LayerNorm, "adds_grad_terms", False)
+    want = _layer_norm_used(times, dtype, fused)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_the_layer_norm_backward_receives_the_terms(monkeypatch):
+    seen = []
+    backward = mt.ops.nn.LayerNorm.backward
+    monkeypatch.setattr(mt.ops.nn.LayerNorm, "backward",
+                        lambda self, gy: seen.append(gy) or backward(self, gy))
+    _layer_norm_used(3, np.float64, True)
+    assert isinstance(seen[0], GradTerms) and len(seen[0]) == 3
+
+
+def test_grad_terms_add_up_in_order():
+    a, b, c = (np.float32(v) for v in (1e8, -1e8, 1.0))
+    assert GradTerms(a) == (a,) and GradTerms(GradTerms(a) + (b,)) == (a, b)
+    assert (GradTerms(a) + (b, c)).total() == np.float32(1.0)     # (a + b) + c, not a + (b + c)
+    assert grad_of_output(GradTerms((a, b)), object()) == 0.0

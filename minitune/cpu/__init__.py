@@ -50,6 +50,9 @@ def register():
         FUSED[name] = dispatch.Implementation(
             name, supports=module.supports,
             **{fn: getattr(module, f"{name}_{fn}") for fn in functions})
+    # the LayerNorms' backward adds the terms of a gradient the engine hands them unsummed
+    # (autograd.GradTerms) in its own row pass
+    FUSED["layer_norm"].adds_grad_terms = FUSED["dropout_layer_norm"].adds_grad_terms = True
     # linear + GELU: the reference's composition of the two, except that the forward keeps
     # GELU's slope for the backward (gelu.py); it falls back to the composition by itself
     FUSED["linear_gelu"] = dispatch.Implementation("linear_gelu",

@@ -35,7 +35,7 @@ the reference (xhat None under no_grad, when no backward will run); with dropout
 """
 import numpy as np
 
-from ..autograd import is_grad_enabled
+from ..autograd import GradTerms, is_grad_enabled
 from ..ops.nn import dropout_threshold
 from .dropout import draw_seed, kept, mask_scratch, row_draws
 from .threads import parallel_for, reduction_bounds
@@ -89,15 +89,23 @@ def _forward_rows(c, lo, hi, x, residual, has_residual, w, b, eps, y, xhat, rstd
 
 
 @kernel
-def _backward_rows(c, lo, hi, gy, xhat, rstd, w, gu, gw_part, gb_part,
+def _backward_rows(c, lo, hi, gy, gy_more, two_terms, xhat, rstd, w, gu, gw_part, gb_part,
                    dropout, seed, threshold, scale, gx):
+    """With ``two_terms`` the output's gradient is gy + gy_more (autograd.GradTerms), added
+    here, row by row, into an L1 row (a loop of its own: the same bits as the engine's sum)."""
     H = gy.shape[1]
     f = gy.dtype.type
     gw_acc, gb_acc = gw_part[c], gb_part[c]
     gxhat = np.empty(H, gy.dtype)
+    total = np.empty(H, gy.dtype)
     words, draws = mask_scratch(H)
     for r in range(lo, hi):
         gy_r, xhat_r, gu_r = gy[r], xhat[r], gu[r]
+        if two_terms:
+            more_r = gy_more[r]
+            for j in range(H):
+                total[j] = gy_r[j] + more_r[j]
+            gy_r = total
         s1 = f(0.0)
         s2 = f(0.0)
         for j in range(H):
@@ -152,18 +160,24 @@ def _forward(x, w, b, eps, residual, mask):
 
 def _backward(gy, xhat, rstd, w, mask):
     """(gu, gx, gw, gb): gu the gradient of u = x' + residual, gx that of x (gu itself
-    without dropout)."""
+    without dropout). gy: an array, or autograd.GradTerms whose sum the row pass makes (the
+    first terms added beforehand when there are more than two)."""
     dt = xhat.dtype
+    more = None
+    if isinstance(gy, GradTerms):
+        gy, more = (GradTerms(gy[:-1]).total(), gy[-1]) if len(gy) > 1 else (gy[0], None)
     gy2 = _rows(gy, dt)
+    more2 = gy2 if more is None else _rows(more, dt)
     n, H = gy2.shape
     gu = np.empty(xhat.shape, dt)
     dropout, seed, threshold, scale = mask
     gx = np.empty(xhat.shape, dt) if dropout else gu
     bounds = reduction_bounds(n, _GRAIN)
     gw_part, gb_part = np.zeros((len(bounds), H), dt), np.zeros((len(bounds), H), dt)
-    parallel_for(_backward_rows, n, gy2, xhat.reshape(n, H), rstd.reshape(n),
-                 w.astype(dt, copy=False), gu.reshape(n, H), gw_part, gb_part,
-                 dropout, seed, threshold, dt.type(scale), gx.reshape(n, H), bounds=bounds)
+    parallel_for(_backward_rows, n, gy2, more2, more is not None, xhat.reshape(n, H),
+                 rstd.reshape(n), w.astype(dt, copy=False), gu.reshape(n, H), gw_part,
+                 gb_part, dropout, seed, threshold, dt.type(scale), gx.reshape(n, H),
+                 bounds=bounds)
     return gu, gx, gw_part.sum(axis=0).astype(w.dtype), gb_part.sum(axis=0).astype(w.dtype)
 
 

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .. import amp, dispatch
-from ..autograd import Function, sum_to
+from ..autograd import Function, grad_of_output, sum_to
 from ..backend import device_of, get_array_module, to_device
 from ..cuda.graph import capturing
 from .matmul import LINEAR_REFERENCE, _batched, check_linear_shapes
@@ -265,8 +265,10 @@ class LayerNorm(Function):
         y, self.saved = self.impl.forward(x, w, b, self.eps, residual)
         return y
 
+    adds_grad_terms = True     # gy may come as autograd.GradTerms: the impl or grad_of_output adds
+
     def backward(self, gy):
-        gx, gw, gb = self.impl.backward(gy, self.saved)
+        gx, gw, gb = self.impl.backward(grad_of_output(gy, self.impl), self.saved)
         return (gx, gw, gb) if len(self.inputs) == 3 else (gx, gw, gb, gx)
 
 
@@ -449,8 +451,10 @@ class DropoutLayerNorm(Function):
         y, self.saved = self.impl.forward(x, w, b, self.eps, residual, self.p, self.rng)
         return y
 
+    adds_grad_terms = True     # as LayerNorm's
+
     def backward(self, gy):
-        gx, gw, gb, gresidual = self.impl.backward(gy, self.saved)
+        gx, gw, gb, gresidual = self.impl.backward(grad_of_output(gy, self.impl), self.saved)
         return (gx, gw, gb) if len(self.inputs) == 3 else (gx, gw, gb, gresidual)
 
 

@@ -3,6 +3,7 @@ dropout + residual + LayerNorm against the reference dropout then the reference 
 import numpy as np
 import pytest
 
+from minitune.autograd import GradTerms
 from minitune.cpu import dropout, layer_norm as fused
 from minitune.ops import nn as ref
 from cpu_helpers import DTYPES, FusedDraws, assert_same, pool_threads  # noqa: F401
@@ -116,3 +117,30 @@ def test_under_no_grad_the_forward_skips_xhat_and_gives_the_same_bits(dtype):
     assert saved[0] is not None and saved_eval[0] is None
     np.testing.assert_array_equal(y_eval, y)
     np.testing.assert_array_equal(saved_eval[1], saved[1])
+
+
+# ---- the output's gradient as unsummed terms (autograd.GradTerms) ----------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (2, 7, 37), (131, 385)])
+@pytest.mark.parametrize("terms", [1, 2, 3])
+@pytest.mark.parametrize("p", [0.0, 0.1])
+def test_backward_adds_grad_terms_to_the_bits_of_their_sum(dtype, shape, terms, p,
+                                                           pool_threads):
+    """Terms added in the row pass, in order: every gradient the bits of the backward given
+    ((g0 + g1) + g2), with and without the fused dropout."""
+    x, res, w, b, _ = _inputs(shape, dtype, True, seed=len(shape))
+    rng = np.random.default_rng(terms)
+    gys = [rng.standard_normal(shape).astype(dtype) * 10.0 ** i for i in range(terms)]
+    total = gys[0]
+    for g in gys[1:]:
+        total = total + g
+    if p:
+        _, saved = fused.dropout_layer_norm_forward(x, w, b, 1e-12, res, p,
+                                                    np.random.default_rng(7))
+        backward = fused.dropout_layer_norm_backward
+    else:
+        _, saved = fused.layer_norm_forward(x, w, b, 1e-12, res)
+        backward = fused.layer_norm_backward
+    for got, want in zip(backward(GradTerms(tuple(gys)), saved), backward(total, saved)):
+        np.testing.assert_array_equal(got, want)
