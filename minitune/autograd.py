@@ -288,10 +288,11 @@ class GradTerms(tuple):
     backward reading it back. ``total()`` is the sum the engine would have made, to the bit:
     ((g0 + g1) + g2) ...
 
-    ``GradTerms(g)`` of an array is (g,); of a GradTerms, the same terms."""
+    ``GradTerms(g)`` of an array is (g,); of a tuple or list of arrays (a GradTerms among
+    them), those terms."""
 
     def __new__(cls, terms):
-        return super().__new__(cls, terms if isinstance(terms, tuple) else (terms,))
+        return super().__new__(cls, terms if isinstance(terms, (tuple, list)) else (terms,))
 
     def __add__(self, more):
         return GradTerms(tuple(self) + tuple(more))

@@ -399,5 +399,6 @@ def test_the_layer_norm_backward_receives_the_terms(monkeypatch):
 def test_grad_terms_add_up_in_order():
     a, b, c = (np.float32(v) for v in (1e8, -1e8, 1.0))
     assert GradTerms(a) == (a,) and GradTerms(GradTerms(a) + (b,)) == (a, b)
+    assert GradTerms([a, b]) == (a, b) and type(GradTerms(a) + (b,)) is GradTerms
     assert (GradTerms(a) + (b, c)).total() == np.float32(1.0)     # (a + b) + c, not a + (b + c)
     assert grad_of_output(GradTerms((a, b)), object()) == 0.0
