@@ -1000,11 +1000,13 @@ class PoolTimeline:
                     ended.append(clock())
 
             t0 = clock()
-            futures = [cpu_threads._pool().submit(worker, True) for _ in range(helpers)]
-            worker(False)
-            t1 = clock()
-            for f in futures:
-                f.result()
+            t1 = []
+
+            def caller():
+                worker(False)
+                t1.append(clock())
+            cpu_threads.run_with_helpers(caller, lambda: worker(True), helpers)
+            t1 = t1[0]
             calls.append((timer.current, name, t0, min(started, default=None),
                           max(ended, default=None), t1, clock()))
             return len(bounds)

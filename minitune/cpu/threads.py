@@ -30,8 +30,8 @@ threads (BLAS and pool alike), and goes back up when they stop. ``set_adaptive(F
 ``MINITUNE_ADAPTIVE_THREADS=0``) keeps exactly n.
 """
 import os
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 
 def _default_threads():
@@ -58,7 +58,8 @@ class _Config:
     threads = _default_threads()                # the most threads allowed (set_num_threads)
     active = None                               # threads in use now (fewer on a busy machine)
     adaptive = os.environ.get("MINITUNE_ADAPTIVE_THREADS", "1") != "0"
-    pool = None                                 # a ThreadPoolExecutor of threads - 1 workers
+    helpers = []                                # the pool: threads - 1 _Helper threads
+    pool_lock = threading.Lock()                # held by the parallel_for using the helpers
     blas = None                                 # threadpoolctl's controller, once needed
     blas_held = 0                               # single_threaded_blas blocks open now
 
@@ -76,11 +77,8 @@ def set_num_threads(n):
     n = int(n)
     if n < 1:
         raise ValueError(f"the number of threads must be at least 1, got {n}")
-    _Config.threads = n
-    if _Config.pool is not None:
-        _Config.pool.shutdown(wait=True)
-        _Config.pool = None
-    _Load.reset()
+    _Config.threads = n             # the pool grows when it needs more threads; fewer leave
+    _Load.reset()                   # some asleep
     _use(n)
 
 
@@ -304,28 +302,85 @@ def parallel_for(kernel, n, *args, grain=1, bounds=None):
         except BaseException as e:                  # noqa: BLE001 -- re-raised below
             errors.append(e)
 
-    helpers = min(active_threads(), len(bounds)) - 1  # the calling thread works too
-    futures = [_pool().submit(worker) for _ in range(helpers)]
-    worker()
-    for f in futures:
-        f.result()
+    run_with_helpers(worker, worker, min(active_threads(), len(bounds)) - 1)
     if errors:
         raise errors[0]
     return len(bounds)
 
 
-def _pool():
-    if _Config.pool is None:
-        _Config.pool = ThreadPoolExecutor(max_workers=_Config.threads - 1,
-                                          thread_name_prefix="minitune-cpu")
-    return _Config.pool
+def run_with_helpers(job, helper_job, count):
+    """``job()`` on the calling thread while ``count`` of the pool's threads each run
+    ``helper_job()``; returns when all have returned. The jobs must not raise (parallel_for's
+    catch what their kernels raise).
+
+    When the pool is in use already -- parallel_for called from two Python threads at once, or
+    from inside a kernel -- the caller runs ``job()`` alone: ``job`` must then do all the work
+    itself, as parallel_for's does (it takes chunks until none is left)."""
+    if count < 1 or not _Config.pool_lock.acquire(blocking=False):
+        job()
+        return
+    try:
+        while len(_Config.helpers) < count:
+            _Config.helpers.append(_Helper(f"minitune-cpu_{len(_Config.helpers)}"))
+        helpers = _Config.helpers[:count]
+        for helper in helpers:
+            helper.start(helper_job)
+        try:
+            job()
+        finally:
+            for helper in helpers:
+                helper.wait()
+    finally:
+        _Config.pool_lock.release()
+
+
+class _Helper:
+    """One thread of the pool. It sleeps on its ``go`` lock; ``start(job)`` hands it a job and
+    releases ``go``; the thread runs the job and releases ``done``, which ``wait()`` takes.
+
+    Two plain locks used as semaphores are the cheapest hand-off CPython offers between
+    threads: measured, a parallel_for of two 10 us chunks took 39 us against 67-70 us through a
+    ThreadPoolExecutor, whose submit and result go through a queue, a Future and a condition
+    variable (docs/performance.md). A step makes some 150 of these hand-offs."""
+
+    def __init__(self, name):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.job = None
+        self.waiting = False             # a job handed over and not yet waited for
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while True:
+            self.go.acquire()
+            try:
+                self.job()
+            except BaseException:        # noqa: BLE001 -- the jobs catch their own errors;
+                pass                     # this only keeps the thread (and the pool) alive
+            finally:
+                self.job = None
+                self.done.release()
+
+    def start(self, job):
+        if self.waiting:                 # a wait() that was interrupted (Ctrl-C): the last
+            self.wait()                  # job must end before this thread takes another
+        self.job = job
+        self.waiting = True
+        self.go.release()
+
+    def wait(self):
+        self.done.acquire()
+        self.waiting = False
 
 
 def _forget_pool_after_fork():
-    """A forked child has only the thread that forked: the pool's workers are gone, yet the
-    executor still counts them, so work submitted to it would wait forever. The child starts
-    a pool of its own when it first needs one."""
-    _Config.pool = None
+    """A forked child has only the thread that forked: the pool's threads are gone (and the
+    pool's lock may be held by a thread that no longer exists). The child starts a pool of its
+    own when it first needs one."""
+    _Config.helpers = []
+    _Config.pool_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool_after_fork)

@@ -55,6 +55,62 @@ def test_parallel_for_reraises_a_kernels_error(restore_threads):
         threads.parallel_for(kernel, 100)
 
 
+def test_parallel_for_from_two_threads_at_once_covers_every_item(restore_threads):
+    """The pool serves one parallel_for at a time; a second one, from another Python thread,
+    runs on its own caller meanwhile -- and each covers all of its items."""
+    threads.set_num_threads(2)
+    n = 200
+    hits = {name: np.zeros(n, np.int64) for name in ("a", "b")}
+    errors = []
+
+    def run(name):
+        def kernel(c, lo, hi):
+            time.sleep(0.0005)                          # lets the other caller interleave
+            hits[name][lo:hi] += 1
+        try:
+            for _ in range(20):
+                threads.parallel_for(kernel, n, grain=5)
+        except BaseException as e:                      # noqa: BLE001
+            errors.append(e)
+    others = [threading.Thread(target=run, args=(name,)) for name in hits]
+    for t in others:
+        t.start()
+    for t in others:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in others)
+    assert all((h == 20).all() for h in hits.values())
+
+
+def test_a_parallel_for_inside_a_kernel_runs_on_its_caller(restore_threads):
+    threads.set_num_threads(2)
+    hits = np.zeros((4, 100), np.int64)
+
+    def inner(c, lo, hi, row):
+        hits[row, lo:hi] += 1
+
+    def outer(c, lo, hi):
+        for row in range(lo, hi):
+            threads.parallel_for(inner, 100, row, grain=10)
+    threads.parallel_for(outer, 4)
+    assert (hits == 1).all()
+
+
+def test_a_helper_finishes_its_last_job_before_taking_the_next(restore_threads):
+    """A wait() cut short (Ctrl-C in the caller) leaves a job running: the helper's next
+    start() waits for it first, so two jobs never share the thread and no release is lost."""
+    helper = threads._Helper("test-helper")
+    order = []
+    helper.start(lambda: (time.sleep(0.05), order.append("first")))
+    helper.start(lambda: order.append("second"))       # no wait() in between
+    helper.wait()
+    assert order == ["first", "second"]
+    helper.start(lambda: 1 / 0)                         # a job that raises keeps the thread
+    helper.wait()
+    helper.start(lambda: order.append("third"))
+    helper.wait()
+    assert order[-1] == "third"
+
+
 def test_one_thread_runs_everything_on_the_caller(restore_threads):
     threads.set_num_threads(1)
     idents = set()
