@@ -799,6 +799,8 @@ def bench_profile(name, steps=3):
 
 
 AB_SWITCHES = {
+    "affinity": "each pool thread first takes the chunks of its own part of the rows, the part "
+                "it wrote in the op before (cpu/threads.py), not the next chunk of one list",
     "prefetch": "the attention's row passes prefetch the next head's rows (cpu/attention.py)",
     "stream": "the attention's probabilities are copied with streaming stores "
               "(cpu/attention.py)",
@@ -822,6 +824,8 @@ def _set_switch(switch, on, saved):
         cpu_attention.PREFETCH = on
     elif switch == "stream":
         cpu_attention.STREAM = on
+    elif switch == "affinity":
+        cpu_threads.AFFINITY = on
     elif on:
         cpu.FUSED["grad_sum"] = saved
     else:
@@ -987,26 +991,21 @@ class PoolTimeline:
             if not bounds:
                 return 0
             name = getattr(kernel, "__name__", type(kernel).__name__)
-            helpers = min(cpu_threads.active_threads(), len(bounds)) - 1
-            work = iter(enumerate(bounds))
-            started, ended = [], []
+            threads = min(cpu_threads.active_threads(), len(bounds))
+            errors, started, ended, caller_end = [], [], [], []
+            take = cpu_threads.chunk_taker(kernel, bounds, args, threads, errors)
 
-            def worker(helper):
-                if helper:
+            def job(t):
+                if t:
                     started.append(clock())
-                for c, (lo, hi) in work:
-                    kernel(c, lo, hi, *args)
-                if helper:
-                    ended.append(clock())
+                take(t)
+                (ended if t else caller_end).append(clock())
 
             t0 = clock()
-            t1 = []
-
-            def caller():
-                worker(False)
-                t1.append(clock())
-            cpu_threads.run_with_helpers(caller, lambda: worker(True), helpers)
-            t1 = t1[0]
+            cpu_threads.run_with_helpers(job, threads - 1)
+            if errors:
+                raise errors[0]
+            t1 = caller_end[0]
             calls.append((timer.current, name, t0, min(started, default=None),
                           max(ended, default=None), t1, clock()))
             return len(bounds)

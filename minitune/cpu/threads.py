@@ -32,6 +32,7 @@ threads (BLAS and pool alike), and goes back up when they stop. ``set_adaptive(F
 import os
 import threading
 import time
+from collections import deque
 
 
 def _default_threads():
@@ -292,41 +293,73 @@ def parallel_for(kernel, n, *args, grain=1, bounds=None):
     if len(bounds) == 1:
         kernel(0, 0, n, *args)
         return 1
-    work = iter(enumerate(bounds))                  # next() on it is atomic under the GIL
+    threads = min(active_threads(), len(bounds))
     errors = []
-
-    def worker():
-        try:
-            for c, (lo, hi) in work:
-                kernel(c, lo, hi, *args)
-        except BaseException as e:                  # noqa: BLE001 -- re-raised below
-            errors.append(e)
-
-    run_with_helpers(worker, worker, min(active_threads(), len(bounds)) - 1)
+    run_with_helpers(chunk_taker(kernel, bounds, args, threads, errors), threads - 1)
     if errors:
         raise errors[0]
     return len(bounds)
 
 
-def run_with_helpers(job, helper_job, count):
-    """``job()`` on the calling thread while ``count`` of the pool's threads each run
-    ``helper_job()``; returns when all have returned. The jobs must not raise (parallel_for's
-    catch what their kernels raise).
+def chunk_taker(kernel, bounds, args, threads, errors):
+    """parallel_for's job for ``threads`` threads: ``job(t)`` runs ``kernel(c, lo, hi, *args)``
+    for chunks c of ``bounds`` until none is left, appending what a kernel raises to
+    ``errors``. Thread t first takes, in order, the chunks of the t-th of ``threads`` equal
+    parts of the list, then the other parts' last chunks."""
+    if AFFINITY:
+        edges = even_edges(len(bounds), threads)
+        queues = [deque(range(edges[t], edges[t + 1])) for t in range(threads)]
+    else:
+        queues = [deque(range(len(bounds)))] * threads
+
+    def job(t):
+        try:
+            own = queues[t]
+            while own:
+                try:
+                    c = own.popleft()               # atomic: no two threads get one chunk
+                except IndexError:
+                    break
+                kernel(c, *bounds[c], *args)
+            for i in range(1, threads):
+                other = queues[(t + i) % threads]
+                while other:
+                    try:
+                        c = other.pop()
+                    except IndexError:
+                        break
+                    kernel(c, *bounds[c], *args)
+        except BaseException as e:                  # noqa: BLE001 -- re-raised by the caller
+            errors.append(e)
+    return job
+
+
+# Each thread starts on its own part of the chunks (chunk_taker): the part of the rows it
+# computed in the op before, since every op cuts its rows the same way -- those of them still
+# in its core's L2 cache are read from there. False: all threads take the next chunk of one
+# list, as before 2026-12-01 (``bench_bert.py --ab affinity``; changes no result).
+AFFINITY = True
+
+
+def run_with_helpers(job, count):
+    """``job(0)`` on the calling thread while ``count`` of the pool's threads run ``job(1)``,
+    ..., ``job(count)``; returns when all have returned. ``job`` must not raise
+    (parallel_for's catches what its kernels raise).
 
     When the pool is in use already -- parallel_for called from two Python threads at once, or
-    from inside a kernel -- the caller runs ``job()`` alone: ``job`` must then do all the work
-    itself, as parallel_for's does (it takes chunks until none is left)."""
+    from inside a kernel -- the caller runs ``job(0)`` alone: ``job(0)`` must then do all the
+    work itself, as parallel_for's does (it takes the others' chunks when its own are done)."""
     if count < 1 or not _Config.pool_lock.acquire(blocking=False):
-        job()
+        job(0)
         return
     try:
         while len(_Config.helpers) < count:
             _Config.helpers.append(_Helper(f"minitune-cpu_{len(_Config.helpers)}"))
         helpers = _Config.helpers[:count]
-        for helper in helpers:
-            helper.start(helper_job)
+        for t, helper in enumerate(helpers, 1):
+            helper.start(job, t)
         try:
-            job()
+            job(0)
         finally:
             for helper in helpers:
                 helper.wait()
@@ -347,7 +380,7 @@ class _Helper:
         self.go, self.done = threading.Lock(), threading.Lock()
         self.go.acquire()
         self.done.acquire()
-        self.job = None
+        self.job, self.arg = None, None
         self.waiting = False             # a job handed over and not yet waited for
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
@@ -356,17 +389,17 @@ class _Helper:
         while True:
             self.go.acquire()
             try:
-                self.job()
+                self.job(self.arg)
             except BaseException:        # noqa: BLE001 -- the jobs catch their own errors;
                 pass                     # this only keeps the thread (and the pool) alive
             finally:
                 self.job = None
                 self.done.release()
 
-    def start(self, job):
+    def start(self, job, arg=None):
         if self.waiting:                 # a wait() that was interrupted (Ctrl-C): the last
             self.wait()                  # job must end before this thread takes another
-        self.job = job
+        self.job, self.arg = job, arg
         self.waiting = True
         self.go.release()
 

@@ -55,6 +55,25 @@ def test_parallel_for_reraises_a_kernels_error(restore_threads):
         threads.parallel_for(kernel, 100)
 
 
+def test_a_thread_done_with_its_own_chunks_takes_the_others_last_ones(restore_threads):
+    """Each thread starts on its own part of the chunks (the caller: the first half at two
+    threads); one whose part is done takes the others' last chunks, so a slow thread still
+    does less of the work."""
+    threads.set_num_threads(2)
+    main = threading.get_ident()
+    ran_by = {}
+
+    def kernel(c, lo, hi):
+        if c < 4:                                       # the caller's part: slow
+            time.sleep(0.03)
+        ran_by[c] = threading.get_ident()
+    bounds = [(c, c + 1) for c in range(8)]
+    threads.parallel_for(kernel, 8, bounds=bounds)
+    assert sorted(ran_by) == list(range(8))
+    assert ran_by[0] == main                            # the caller starts on its own part
+    assert any(ran_by[c] != main for c in range(1, 4))  # the helper took some of it
+
+
 def test_parallel_for_from_two_threads_at_once_covers_every_item(restore_threads):
     """The pool serves one parallel_for at a time; a second one, from another Python thread,
     runs on its own caller meanwhile -- and each covers all of its items."""
@@ -100,15 +119,15 @@ def test_a_helper_finishes_its_last_job_before_taking_the_next(restore_threads):
     start() waits for it first, so two jobs never share the thread and no release is lost."""
     helper = threads._Helper("test-helper")
     order = []
-    helper.start(lambda: (time.sleep(0.05), order.append("first")))
-    helper.start(lambda: order.append("second"))       # no wait() in between
+    helper.start(lambda _: (time.sleep(0.05), order.append("first")))
+    helper.start(lambda _: order.append("second"))       # no wait() in between
     helper.wait()
     assert order == ["first", "second"]
-    helper.start(lambda: 1 / 0)                         # a job that raises keeps the thread
+    helper.start(lambda _: 1 / 0)                         # a job that raises keeps the thread
     helper.wait()
-    helper.start(lambda: order.append("third"))
+    helper.start(lambda t: order.append(("third", t)), 7)
     helper.wait()
-    assert order[-1] == "third"
+    assert order[-1] == ("third", 7)
 
 
 def test_one_thread_runs_everything_on_the_caller(restore_threads):
