@@ -277,9 +277,11 @@ class BertEmbeddings(Module):
         T = input_ids.shape[1]
         positions = get_array_module(input_ids).arange(T)      # on the ids' device
         x = (self.word_embeddings(input_ids)                       # (B, T, H)
-             + self.position_embeddings(positions)                 # (T, H), broadcast over B
-             + self.token_type_embeddings(token_type_ids))         # (B, T, H)
-        return self.dropout(self.LayerNorm(x))
+             + self.position_embeddings(positions))                # (T, H), broadcast over B
+        # + the token-type embeddings (B, T, H), added inside the LayerNorm's own pass: the
+        # same sum, (word + position) + type, without writing it to memory first
+        x = self.LayerNorm(x, residual=self.token_type_embeddings(token_type_ids))
+        return self.dropout(x)
 
 
 class BertSelfAttention(Module):
