@@ -22,11 +22,11 @@ reference (``x @ w.T``, then ``y += b``) cannot choose are chosen here:
   ``openblas`` or ``numpy`` (the reference) chooses; ``gemm_library()`` says which one runs.
 - **Threads.** The rows are cut into blocks, and minitune's pool runs each block as a
   single-threaded GEMM: the same threads as every other fused op, no BLAS threads to wake
-  (or to spin, threads.py) between ops. ``gw`` and ``gb`` sum over the rows: each of n
-  blocks (n = ``num_threads()``) computes gb's sums over its own rows, right after its GEMMs
-  have read those rows of gy, and the n results are added at the end; gw is cut the same way
-  when OUT <= IN, and by its OUT rows (one GEMM over all N rows each, nothing to add) when
-  OUT > IN, where MKL runs that form faster.
+  (or to spin, threads.py) between ops. ``gb`` sums over the rows: each of n blocks
+  (n = ``num_threads()``) computes gb's sums over its own rows, right after its GEMM has read
+  those rows of gy, and the n results are added at the end. ``gw`` is cut by its OUT rows
+  when OUT > IN and by its IN columns otherwise: each block one GEMM over all N rows, nothing
+  to add afterwards.
 
 supports: x, w (and b) float32 or float64 of one dtype, at "fp32" precision (amp's rounded
 products run on the reference), and a GEMM library found; otherwise the reference runs.
@@ -39,7 +39,6 @@ import sys
 import numpy as np
 
 from ..ops import matmul as ref
-from .grad_sum import sum_in_order
 from .threads import chunk_bounds, even_edges, num_threads, parallel_for, single_threaded_blas
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -246,19 +245,18 @@ def linear_backward(gy, saved, needs=(True, True, True)):
     x2 = np.ascontiguousarray(x.reshape(-1, IN))                     # (N, IN)
     N, row = g2.shape[0], dt.itemsize
     gx = np.empty((N, IN), dt) if needs[0] else None
-    # gw and gb sum over the rows. Block j of n (n = num_threads()) computes gx for rows_j of
-    # the N rows, and either (OUT > IN) gw for outs_j of the OUT outputs, g[:, outs_j]^T x in
-    # one GEMM over all N rows, or (OUT <= IN) its rows' share g[rows_j]^T x into an (OUT, IN)
-    # array of its own, the n shares added at the end -- whichever MKL runs faster for the
-    # shape (docs/performance.md). gb: the column sums of g[rows_j], added at the end. The cut
-    # is by the thread setting, not by the threads active now: gw and gb to the last bit
-    # depend on the setting only, never on how busy the machine is.
+    # Block j of n (n = num_threads()) computes gx for rows_j of the N rows, and gw for a
+    # j-th of its outputs (OUT > IN: g[:, outs_j]^T x) or of its inputs (OUT <= IN:
+    # g^T x[:, ins_j]) -- one GEMM over all N rows each, nothing to add afterwards; MKL runs
+    # the first form faster for the wide layers, the second for the others (docs/cpu.md). gb:
+    # the column sums of g[rows_j], added at the end. The cut is by the thread setting, not by
+    # the threads active now: gw and gb to the last bit depend on the setting only, never on
+    # how busy the machine is.
     blocks = max(1, min(num_threads(), N // _MIN_ROWS))
     edges = even_edges(N, blocks)
-    by_outputs = needs[1] and blocks > 1 and OUT > IN and OUT >= blocks
-    outs = even_edges(OUT, blocks)
-    gw = np.empty((OUT, IN), dt) if by_outputs else None
-    partial = np.empty((blocks, OUT, IN), dt) if needs[1] and not by_outputs else None
+    by_outputs = OUT > IN
+    cuts = even_edges(OUT if by_outputs else IN, blocks)
+    gw = np.empty((OUT, IN), dt) if needs[1] else None
     partial_b = np.empty((blocks, OUT), dt) if has_bias and needs[2] else None
 
     def row_blocks(c, first, last):
@@ -267,25 +265,17 @@ def linear_backward(gy, saved, needs=(True, True, True)):
             if gx is not None:                    # gx[lo:hi] = g[lo:hi] w
                 GEMM(dt, False, False, hi - lo, IN, OUT, g2.ctypes.data + lo * OUT * row, OUT,
                      w.ctypes.data, IN, 0.0, gx.ctypes.data + lo * IN * row, IN)
-            if by_outputs:                        # gw[o_lo:o_hi] = g[:, o_lo:o_hi]^T x
-                o_lo, o_hi = outs[j], outs[j + 1]
-                GEMM(dt, True, False, o_hi - o_lo, IN, N, g2.ctypes.data + o_lo * row, OUT,
-                     x2.ctypes.data, IN, 0.0, gw.ctypes.data + o_lo * IN * row, IN)
-            if partial is not None:               # partial[j] = g[lo:hi]^T x[lo:hi]
-                GEMM(dt, True, False, OUT, IN, hi - lo, g2.ctypes.data + lo * OUT * row, OUT,
-                     x2.ctypes.data + lo * IN * row, IN, 0.0, partial[j].ctypes.data, IN)
+            a, b = cuts[j], cuts[j + 1]
+            if gw is not None and b > a:
+                if by_outputs:                    # gw[a:b] = g[:, a:b]^T x
+                    GEMM(dt, True, False, b - a, IN, N, g2.ctypes.data + a * row, OUT,
+                         x2.ctypes.data, IN, 0.0, gw.ctypes.data + a * IN * row, IN)
+                else:                             # gw[:, a:b] = g^T x[:, a:b]
+                    GEMM(dt, True, False, OUT, b - a, N, g2.ctypes.data, OUT,
+                         x2.ctypes.data + a * row, IN, 0.0, gw.ctypes.data + a * row, IN)
             if partial_b is not None:             # the bias's share, while g[lo:hi] is cached
                 g2[lo:hi].sum(axis=0, out=partial_b[j])
 
     _run(row_blocks, [(j, j + 1) for j in range(blocks)])
-    if partial is not None:
-        gw = partial[0] if blocks == 1 else _sum_partials(partial)
     gb = None if partial_b is None else partial_b[0] if blocks == 1 else partial_b.sum(axis=0)
     return (None if gx is None else gx.reshape(x.shape)), gw, gb
-
-
-def _sum_partials(partial):
-    """partial (n, OUT, IN), n >= 2 -> their sum (OUT, IN), added in order as numpy's
-    ``partial.sum(axis=0)`` does, on the pool (grad_sum.py): on one thread the sum of the FFN's
-    second Linear, (2, 384, 1536), kept the other thread waiting 0.4 ms a layer."""
-    return sum_in_order(list(partial), np.empty(partial.shape[1:], partial.dtype))
