@@ -58,20 +58,27 @@ def test_parallel_for_reraises_a_kernels_error(restore_threads):
 def test_a_thread_done_with_its_own_chunks_takes_the_others_last_ones(restore_threads):
     """Each thread starts on its own part of the chunks (the caller: the first half at two
     threads); one whose part is done takes the others' last chunks, so a slow thread still
-    does less of the work."""
+    does less of the work. Here the caller's first chunk holds it until the helper has taken
+    one of the caller's other chunks (or 10 s have passed, and the test fails)."""
     threads.set_num_threads(2)
     main = threading.get_ident()
-    ran_by = {}
+    ran_by, helper_order = {}, []
+    stolen = threading.Event()
 
     def kernel(c, lo, hi):
-        if c < 4:                                       # the caller's part: slow
-            time.sleep(0.03)
         ran_by[c] = threading.get_ident()
+        if ran_by[c] != main:
+            helper_order.append(c)
+        if c == 0:
+            stolen.wait(timeout=10)
+        elif c < 4 and ran_by[c] != main:
+            stolen.set()
     bounds = [(c, c + 1) for c in range(8)]
     threads.parallel_for(kernel, 8, bounds=bounds)
     assert sorted(ran_by) == list(range(8))
     assert ran_by[0] == main                            # the caller starts on its own part
-    assert any(ran_by[c] != main for c in range(1, 4))  # the helper took some of it
+    assert stolen.is_set()                              # the helper took some of it,
+    assert helper_order[:5] == [4, 5, 6, 7, 3]          # its own part first, then the end
 
 
 def test_parallel_for_from_two_threads_at_once_covers_every_item(restore_threads):
