@@ -25,22 +25,13 @@ def supports(a, b):
             and a.size >= _MIN_SIZE and a.flags.c_contiguous and b.flags.c_contiguous)
 
 
-def _add_chunk(c, lo, hi, out, *terms):
-    """out[lo:hi] = ((terms[0] + terms[1]) + terms[2]) + ... over flat elements lo..hi-1."""
-    np.add(terms[0][lo:hi], terms[1][lo:hi], out=out[lo:hi])
-    for t in terms[2:]:
-        np.add(out[lo:hi], t[lo:hi], out=out[lo:hi])
-
-
-def sum_in_order(terms, out):
-    """out = ((terms[0] + terms[1]) + terms[2]) + ...: two or more C-contiguous arrays of out's
-    shape and dtype, added in that order (as numpy's ``np.sum(stacked, axis=0)`` does), each
-    pool thread a chunk of the elements. Returns out."""
-    flat = [t.reshape(-1) for t in terms]
-    parallel_for(_add_chunk, out.size, out.reshape(-1), *flat, grain=_GRAIN)
-    return out
+def _add_chunk(c, lo, hi, a, b, out):
+    np.add(a[lo:hi], b[lo:hi], out=out[lo:hi])
 
 
 def grad_sum_forward(a, b):
     """a + b, a new array: a, b (...) of one shape."""
-    return sum_in_order((a, b), np.empty_like(a))
+    out = np.empty_like(a)
+    parallel_for(_add_chunk, a.size, a.reshape(-1), b.reshape(-1), out.reshape(-1),
+                 grain=_GRAIN)
+    return out
